@@ -1,0 +1,17 @@
+"""The one error type that means "the user's input is wrong" (CLI exit code 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad input: a one-line, user-facing message that names the file and the problem.
+
+    The CLI turns it into `error: <message>` and exit code 2, without a traceback.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
