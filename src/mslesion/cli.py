@@ -1,0 +1,136 @@
+"""The `mslesion` command: one typer app, thin commands, heavy imports inside them.
+
+Every command turns `InputError` into a one-line `error: ...` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from mslesion.errors import InputError
+
+app = typer.Typer(
+    name="mslesion",
+    help="Multiple sclerosis lesion segmentation in brain MRI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def _friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Report bad input as one line and exit 2; never a traceback for the user's mistakes."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+@app.command()
+@_friendly_errors
+def evaluate(
+    pred: Annotated[Path, typer.Option(help="Predicted mask: a file, a folder of masks, or per-case folders.")],
+    ref: Annotated[Path, typer.Option(help="Reference mask: a file, a folder, or a dataset (manifest/BIDS/nnU-Net).")],
+    out: Annotated[Path, typer.Option(help="Output folder for metrics.csv and summary.json.")],
+    connectivity: Annotated[int, typer.Option(help="Lesion connectivity for ISBI lesion-wise metrics: 6, 18 or 26.")] = 26,
+    task: Annotated[str, typer.Option(help="'lesions' (all metrics) or 'new-lesions' (the MSSEG-2 table).")] = "lesions",
+    empty_dice: Annotated[str, typer.Option(help="Dice when both masks are empty: 'nan' or 'one'.")] = "nan",
+) -> None:
+    """Compare predicted lesion masks with references; write metrics.csv and summary.json."""
+    from mslesion.evaluate.runner import run_evaluation
+
+    summary_text = run_evaluation(pred, ref, out, connectivity=connectivity, task=task, empty_dice=empty_dice)
+    typer.echo(summary_text)
+
+
+@app.command()
+@_friendly_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="metrics.csv of method A.")],
+    b: Annotated[Path, typer.Argument(help="metrics.csv of method B.")],
+    metric: Annotated[str, typer.Option(help="Column to compare, e.g. dice or msseg_lesion_f1.")] = "dice",
+    out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Paired two-sided Wilcoxon signed-rank test between two methods' per-case scores."""
+    from mslesion.evaluate.runner import run_comparison
+
+    typer.echo(run_comparison(a, b, metric=metric, out=out))
+
+
+@app.command()
+@_friendly_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="Output dataset folder.")],
+    n: Annotated[int, typer.Option(help="Number of subjects (or pairs with --longitudinal).")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same dataset.")] = 0,
+    sites: Annotated[int, typer.Option(help="Number of simulated scanner sites.")] = 1,
+    longitudinal: Annotated[bool, typer.Option(help="Make baseline/follow-up pairs with new lesions.")] = False,
+    lesion_masks: Annotated[Optional[Path], typer.Option(help="Folder of real MNI lesion masks to sample lesions from.")] = None,
+    resolution: Annotated[float, typer.Option(help="Voxel size in mm of the output grid (1 = MNI 1 mm).")] = 1.0,
+    bids: Annotated[bool, typer.Option(help="Write a BIDS dataset instead of per-case folders.")] = False,
+    deform: Annotated[bool, typer.Option(help="Random smooth deformation of the anatomy per subject.")] = True,
+) -> None:
+    """Generate synthetic MS phantoms: multi-contrast images, lesion and brain masks, manifest."""
+    from mslesion.synth import make_dataset
+
+    if n < 1 or sites < 1:
+        raise InputError(None, "--n and --sites must be at least 1")
+    if lesion_masks is not None and not lesion_masks.is_dir():
+        raise InputError(lesion_masks, "lesion mask folder not found")
+    manifest = make_dataset(
+        out,
+        n=n,
+        seed=seed,
+        n_sites=sites,
+        longitudinal=longitudinal,
+        lesion_masks_dir=lesion_masks,
+        resolution_mm=resolution,
+        layout="bids" if bids else "folders",
+        deform=deform,
+    )
+    typer.echo(f"wrote {n} {'pairs' if longitudinal else 'subjects'} to {out} ({manifest.name})")
+
+
+@app.command()
+@_friendly_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo_out"),
+    seed: Annotated[int, typer.Option(help="Seed of the embedded example.")] = 7,
+) -> None:
+    """Run the main job on an embedded example: a synthetic subject made on the fly."""
+    from mslesion.demo import run_demo
+
+    typer.echo(run_demo(out, seed=seed))
+
+
+@app.command()
+def version() -> None:
+    """Print the mslesion version."""
+    from mslesion import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="mslesion")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

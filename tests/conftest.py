@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny seeded volumes on disk, and the real data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Write a test image with nibabel directly (independent of the code under test)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def tiny_case_dir(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A 10x20x30 two-contrast case with a lesion and a brain mask, 1 x 1.5 x 2 mm voxels."""
+    affine = np.diag([1.0, 1.5, 2.0, 1.0])
+    flair = rng.normal(100, 10, (10, 20, 30)).astype(np.float32)
+    lesion = np.zeros((10, 20, 30), np.uint8)
+    lesion[3:6, 5:9, 10:14] = 1
+    for name, arr in {"FLAIR": flair, "T1": flair[::-1].copy(), "lesion": lesion, "brain": np.ones_like(lesion)}.items():
+        write_nifti(tmp_path / "case01" / f"{name}.nii.gz", arr, affine)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder; missing data fails under CI=true (it must be there) and skips elsewhere."""
+    root = Path(os.environ.get("MSLESION_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    if not (root / "lesjak-mni").is_dir():
+        message = f"real data not found at {root} (set MSLESION_SHARED_DATA)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+@pytest.fixture
+def nifti_writer():
+    """The `write_nifti` helper, as a fixture (test modules do not import conftest)."""
+    return write_nifti
