@@ -109,6 +109,40 @@ def synth(
 
 @app.command()
 @_friendly_errors
+def train(
+    config: Annotated[Path, typer.Option(help="Training YAML (see configs/).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log, curves, model.")],
+    resume: Annotated[bool, typer.Option(help="Continue exactly from the run folder's last checkpoint.")] = False,
+) -> None:
+    """Train a segmentation model on any dataset the toolkit reads (torchrun for several processes)."""
+    from mslesion.train.run import run_training
+
+    summary = run_training(config, out, resume=resume)
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@app.command()
+@_friendly_errors
+def segment(
+    flair: Annotated[Path, typer.Option(help="FLAIR image (NIfTI), skull-stripped and co-registered.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    t1: Annotated[Optional[Path], typer.Option(help="T1-weighted image on the FLAIR grid.")] = None,
+    t2: Annotated[Optional[Path], typer.Option(help="T2-weighted image on the FLAIR grid.")] = None,
+    pd: Annotated[Optional[Path], typer.Option(help="PD-weighted image on the FLAIR grid.")] = None,
+    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
+    brain_mask: Annotated[Optional[Path], typer.Option(help="Brain mask on the FLAIR grid (else non-zero FLAIR).")] = None,
+    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+) -> None:
+    """Segment MS lesions: lesion_mask, lesion_prob, lesions.csv and summary.json on the input grid."""
+    from mslesion.pipeline import segment as run_segment
+
+    images = {name: path for name, path in (("FLAIR", flair), ("T1", t1), ("T2", t2), ("PD", pd)) if path is not None}
+    result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips)
+    typer.echo(f"{result.lesion_count} lesions, {result.total_volume_ml:.2f} mL -> {result.out}")
+
+
+@app.command()
+@_friendly_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo_out"),
     seed: Annotated[int, typer.Option(help="Seed of the embedded example.")] = 7,

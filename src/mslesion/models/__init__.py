@@ -1,0 +1,1 @@
+"""Networks, a registry of them by name, and safetensors + JSON model files."""

@@ -1,0 +1,194 @@
+"""`segment()`: the one place where the stages meet, load -> preprocess -> model -> infer -> postprocess -> write.
+
+Outputs land on exactly the input FLAIR grid and affine. All files are first written to a
+hidden staging folder inside `out` and moved into place only when everything succeeded,
+so a failure never leaves a partial result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mslesion.errors import InputError
+from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.io.volume import Volume, load_volume, save_like
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+
+
+@dataclass
+class SegmentResult:
+    """What `segment` found and where it wrote it."""
+
+    out: Path
+    lesion_count: int
+    total_volume_ml: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A shipped model by name (`default`) or a model folder path."""
+    candidate = Path(name_or_path)
+    if candidate.exists():
+        return candidate
+    from importlib import resources
+
+    shipped = Path(str(resources.files("mslesion") / "data" / "models" / str(name_or_path)))
+    if shipped.is_dir():
+        return shipped
+    raise InputError(candidate, "model not found (neither a model folder nor a shipped model name)")
+
+
+def _background_looks_raw(image: np.ndarray) -> bool:
+    """Skull-stripped images have an exactly-zero background; raw ones do not."""
+    corners = [image[:8, :8, :8], image[-8:, -8:, :8], image[:8, -8:, -8:], image[-8:, :8, -8:]]
+    return float(np.mean([np.count_nonzero(c) / c.size for c in corners])) > 0.5
+
+
+def brain_from_images(volumes: dict[str, Volume], flair: Volume) -> np.ndarray:
+    """Brain mask of skull-stripped input: voxels non-zero in FLAIR, holes filled."""
+    from scipy import ndimage
+
+    if _background_looks_raw(flair.array):
+        raise InputError(
+            flair.path,
+            "looks like a raw scan (non-zero background) and no --brain-mask was given; "
+            "segment needs skull-stripped, co-registered input for now",
+        )
+    mask = np.abs(flair.array) > 1e-6
+    mask = ndimage.binary_fill_holes(mask)
+    if not mask.any():
+        raise InputError(flair.path, "image is empty (all zeros)")
+    return mask
+
+
+def _load_inputs(images: dict[str, Path], brain_mask: Path | None) -> tuple[dict[str, Volume], Volume, np.ndarray, bool]:
+    if "FLAIR" not in images:
+        raise InputError(None, "a FLAIR image is required (--flair)")
+    volumes = {name: load_volume(path).validate() for name, path in images.items()}
+    flair = volumes["FLAIR"]
+    for name, vol in volumes.items():
+        if not vol.same_grid(flair):
+            raise InputError(vol.path, f"{name} grid {vol.shape} differs from FLAIR {flair.shape}; co-register first")
+    if brain_mask is not None:
+        brain_vol = load_volume(brain_mask).validate()
+        if not brain_vol.same_grid(flair):
+            raise InputError(brain_mask, f"brain mask grid {brain_vol.shape} differs from FLAIR {flair.shape}")
+        brain = brain_vol.array > 0
+        if not brain.any():
+            raise InputError(brain_mask, "brain mask is empty")
+        return volumes, flair, brain, False
+    return volumes, flair, brain_from_images(volumes, flair), True
+
+
+def _stack_channels(volumes: dict[str, Volume], brain: np.ndarray, contrasts: list[str], normalisation: str) -> np.ndarray:
+    """(C, D, H, W) normalised input; a contrast the model knows but the user lacks is zeros."""
+    from mslesion.preprocess.normalize import normalise
+
+    channels = []
+    for name in contrasts:
+        vol = volumes.get(name)
+        channels.append(np.zeros(brain.shape, np.float32) if vol is None else normalise(vol.array, brain, normalisation))
+    return np.stack(channels)
+
+
+def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _prepare_out(out: Path) -> None:
+    """Create the output folder now, so an unwritable one fails before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(out, f"cannot write the output folder ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move every staged file into `out` (each move is an atomic rename), then drop staging."""
+    for item in sorted(staging.iterdir()):
+        os.replace(item, out / item.name)
+    staging.rmdir()
+
+
+def segment(
+    images: dict[str, Path],
+    out: Path,
+    model: str | Path = DEFAULT_MODEL,
+    brain_mask: Path | None = None,
+    flips: int = 2,
+    overlap: float = 0.25,
+) -> SegmentResult:
+    """Segment lesions on skull-stripped, co-registered scans; write mask, probabilities, tables."""
+    import torch
+
+    from mslesion import __version__
+    from mslesion.infer.sliding import predict_probability
+    from mslesion.models.store import load_model
+    from mslesion.postprocess.lesions import binarise, lesion_rows, lesion_table
+
+    start = time.perf_counter()
+    model_dir = resolve_model(model)
+    net, card = load_model(model_dir)
+    volumes, flair, brain, brain_computed = _load_inputs(images, brain_mask)
+    _prepare_out(out)
+    missing = [c for c in card.contrasts if c not in volumes]
+    warnings = [f"model input {c} not given: treated as missing (zeros)" for c in missing if c != "FLAIR"]
+    unused = sorted(set(volumes) - set(card.contrasts))
+    warnings += [f"{c} given but the model does not use it" for c in unused]
+    if any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):
+        warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
+    x = _stack_channels(volumes, brain, card.contrasts, card.normalisation)
+    torch.set_grad_enabled(False)
+    prob = predict_probability(net, x, brain, card.patch_size, overlap=overlap, flips=flips)
+    prob[~brain] = 0.0
+    mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
+    lesions = lesion_table(mask, flair.affine)
+    rows = lesion_rows(lesions)
+    summary = {
+        "lesion_count": len(lesions),
+        "total_volume_ml": round(float(sum(les.volume_ml for les in lesions)), 4),
+        "lesion_connectivity": 26,
+        "model": {"path": str(model_dir), "architecture": card.architecture, "contrasts": card.contrasts, "threshold": card.threshold},
+        "inputs": {name: {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]} for name, v in volumes.items()},
+        "brain_mask": "computed (non-zero FLAIR)" if brain_computed else str(brain_mask),
+        "warnings": warnings,
+        "seconds": round(time.perf_counter() - start, 2),
+        "mslesion_version": __version__,
+    }
+    _prepare_out(out)
+    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
+    try:
+        save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
+        save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)
+        if brain_computed:
+            save_like(brain.astype(np.uint8), flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
+        columns = list(rows[0]) if rows else ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]
+        write_text_atomic(staging / "lesions.csv", _csv_text(rows, columns))
+        write_json_atomic(staging / "summary.json", summary)
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for message in warnings:
+        logger.warning("warning: %s", message)
+    return SegmentResult(out=out, lesion_count=len(lesions), total_volume_ml=summary["total_volume_ml"], summary=summary)

@@ -1,0 +1,1 @@
+"""From probabilities to lesions: threshold, size filter, lesion table."""

@@ -1,0 +1,1 @@
+"""Preprocessing stages: intensity normalisation now; reorientation, registration and brain extraction later."""

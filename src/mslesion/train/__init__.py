@@ -1,0 +1,1 @@
+"""Training: configuration, splits, patch sampling, augmentation, the training loop."""

@@ -1,0 +1,169 @@
+"""Training configuration: one YAML file, read into typed dataclasses, validated up front.
+
+Unknown keys are errors (a typo must not silently train with a default). Relative
+dataset paths are resolved against the YAML file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mslesion.errors import InputError
+
+
+@dataclass
+class DataConfig:
+    """Which cases, which contrasts, how they are split into train and validation."""
+
+    datasets: list[str] = field(default_factory=list)
+    contrasts: list[str] = field(default_factory=lambda: ["FLAIR", "T1"])
+    split: str = "holdout"  # holdout | kfold | leave_site_out | none
+    val_fraction: float = 0.2
+    n_folds: int = 5
+    fold: int = 0
+    val_site: str | None = None
+    val_datasets: list[str] = field(default_factory=list)  # extra cases used only for validation
+    max_cases: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "unet"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PatchConfig:
+    size: list[int] = field(default_factory=lambda: [64, 64, 64])
+    batch_size: int = 2
+    lesion_fraction: float = 0.66  # share of patches centred on a lesion (chosen lesion-first)
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities of each augmentation per patch (0 disables it)."""
+
+    flip: float = 0.5
+    affine: float = 0.2
+    elastic: float = 0.0
+    gamma: float = 0.3
+    bias_field: float = 0.3
+    noise: float = 0.2
+    image_quality: float = 0.25
+    modality_dropout: float = 0.3
+
+
+@dataclass
+class LossConfig:
+    name: str = "dice_ce"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    schedule: str = "cosine"  # cosine | poly | constant
+    warmup_steps: int = 50
+
+
+@dataclass
+class LoopConfig:
+    max_epochs: int = 50
+    steps_per_epoch: int = 100
+    val_every: int = 1
+    patience: int = 10
+    checkpoint_every: int = 50
+    seed: int = 0
+    num_threads: int = 0  # 0 = leave torch's default
+    time_budget_minutes: float | None = None
+
+
+@dataclass
+class InferConfig:
+    overlap: float = 0.25
+    flips: int = 1
+    thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
+    min_lesion_mm3: float = 3.0
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, values: dict[str, Any] | None, where: str, source: Path) -> Any:
+    values = values or {}
+    if not isinstance(values, dict):
+        raise InputError(source, f"section {where!r} must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(source, f"unknown key(s) in {where!r}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**values)
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "patch": PatchConfig,
+    "augment": AugmentConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "train": LoopConfig,
+    "infer": InferConfig,
+}
+
+
+def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
+    """Validate a parsed YAML mapping into a TrainConfig."""
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise InputError(source, f"unknown section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
+    cfg = TrainConfig(**{name: _build(cls, raw.get(name), name, source) for name, cls in SECTIONS.items()})
+    if cfg.data.split not in ("holdout", "kfold", "leave_site_out", "none"):
+        raise InputError(source, f"data.split must be holdout, kfold, leave_site_out or none, not {cfg.data.split!r}")
+    if "FLAIR" not in cfg.data.contrasts:
+        raise InputError(source, "data.contrasts must include FLAIR (every model accepts FLAIR alone)")
+    if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):
+        raise InputError(source, f"patch.size must be 3 multiples of 16, not {cfg.patch.size}")
+    return cfg
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training YAML; dataset paths become absolute."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise InputError(path, "config must be a YAML mapping")
+    cfg = config_from_dict(raw, path)
+    def resolve(entry: str) -> str:
+        expanded = Path(os.path.expandvars(entry))  # e.g. ${MSLESION_SHARED_DATA}/lesjak-mni
+        return str(expanded if expanded.is_absolute() else (path.parent / expanded).resolve())
+
+    cfg.data.datasets = [resolve(p) for p in cfg.data.datasets]
+    cfg.data.val_datasets = [resolve(p) for p in cfg.data.val_datasets]
+    if not cfg.data.datasets:
+        raise InputError(path, "data.datasets is empty")
+    return cfg

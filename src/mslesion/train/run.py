@@ -1,0 +1,75 @@
+"""`mslesion train --config CFG --out RUN_DIR [--resume]`: from a YAML to a trained model folder.
+
+RUN_DIR holds `config.yaml` (as resolved), `splits.json`, `log.csv`, `curves.png`,
+`checkpoint/` (for --resume) and `model/` (safetensors + model.json, the best epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mslesion.errors import InputError
+from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.train.config import TrainConfig, load_config
+
+logger = logging.getLogger(__name__)
+
+
+def load_cases(cfg: TrainConfig):
+    """Every case of the configured datasets, then the split into (train, validation)."""
+    from mslesion.io.dataset import load_dataset
+    from mslesion.train.splits import split_cases
+
+    cases = [c for path in cfg.data.datasets for c in load_dataset(path)]
+    cases = [c for c in cases if c.lesion is not None and "FLAIR" in c.images]
+    if cfg.data.max_cases:
+        cases = cases[: cfg.data.max_cases]
+    if not cases:
+        raise InputError(None, "no case with FLAIR and a lesion mask in data.datasets")
+    try:
+        train, val = split_cases(cases, cfg.data.split, val_fraction=cfg.data.val_fraction, n_folds=cfg.data.n_folds,
+                                 fold=cfg.data.fold, site=cfg.data.val_site, seed=cfg.train.seed)
+    except ValueError as exc:
+        raise InputError(None, f"data split: {exc}") from None
+    val += [c for path in cfg.data.val_datasets for c in load_dataset(path) if c.lesion is not None]
+    if not train:
+        raise InputError(None, "the split leaves no training case")
+    return train, val
+
+
+def run_training(config_path: Path, out: Path, resume: bool = False) -> dict:
+    """Train as configured; return a summary (steps, best validation Dice, why it stopped)."""
+    import torch
+    import yaml
+
+    from mslesion.train.data import prepare_case
+    from mslesion.train.trainer import Trainer, init_distributed
+
+    cfg = load_config(config_path)
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    dist = init_distributed()
+    train, val = load_cases(cfg)
+    if dist.main:
+        if not resume and (out / "checkpoint").exists():
+            raise InputError(out, "already holds a training run; use --resume or another --out")
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_json_atomic(out / "splits.json", {"train": [c.case_id for c in train], "validation": [c.case_id for c in val]})
+    logger.info("preparing %d training and %d validation cases", len(train), len(val))
+    prepared_train = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed) for c in train]
+    prepared_val = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed) for c in val] if dist.main else []
+    trainer = Trainer(cfg, out, prepared_train, prepared_val, dist)
+    if resume:
+        trainer.resume()
+    state = trainer.fit()
+    summary = {"steps": state.step, "epochs": state.epoch, "best_val_dice": state.best_dice,
+               "threshold": state.best_threshold, "stopped": state.stopped, "world_size": dist.world}
+    if dist.main:
+        write_json_atomic(out / "summary.json", summary)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+        tdist.destroy_process_group()
+    return summary

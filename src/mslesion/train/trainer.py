@@ -1,0 +1,289 @@
+"""The training loop: patches -> augmentation -> network -> loss, validation, checkpoints.
+
+Randomness is counter-based: the patches, augmentations and dropout masks of step k come
+from (seed, k, rank) alone, so `--resume` from a checkpoint at step k continues exactly
+as if training had never stopped. Multi-process training uses PyTorch DDP launched by
+`torchrun` (gloo backend on CPU); rank 0 validates, logs and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mslesion.errors import InputError
+from mslesion.io.atomic import write_text_atomic
+from mslesion.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["epoch", "step", "train_loss", "val_dice", "val_threshold", "lr", "seconds"]
+
+
+@dataclass
+class LoopState:
+    """Everything besides tensors that a checkpoint must restore."""
+
+    step: int = 0
+    epoch: int = 0
+    best_dice: float = -1.0
+    best_threshold: float = 0.5
+    epochs_without_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = ""
+
+
+@dataclass
+class Dist:
+    """Process-group facts; world size 1 when not launched by torchrun."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the torchrun process group (gloo: works on CPU) when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Linear warm-up, then cosine, polynomial (nnU-Net's 0.9) or constant decay."""
+    base, warm = cfg.optim.lr, cfg.optim.warmup_steps
+    if warm > 0 and step < warm:
+        return base * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    if cfg.optim.schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.optim.schedule == "poly":
+        return base * (1 - progress) ** 0.9
+    return base
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optim.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.optim.lr, momentum=0.99, nesterov=True, weight_decay=cfg.optim.weight_decay)
+    raise InputError(None, f"optim.name must be adamw or sgd, not {cfg.optim.name!r}")
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def _history_csv(history: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and validation Dice per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    val = [(h["epoch"], h["val_dice"]) for h in history if h["val_dice"] not in ("", None)]
+    if val:
+        ax.plot(*zip(*val), marker="o", label="validation Dice")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Trains one network from a TrainConfig into a run folder."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, train_cases, val_cases, dist: Dist | None = None) -> None:
+        from mslesion.losses import make_loss
+        from mslesion.models.registry import build_network
+        from mslesion.train.augment import make_transforms
+
+        self.cfg, self.out, self.dist = cfg, out, dist or Dist()
+        self.train_cases, self.val_cases = train_cases, val_cases
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        self.net = build_network(cfg.model.architecture, len(cfg.data.contrasts), cfg.model.params)
+        self.model: nn.Module = self.net
+        if self.dist.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(self.net)
+        self.loss = make_loss(cfg.loss.name, **cfg.loss.params)
+        self.optimizer = make_optimizer(cfg, self.net.parameters())
+        self.transforms = make_transforms(cfg.augment, len(cfg.data.contrasts))
+        self.state = LoopState()
+        self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
+
+    # --- persistence -------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        from mslesion.train.checkpoint import save_checkpoint
+
+        if self.dist.main:
+            save_checkpoint(self.out / "checkpoint", self.net, self.optimizer, self.state.__dict__)
+
+    def resume(self) -> None:
+        from mslesion.train.checkpoint import load_checkpoint
+
+        meta = load_checkpoint(self.out / "checkpoint", self.net, self.optimizer)
+        self.state = LoopState(**meta)
+        logger.info("resumed at step %d (epoch %d)", self.state.step, self.state.epoch)
+
+    def save_model(self) -> None:
+        from mslesion.models.store import ModelCard, save_model
+
+        card = ModelCard(
+            architecture=self.cfg.model.architecture,
+            contrasts=list(self.cfg.data.contrasts),
+            params=self.cfg.model.params,
+            patch_size=tuple(self.cfg.patch.size),
+            threshold=self.state.best_threshold,
+            min_lesion_mm3=self.cfg.infer.min_lesion_mm3,
+            modality_dropout=self.cfg.augment.modality_dropout > 0,
+            training={
+                "cases": [c.case_id for c in self.train_cases],
+                "validation_cases": [c.case_id for c in self.val_cases],
+                "sites": sorted({c.site or "" for c in self.train_cases}),
+                "steps": self.state.step,
+                "val_dice": self.state.best_dice,
+                "loss": self.cfg.loss.name,
+            },
+        )
+        save_model(self.net.state_dict(), card, self.out / "model")
+
+    # --- one step ----------------------------------------------------------------------
+    def train_step(self) -> float:
+        from mslesion.train.augment import augment_batch
+        from mslesion.train.sampling import sample_batch
+
+        cfg, step = self.cfg, self.state.step
+        seed = _step_seed(cfg.train.seed, step, self.dist.rank)
+        rng = np.random.default_rng(seed)
+        items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction)
+        items = augment_batch(self.transforms, items, seed)
+        x = torch.from_numpy(np.stack([i["image"] for i in items]))
+        y = torch.from_numpy(np.stack([i["label"] for i in items]))
+        torch.manual_seed(seed)  # dropout masks
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step, self.total_steps)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
+        self.optimizer.step()
+        self.state.step += 1
+        return float(loss.detach())
+
+    # --- validation --------------------------------------------------------------------
+    def validate(self) -> tuple[float, float]:
+        """Mean per-case Dice at the best threshold of the grid, and that threshold."""
+        from mslesion.infer.sliding import predict_probability
+        from mslesion.postprocess.lesions import binarise
+
+        self.net.eval()
+        thresholds = self.cfg.infer.thresholds
+        scores = np.zeros((len(self.val_cases), len(thresholds)))
+        for i, case in enumerate(self.val_cases):
+            prob = predict_probability(self.net, case.image, case.brain, self.cfg.patch.size, overlap=self.cfg.infer.overlap, flips=1)
+            prob[~case.brain] = 0
+            voxel_mm3 = float(np.prod(case.spacing))
+            for j, t in enumerate(thresholds):
+                mask = binarise(prob, t, self.cfg.infer.min_lesion_mm3, voxel_mm3) > 0
+                ref = case.label > 0
+                denom = mask.sum() + ref.sum()
+                scores[i, j] = 1.0 if denom == 0 else 2.0 * np.logical_and(mask, ref).sum() / denom
+        mean = scores.mean(axis=0)
+        best = int(np.argmax(mean))
+        return float(mean[best]), float(thresholds[best])
+
+    # --- the loop ----------------------------------------------------------------------
+    def _should_stop(self, started: float) -> bool:
+        budget = self.cfg.train.time_budget_minutes
+        stop = budget is not None and (time.perf_counter() - started) > budget * 60
+        stop = stop or self.state.epochs_without_improvement >= self.cfg.train.patience
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(stop)])
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
+
+    def end_epoch(self, losses: list[float], started_epoch: float) -> None:
+        cfg, st = self.cfg, self.state
+        st.epoch += 1
+        row = {"epoch": st.epoch, "step": st.step, "train_loss": round(float(np.mean(losses)), 5), "val_dice": "",
+               "val_threshold": "", "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
+               "seconds": round(time.perf_counter() - started_epoch, 1)}
+        if self.dist.main:
+            if self.val_cases and st.epoch % cfg.train.val_every == 0:
+                dice, threshold = self.validate()
+                row.update(val_dice=round(dice, 5), val_threshold=threshold)
+                if dice > st.best_dice:
+                    st.best_dice, st.best_threshold, st.epochs_without_improvement = dice, threshold, 0
+                    self.save_model()
+                else:
+                    st.epochs_without_improvement += 1
+            elif not self.val_cases:
+                self.save_model()
+            st.history.append(row)
+            write_text_atomic(self.out / "log.csv", _history_csv(st.history))
+            plot_curves(st.history, self.out / "curves.png")
+            logger.info("epoch %d step %d loss %.4f val_dice %s", st.epoch, st.step, row["train_loss"], row["val_dice"])
+        self.checkpoint()
+
+    def fit(self) -> LoopState:
+        """Train until max_epochs, early stopping, or the time budget; returns the final state."""
+        from tqdm import tqdm
+
+        cfg, st = self.cfg, self.state
+        started = time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=st.step, disable=None if self.dist.main else True, desc="train")
+        while st.epoch < cfg.train.max_epochs:
+            if self._should_stop(started):
+                st.stopped = "time budget" if st.epochs_without_improvement < cfg.train.patience else "early stopping"
+                break
+            started_epoch, losses = time.perf_counter(), []
+            while st.step < (st.epoch + 1) * cfg.train.steps_per_epoch:
+                losses.append(self.train_step())
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                if st.step % cfg.train.checkpoint_every == 0:
+                    self.checkpoint()
+            self.end_epoch(losses, started_epoch)
+        bar.close()
+        st.stopped = st.stopped or "max epochs"
+        if self.dist.main:
+            self.checkpoint()
+        return st

@@ -1,0 +1,131 @@
+"""Training end to end on a tiny dataset: outputs, exact resume, splits, config errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mslesion.errors import InputError
+from mslesion.train.config import load_config
+
+TINY_PARAMS = {"features": [4, 4, 8, 8, 16, 4]}
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path, nifti_writer) -> Path:
+    """Six 40^3 cases on two sites: bright FLAIR blobs are the lesions."""
+    rng = np.random.default_rng(0)
+    rows = ["case_id,site,FLAIR,T1,lesion"]
+    grid = np.indices((40, 40, 40)).transpose(1, 2, 3, 0)
+    for i in range(6):
+        lesion = np.zeros((40, 40, 40), np.uint8)
+        for _ in range(3):
+            c = rng.integers(10, 30, 3)
+            lesion[np.linalg.norm(grid - c, axis=-1) < rng.uniform(2, 4)] = 1
+        brain = np.linalg.norm(grid - 20, axis=-1) < 18
+        flair = (rng.normal(100, 5, lesion.shape) + 60 * lesion) * brain
+        t1 = (rng.normal(100, 5, lesion.shape) - 30 * lesion) * brain
+        for name, arr in (("FLAIR", flair), ("T1", t1), ("lesion", lesion)):
+            nifti_writer(tmp_path / "data" / f"c{i}" / f"{name}.nii.gz", arr.astype(np.float32 if name != "lesion" else np.uint8))
+        rows.append(f"c{i},{'A' if i < 3 else 'B'},c{i}/FLAIR.nii.gz,c{i}/T1.nii.gz,c{i}/lesion.nii.gz")
+    (tmp_path / "data" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "data"
+
+
+def _config(tmp_path: Path, dataset: Path, name: str = "cfg.yaml", **loop) -> Path:
+    cfg = {
+        "data": {"datasets": [str(dataset)], "contrasts": ["FLAIR", "T1"], "split": "holdout", "val_fraction": 0.2},
+        "model": {"architecture": "unet", "params": TINY_PARAMS},
+        "patch": {"size": [32, 32, 32], "batch_size": 2, "lesion_fraction": 0.7},
+        "loss": {"name": "dice_ce"},
+        "optim": {"lr": 0.003, "schedule": "constant", "warmup_steps": 0},
+        "train": {"max_epochs": 2, "steps_per_epoch": 2, "checkpoint_every": 1, "seed": 3, "num_threads": 1, **loop},
+        "infer": {"thresholds": [0.3, 0.5]},
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_writes_a_usable_run_folder(tmp_path: Path, tiny_dataset: Path) -> None:
+    from mslesion.models.store import load_model
+    from mslesion.train.run import run_training
+
+    out = tmp_path / "run"
+    summary = run_training(_config(tmp_path, tiny_dataset), out)
+    assert summary["steps"] == 4 and summary["epochs"] == 2
+    for name in ("config.yaml", "splits.json", "log.csv", "curves.png", "summary.json", "model/model.safetensors", "model/model.json"):
+        assert (out / name).is_file(), name
+    assert len((out / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    splits = json.loads((out / "splits.json").read_text())
+    assert len(splits["validation"]) == 1 and len(splits["train"]) == 5
+    net, card = load_model(out / "model")
+    assert card.contrasts == ["FLAIR", "T1"] and card.threshold in (0.3, 0.5)
+    with pytest.raises(InputError, match="already holds a training run"):
+        run_training(_config(tmp_path, tiny_dataset), out)
+
+
+def test_resume_continues_exactly(tmp_path: Path, tiny_dataset: Path) -> None:
+    from safetensors.torch import load_file
+
+    from mslesion.train.run import run_training
+
+    straight = tmp_path / "straight"
+    run_training(_config(tmp_path, tiny_dataset), straight)
+    split = tmp_path / "split"
+    run_training(_config(tmp_path, tiny_dataset, "short.yaml", max_epochs=1), split)
+    run_training(_config(tmp_path, tiny_dataset), split, resume=True)
+    a = load_file(str(straight / "checkpoint" / "state.safetensors"))
+    b = load_file(str(split / "checkpoint" / "state.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+
+
+def test_leave_site_out_and_kfold_splits(tmp_path: Path, tiny_dataset: Path) -> None:
+    from mslesion.train.run import load_cases
+
+    cfg = load_config(_config(tmp_path, tiny_dataset))
+    cfg.data.split, cfg.data.val_site = "leave_site_out", "B"
+    train, val = load_cases(cfg)
+    assert {c.meta.site for c in train} == {"A"} and {c.case_id for c in val} == {"c3", "c4", "c5"}
+    cfg.data.split, cfg.data.n_folds = "kfold", 3
+    folds = []
+    for fold in range(3):
+        cfg.data.fold = fold
+        folds.append({c.case_id for c in load_cases(cfg)[1]})
+    assert sorted(x for f in folds for x in f) == [f"c{i}" for i in range(6)]  # each case validated once
+
+
+def test_config_errors_are_one_line(tmp_path: Path, tiny_dataset: Path) -> None:
+    path = _config(tmp_path, tiny_dataset)
+    raw = yaml.safe_load(path.read_text())
+    raw["patch"]["sise"] = [32, 32, 32]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match=r"unknown key\(s\) in 'patch': sise"):
+        load_config(path)
+    path.write_text("data: [unclosed")
+    with pytest.raises(InputError, match="invalid YAML"):
+        load_config(path)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun missing")
+def test_ddp_two_processes_on_cpu(tmp_path: Path, tiny_dataset: Path) -> None:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "mslesion.cli", "train",
+           "--config", str(_config(tmp_path, tiny_dataset, max_epochs=1)), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert (out / "model" / "model.safetensors").is_file()
