@@ -140,8 +140,6 @@ def segment(
     overlap: float = 0.25,
 ) -> SegmentResult:
     """Segment lesions on skull-stripped, co-registered scans; write mask, probabilities, tables."""
-    import torch
-
     from mslesion import __version__
     from mslesion.infer.sliding import predict_probability
     from mslesion.models.store import load_model
@@ -159,7 +157,6 @@ def segment(
     if any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
     x = _stack_channels(volumes, brain, card.contrasts, card.normalisation)
-    torch.set_grad_enabled(False)
     prob = predict_probability(net, x, brain, card.patch_size, overlap=overlap, flips=flips)
     prob[~brain] = 0.0
     mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume)

@@ -16,6 +16,7 @@ class DatasetFormat(StrEnum):
     MANIFEST = "manifest"
     BIDS = "bids"
     NNUNET = "nnunet"
+    FOLDERS = "folders"
 
 
 def detect_format(path: str | Path) -> DatasetFormat:
@@ -31,7 +32,11 @@ def detect_format(path: str | Path) -> DatasetFormat:
         return DatasetFormat.MANIFEST
     if (path / "dataset_description.json").is_file() or any(path.glob("sub-*")):
         return DatasetFormat.BIDS
-    raise InputError(path, "unknown dataset layout (no manifest.csv, dataset.json+imagesTr, or sub-* folders)")
+    if any(p.is_dir() and (p / "FLAIR.nii.gz").is_file() for p in path.iterdir()):
+        return DatasetFormat.FOLDERS
+    raise InputError(
+        path, "unknown dataset layout (no manifest.csv, dataset.json+imagesTr, sub-* folders, or case folders with FLAIR.nii.gz)"
+    )
 
 
 def load_dataset(path: str | Path, fmt: DatasetFormat | str = DatasetFormat.AUTO) -> list[Case]:
@@ -50,6 +55,30 @@ def load_dataset(path: str | Path, fmt: DatasetFormat | str = DatasetFormat.AUTO
         from mslesion.io.bids import read_bids
 
         return read_bids(path)
+    if fmt is DatasetFormat.FOLDERS:
+        return read_case_folders(path)
     from mslesion.io.nnunet import read_nnunet
 
     return read_nnunet(path)
+
+
+def read_case_folders(root: Path) -> list[Case]:
+    """One case per sub-folder holding `<CONTRAST>.nii.gz` files, `lesion.nii.gz`, `brain.nii.gz`.
+
+    The layout of `mslesion synth` without its manifest, and of ../shared/data/lesjak-mni.
+    """
+    from mslesion.io.case import CaseMeta, canonical_contrast
+    from mslesion.io.matching import strip_nifti_suffix
+    from mslesion.io.volume import is_nifti_path, load_volume
+
+    cases = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = {strip_nifti_suffix(f.name): f for f in sorted(folder.iterdir()) if is_nifti_path(f)}
+        if "FLAIR" not in files:
+            continue
+        masks = {k: load_volume(files.pop(k)) for k in ("lesion", "brain") if k in files}
+        images = {canonical_contrast(name): load_volume(f) for name, f in files.items()}
+        cases.append(Case(folder.name, images, masks.get("lesion"), masks.get("brain"), CaseMeta(subject=folder.name)))
+    if not cases:
+        raise InputError(root, "no case folder with FLAIR.nii.gz")
+    return cases

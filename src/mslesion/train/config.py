@@ -27,6 +27,7 @@ class DataConfig:
     val_site: str | None = None
     val_datasets: list[str] = field(default_factory=list)  # extra cases used only for validation
     max_cases: int | None = None
+    exclude: list[str] = field(default_factory=list)  # case ids kept out entirely (e.g. a test case)
 
 
 @dataclass

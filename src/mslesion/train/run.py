@@ -22,7 +22,7 @@ def load_cases(cfg: TrainConfig):
     from mslesion.train.splits import split_cases
 
     cases = [c for path in cfg.data.datasets for c in load_dataset(path)]
-    cases = [c for c in cases if c.lesion is not None and "FLAIR" in c.images]
+    cases = [c for c in cases if c.lesion is not None and "FLAIR" in c.images and c.case_id not in cfg.data.exclude]
     if cfg.data.max_cases:
         cases = cases[: cfg.data.max_cases]
     if not cases:
