@@ -17,35 +17,16 @@ on the same masks, so both are implemented and named after their source:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from mslesion.components import label_components, min_voxels_above
 from mslesion.evaluate.conventions import DEFAULT_POLICY, EmptyPolicy, f1_score
 from mslesion.evaluate.voxel import as_mask_pair, voxel_volume_mm3
 
 logger = logging.getLogger(__name__)
-
-_RANK_OF_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
-
-
-def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
-    """Label the connected components of a 3D mask: (labels 1..n, background 0; n).
-
-    connectivity: 6 (faces), 18 (faces + edges) or 26 (faces + edges + corners),
-    i.e. scipy.ndimage.generate_binary_structure(3, 1 / 2 / 3).
-    """
-    if connectivity not in _RANK_OF_CONNECTIVITY:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    m = np.asarray(mask) != 0
-    if m.ndim != 3:
-        raise ValueError(f"a 3D mask is needed, got shape {m.shape}")
-    structure = ndimage.generate_binary_structure(3, _RANK_OF_CONNECTIVITY[connectivity])
-    labels, n = ndimage.label(m, structure=structure)
-    return labels.astype(np.int32, copy=False), int(n)
 
 
 def _hit_labels(labels: np.ndarray, other: np.ndarray) -> int:
@@ -119,9 +100,7 @@ def anima_min_lesion_voxels(spacing: Sequence[float], min_volume_mm3: float = AN
     The "+ 1" makes kept lesions strictly larger than `min_volume_mm3` when it is a whole
     number of voxels (1 mm iso: 4 voxels; 0.5 mm iso: 25 voxels).
     """
-    if not math.isfinite(min_volume_mm3) or min_volume_mm3 < 0:
-        raise ValueError(f"min_volume_mm3 must be >= 0, got {min_volume_mm3}")
-    return math.floor(min_volume_mm3 / voxel_volume_mm3(spacing)) + 1
+    return min_voxels_above(min_volume_mm3, voxel_volume_mm3(spacing))
 
 
 def _first_voxel_in_itk_order(labels: np.ndarray, n: int) -> np.ndarray:

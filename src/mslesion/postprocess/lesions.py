@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
 
-CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
-
-
-def label_lesions(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
-    """Connected components of a binary mask (6, 18 or 26 neighbourhood)."""
-    structure = ndimage.generate_binary_structure(3, CONNECTIVITY_RANK[connectivity])
-    labels, n = ndimage.label(mask > 0, structure=structure)
-    return labels, int(n)
-
-
-def min_voxels_for(volume_mm3: float, voxel_volume_mm3: float) -> int:
-    """Smallest kept component in voxels: strictly more than `volume_mm3` (the MSSEG-2 rule)."""
-    if volume_mm3 <= 0:
-        return 1
-    return int(math.floor(volume_mm3 / voxel_volume_mm3)) + 1
-
+from mslesion.components import label_components, min_voxels_above
 
 def binarise(
     prob: np.ndarray, threshold: float, min_lesion_mm3: float, voxel_volume_mm3: float, connectivity: int = 26
 ) -> np.ndarray:
     """Threshold `prob`, then drop lesions of at most `min_lesion_mm3` (uint8 mask out)."""
-    labels, n = label_lesions(prob > threshold, connectivity)
+    labels, n = label_components(prob > threshold, connectivity)
     if n == 0:
         return np.zeros(prob.shape, np.uint8)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_voxels_for(min_lesion_mm3, voxel_volume_mm3)
+    keep = sizes >= min_voxels_above(min_lesion_mm3, voxel_volume_mm3)
     keep[0] = False
     return keep[labels].astype(np.uint8)
 
@@ -55,7 +39,7 @@ class Lesion:
 
 def lesion_table(mask: np.ndarray, affine: np.ndarray, connectivity: int = 26) -> list[Lesion]:
     """Lesions sorted by decreasing volume, numbered from 1."""
-    labels, n = label_lesions(mask, connectivity)
+    labels, n = label_components(mask, connectivity)
     if n == 0:
         return []
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
