@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mslesion-installed
 DEMO_OUT ?= demo_out
+export MSLESION_SHARED_DATA ?= $(abspath ../shared/data)
+# The default model's run folder is kept in the repo (runs/) so a later session can --resume it.
+RUN ?= runs/default
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test test-all clean default-model
 
 install: $(STAMP)
 
@@ -26,6 +29,17 @@ test: install
 # Everything, the slow tests included (not run by CI).
 test-all: install
 	$(BIN)/python -m pytest -m ""
+
+# Rebuild the shipped default model (configs/default.yaml): data, training (add RESUME=--resume), install.
+default-model: install
+	mkdir -p build/default/masks
+	for f in $(MSLESION_SHARED_DATA)/lesjak-mni-masks/*.nii.gz; do \
+	  case $$f in *patient07*) ;; *) ln -sf $$f build/default/masks/ ;; esac; done
+	test -f build/default/synth/manifest.csv || $(BIN)/mslesion synth --out build/default/synth --n 40 --sites 8 \
+	  --seed 2024 --lesion-masks build/default/masks
+	$(BIN)/mslesion train --config configs/default.yaml --out $(RUN) $(RESUME)
+	mkdir -p src/mslesion/data/models/default
+	cp $(RUN)/model/model.safetensors $(RUN)/model/model.json src/mslesion/data/models/default/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
