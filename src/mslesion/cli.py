@@ -113,11 +113,12 @@ def train(
     config: Annotated[Path, typer.Option(help="Training YAML (see configs/).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log, curves, model.")],
     resume: Annotated[bool, typer.Option(help="Continue exactly from the run folder's last checkpoint.")] = False,
+    time_budget: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (at an epoch end).")] = None,
 ) -> None:
     """Train a segmentation model on any dataset the toolkit reads (torchrun for several processes)."""
     from mslesion.train.run import run_training
 
-    summary = run_training(config, out, resume=resume)
+    summary = run_training(config, out, resume=resume, time_budget_minutes=time_budget)
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 

@@ -27,7 +27,7 @@ TISSUES: tuple[str, ...] = ("CSF", "GM", "WM", "lesion_mild", "lesion_severe")
 # Base tissue intensities (relative; WM of T1 = 1). Lesion intensity runs from "mild"
 # (early, oedematous) to "severe" (T1 black hole) with each lesion's severity in [0, 1].
 BASE_MEANS: dict[str, dict[str, float]] = {
-    "FLAIR": {"CSF": 0.12, "GM": 0.62, "WM": 0.48, "lesion_mild": 0.88, "lesion_severe": 1.05},
+    "FLAIR": {"CSF": 0.12, "GM": 0.62, "WM": 0.48, "lesion_mild": 0.64, "lesion_severe": 0.84},
     "T1": {"CSF": 0.25, "GM": 0.62, "WM": 1.00, "lesion_mild": 0.84, "lesion_severe": 0.45},
     "T2": {"CSF": 1.00, "GM": 0.52, "WM": 0.38, "lesion_mild": 0.70, "lesion_severe": 0.85},
     "PD": {"CSF": 0.86, "GM": 0.80, "WM": 0.66, "lesion_mild": 0.90, "lesion_severe": 0.98},
@@ -96,8 +96,10 @@ def _contrast_models(rng: np.random.Generator, flair_gm_wm: float, thick_mm: flo
         means = {t: v * float(rng.uniform(0.92, 1.08)) for t, v in BASE_MEANS[contrast].items()}
         if contrast == "FLAIR":
             means["GM"] = means["WM"] * flair_gm_wm
-            means["lesion_mild"] = max(means["lesion_mild"], 1.25 * means["GM"])
-            means["lesion_severe"] = max(means["lesion_severe"], means["lesion_mild"] * 1.1)
+            # Real FLAIR lesions are about 1.4x normal-appearing WM (Lesjak MNI cases: 1.39-1.44),
+            # a little brighter than cortex: keep them so, not more conspicuous.
+            means["lesion_mild"] = max(means["lesion_mild"], 1.08 * means["GM"])
+            means["lesion_severe"] = max(means["lesion_severe"], means["lesion_mild"] * 1.15)
         if contrast == "T2":
             means["CSF"] = max(means["CSF"], 1.1 * max(v for t, v in means.items() if t != "CSF"))
         gamma = float(np.clip(math.exp(rng.normal(0.0, 0.12)), 0.8, 1.25))

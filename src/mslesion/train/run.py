@@ -38,7 +38,7 @@ def load_cases(cfg: TrainConfig):
     return train, val
 
 
-def run_training(config_path: Path, out: Path, resume: bool = False) -> dict:
+def run_training(config_path: Path, out: Path, resume: bool = False, time_budget_minutes: float | None = None) -> dict:
     """Train as configured; return a summary (steps, best validation Dice, why it stopped)."""
     import torch
     import yaml
@@ -47,6 +47,8 @@ def run_training(config_path: Path, out: Path, resume: bool = False) -> dict:
     from mslesion.train.trainer import Trainer, init_distributed
 
     cfg = load_config(config_path)
+    if time_budget_minutes is not None:
+        cfg.train.time_budget_minutes = time_budget_minutes
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     dist = init_distributed()
