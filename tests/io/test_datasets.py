@@ -109,3 +109,14 @@ def test_nnunet_folder(tmp_path: Path, nifti_writer) -> None:
 def test_unknown_layout(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown dataset layout"):
         load_dataset(tmp_path)
+
+
+def test_longitudinal_pair_manifest(tiny_case_dir: Path) -> None:
+    (tiny_case_dir / "pairs.csv").write_text(
+        "case_id,site,baseline_FLAIR,followup_flair,baseline_lesion,lesion\n"
+        "p1,A,case01/FLAIR.nii.gz,case01/T1.nii.gz,case01/lesion.nii.gz,case01/lesion.nii.gz\n"
+    )
+    (case,) = read_manifest(tiny_case_dir / "pairs.csv")
+    assert case.contrasts == ["baseline_FLAIR", "followup_FLAIR"]
+    assert list(case.extra_masks) == ["baseline_lesion"] and case.lesion is not None
+    case.check_same_grid()

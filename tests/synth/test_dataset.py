@@ -123,7 +123,9 @@ def test_longitudinal_folder_layout(tmp_path):
     assert pair_meta["n_new_lesions"] == 0
     cases = read_manifest(manifest)
     assert cases[0].lesion is not None and cases[0].lesion.path.name == "new_lesion.nii.gz"
-    assert cases[0].brain is not None and len(cases[0].images) == 6  # 2 visits x (FLAIR, T1) + 2 lesion masks
+    assert cases[0].brain is not None
+    assert cases[0].contrasts == ["baseline_FLAIR", "baseline_T1", "followup_FLAIR", "followup_T1"]
+    assert sorted(cases[0].extra_masks) == ["baseline_lesion", "followup_lesion"]
 
 
 def test_longitudinal_bids_layout(tmp_path):

@@ -26,8 +26,18 @@ _ALIASES = {
 }
 
 
+# Prefixes naming the visit of a longitudinal pair's images: `baseline_FLAIR`, `followup_T1`.
+TIMEPOINTS = ("baseline", "followup")
+
+
 def canonical_contrast(name: str) -> str:
-    """Map spellings such as 'T1w', 'flair' or 'T1Gd' to the canonical contrast name."""
+    """Map spellings such as 'T1w', 'flair' or 'T1Gd' to the canonical contrast name.
+
+    A visit prefix is kept: 'followup_t1w' -> 'followup_T1'.
+    """
+    head, sep, rest = name.strip().partition("_")
+    if sep and head.lower() in TIMEPOINTS:
+        return f"{head.lower()}_{canonical_contrast(rest)}"
     key = name.strip().upper().replace("-", "").replace("_", "")
     return _ALIASES.get(key, key)
 
@@ -53,6 +63,7 @@ class Case:
     lesion: Volume | None = None
     brain: Volume | None = None
     meta: CaseMeta = field(default_factory=CaseMeta)
+    extra_masks: dict[str, Volume] = field(default_factory=dict)  # e.g. baseline_lesion of a pair
 
     @property
     def contrasts(self) -> list[str]:
@@ -73,7 +84,8 @@ class Case:
     def check_same_grid(self) -> None:
         """Raise InputError naming the first file whose grid differs from the reference grid."""
         ref = self.reference()
-        others = list(self.images.values()) + [v for v in (self.lesion, self.brain) if v is not None]
+        masks = [v for v in (self.lesion, self.brain) if v is not None] + list(self.extra_masks.values())
+        others = list(self.images.values()) + masks
         for vol in others:
             if not vol.same_grid(ref):
                 raise InputError(

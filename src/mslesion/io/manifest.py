@@ -1,9 +1,10 @@
 """Manifest tables: one row per case, CSV or TSV, paths relative to the table's folder.
 
 Columns: `case_id` (or `id`), optional metadata (`subject`, `session`, `site`, `scanner`,
-`field_strength`), optional masks (`lesion`, `brain`), and one column per contrast
-(`FLAIR`, `T1`, ... any other column is taken as a contrast path). An empty cell means
-"not available for this case".
+`field_strength`), optional masks (`lesion`, `brain`, and any `*_lesion` or `*_brain`
+column, e.g. `baseline_lesion` of a longitudinal pair), and one column per contrast
+(`FLAIR`, `T1`, `followup_FLAIR`, ... any other column is taken as a contrast path).
+An empty cell means "not available for this case".
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def read_manifest(path: str | Path) -> list[Case]:
             raise InputError(path, "manifest has no 'case_id' column")
         rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
     root = path.parent
-    contrast_columns = [c for c in columns if c.lower() not in RESERVED]
+    mask_columns = [c for c in columns if c.lower().endswith(("_lesion", "_brain")) and c.lower() not in RESERVED]
+    contrast_columns = [c for c in columns if c.lower() not in RESERVED and c not in mask_columns]
     cases = []
     for row in rows:
-        row = {k if k in contrast_columns else k.lower(): v for k, v in row.items()}
+        row = {k if k in contrast_columns or k in mask_columns else k.lower(): v for k, v in row.items()}
         case_id = _first(row, ID_COLUMNS)
         if not case_id:
             raise InputError(path, "a row has an empty case_id")
@@ -86,6 +88,7 @@ def read_manifest(path: str | Path) -> list[Case]:
                 lesion=load_volume(resolve(lesion)) if lesion else None,
                 brain=load_volume(resolve(brain)) if brain else None,
                 meta=meta,
+                extra_masks={c.lower(): load_volume(resolve(row[c].strip())) for c in mask_columns if row.get(c, "").strip()},
             )
         )
     return cases
@@ -98,7 +101,8 @@ def write_manifest(rows: list[dict[str, object]], path: str | Path) -> Path:
     for row in rows:
         keys.extend(k for k in row if k not in keys)
     order = [k for k in ID_COLUMNS + META_COLUMNS if k in keys]
-    order += [k for k in keys if k.lower() not in RESERVED]
+    order += [k for k in keys if k.lower() not in RESERVED and not k.lower().endswith(("_lesion", "_brain"))]
+    order += [k for k in keys if k.lower().endswith(("_lesion", "_brain")) and k.lower() not in RESERVED]
     order += [k for k in LESION_COLUMNS + BRAIN_COLUMNS if k in keys]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=order, delimiter=_delimiter(path), lineterminator="\n")

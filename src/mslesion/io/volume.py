@@ -122,6 +122,11 @@ class Volume:
         """A new in-memory volume on this grid holding `array`."""
         return Volume.from_array(array, self.affine, self.header)
 
+    def release(self) -> None:
+        """Forget the voxels of a file-backed volume (they are re-read on the next access)."""
+        if self._image is not None:
+            self._array = None
+
     def validate(self) -> "Volume":
         """Read the voxels now, so errors surface here rather than later."""
         _ = self.array

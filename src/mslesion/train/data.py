@@ -58,7 +58,14 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
         channels.append(np.zeros(brain_c.shape, np.float32) if vol is None else normalise(vol.array[box], brain_c))
     label = (case.lesion.array[box] > 0).astype(np.uint8)
     components, n = ndimage.label(label, structure=np.ones((3, 3, 3)))
-    lesion_voxels = [np.argwhere(components == i) for i in range(1, n + 1)] if n else []
+    # Voxel indices of each lesion, from one sort rather than one full-volume scan per lesion.
+    flat = np.flatnonzero(components)
+    order = np.argsort(components.ravel()[flat], kind="stable")
+    coords = np.column_stack(np.unravel_index(flat[order], components.shape))
+    lesion_voxels = np.split(coords, np.cumsum(np.bincount(components.ravel()[flat], minlength=n + 1)[1:])[:-1]) if n else []
+    for vol in [*case.images.values(), case.lesion, case.brain]:
+        if vol is not None:
+            vol.release()  # the cropped copies above are all training needs
     brain_idx = np.argwhere(brain_c)
     rng = np.random.default_rng(seed)
     if len(brain_idx) > 200_000:
