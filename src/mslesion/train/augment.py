@@ -58,12 +58,15 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
 
     MapTransform, RandomizableTransform = _monai_base()
 
-    class RandImageQualityd(RandomizableTransform, MapTransform):
-        """DeepLesionBrain's image-quality augmentation on 'image' (see module docstring)."""
+    class RandImageTransformd(RandomizableTransform, MapTransform):
+        """A random transform of the 'image' entry only (labels untouched), applied with `prob`."""
 
         def __init__(self, prob: float) -> None:
             RandomizableTransform.__init__(self, prob)
             MapTransform.__init__(self, keys=["image"])
+
+    class RandImageQualityd(RandImageTransformd):
+        """DeepLesionBrain's image-quality augmentation on 'image' (see module docstring)."""
 
         def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
             d = dict(data)
@@ -79,12 +82,8 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
                 d["image"] = blur(image, sigma) if kind == 0 else unsharp(image, sigma)
             return d
 
-    class RandModalityDropoutd(RandomizableTransform, MapTransform):
+    class RandModalityDropoutd(RandImageTransformd):
         """Zero a random non-empty subset of the channels other than the first (FLAIR)."""
-
-        def __init__(self, prob: float) -> None:
-            RandomizableTransform.__init__(self, prob)
-            MapTransform.__init__(self, keys=["image"])
 
         def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
             d = dict(data)

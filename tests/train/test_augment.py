@@ -1,0 +1,84 @@
+"""Augmentation: DeepLesionBrain's image-quality transforms, modality dropout, sampling balance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mslesion.train.augment import augment_batch, axial_mean, blur, make_transforms, unsharp
+from mslesion.train.config import AugmentConfig
+from mslesion.train.data import PreparedCase
+from mslesion.train.sampling import choose_centre, extract_patch
+
+OFF = dict(flip=0, affine=0, elastic=0, gamma=0, bias_field=0, noise=0, image_quality=0, modality_dropout=0)
+
+
+def test_axial_mean_averages_neighbouring_slices_only() -> None:
+    image = np.zeros((1, 3, 3, 6), np.float32)
+    image[0, 1, 1, 3] = 3.0
+    out = axial_mean(image, 3)
+    # A 1x1x3 mean spreads the spike over slices 2, 3, 4 of the same in-plane voxel: 3/3 = 1 each.
+    np.testing.assert_allclose(out[0, 1, 1], [0, 0, 1, 1, 1, 0], atol=1e-6)
+    assert out[0, 0, 1].sum() == 0 and out[0, 1, 0].sum() == 0
+
+
+def test_unsharp_undoes_part_of_the_blur_it_inverts() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 16, 16, 16)).astype(np.float32)
+    blurred = blur(image, 1.0)
+    # 2x - G(x) sharpens: high frequencies grow, so the variance goes up, not down.
+    assert unsharp(image, 1.0).std() > image.std() > blurred.std()
+    np.testing.assert_allclose(unsharp(image, 1.0) + blurred, 2 * image, atol=1e-5)
+
+
+def test_image_quality_changes_image_never_label() -> None:
+    transforms = make_transforms(AugmentConfig(**{**OFF, "image_quality": 1.0}), n_channels=2)
+    rng = np.random.default_rng(1)
+    item = {"image": rng.normal(size=(2, 16, 16, 16)).astype(np.float32),
+            "label": (rng.random((1, 16, 16, 16)) > 0.9).astype(np.float32)}
+    (out,) = augment_batch(transforms, [item], seed=5)
+    assert not np.allclose(out["image"], item["image"])
+    np.testing.assert_array_equal(out["label"], item["label"])
+
+
+def test_modality_dropout_keeps_flair_and_never_drops_all() -> None:
+    transforms = make_transforms(AugmentConfig(**{**OFF, "modality_dropout": 1.0}), n_channels=4)
+    item = {"image": np.ones((4, 16, 16, 16), np.float32), "label": np.zeros((1, 16, 16, 16), np.float32)}
+    dropped = []
+    for seed in range(40):
+        (out,) = augment_batch(transforms, [item], seed=seed)
+        kept = out["image"].reshape(4, -1).max(axis=1) > 0
+        assert kept[0]  # FLAIR is always there
+        assert not kept[1:].all()  # at least one other contrast dropped
+        dropped.append(tuple(kept))
+    assert len(set(dropped)) > 3  # different subsets, FLAIR alone among them
+    assert (True, False, False, False) in dropped
+
+
+def test_same_seed_same_augmentation() -> None:
+    transforms = make_transforms(AugmentConfig(), n_channels=2)
+    rng = np.random.default_rng(2)
+    item = {"image": rng.normal(size=(2, 32, 32, 32)).astype(np.float32), "label": np.zeros((1, 32, 32, 32), np.float32)}
+    a = augment_batch(transforms, [item], seed=11)[0]["image"]
+    b = augment_batch(transforms, [item], seed=11)[0]["image"]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_lesion_first_sampling_balances_small_and_large_lesions() -> None:
+    big = np.argwhere(np.ones((10, 10, 10), bool)) + 5  # 1000 voxels
+    small = np.array([[30, 30, 30]])  # 1 voxel
+    case = PreparedCase("c", np.zeros((1, 40, 40, 40), np.float32), np.zeros((40, 40, 40), np.uint8),
+                        np.ones((40, 40, 40), bool), np.array([True]), [big, small],
+                        np.argwhere(np.ones((40, 40, 40), bool)), (1.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    centres = np.array([choose_centre(case, rng, 1.0, (4, 4, 4)) for _ in range(2000)])
+    near_small = np.all(np.abs(centres - 30) <= 1, axis=1).mean()
+    # Lesion first: the 1-voxel lesion gets about half of the draws, not 1/1001 of them.
+    assert near_small == pytest.approx(0.5, abs=0.05)
+
+
+def test_extract_patch_zero_pads_at_borders() -> None:
+    array = np.arange(27, dtype=np.float32).reshape(1, 3, 3, 3)
+    patch = extract_patch(array, np.array([0, 0, 0]), (2, 2, 2))
+    assert patch.shape == (1, 2, 2, 2)
+    assert patch[0, 0, 0, 0] == 0 and patch[0, 1, 1, 1] == array[0, 0, 0, 0]
