@@ -151,7 +151,8 @@ def segment(
     volumes, flair, brain, brain_computed = _load_inputs(images, brain_mask)
     _prepare_out(out)
     missing = [c for c in card.contrasts if c not in volumes]
-    warnings = [f"model input {c} not given: treated as missing (zeros)" for c in missing if c != "FLAIR"]
+    # A model trained with modality dropout expects missing contrasts; others get a warning.
+    warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
     unused = sorted(set(volumes) - set(card.contrasts))
     warnings += [f"{c} given but the model does not use it" for c in unused]
     if any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):
