@@ -82,3 +82,16 @@ def test_extract_patch_zero_pads_at_borders() -> None:
     patch = extract_patch(array, np.array([0, 0, 0]), (2, 2, 2))
     assert patch.shape == (1, 2, 2, 2)
     assert patch[0, 0, 0, 0] == 0 and patch[0, 1, 1, 1] == array[0, 0, 0, 0]
+
+
+def test_dataset_weights_set_the_share_of_each_dataset() -> None:
+    from mslesion.train.data import case_probabilities
+
+    def case(index: int) -> PreparedCase:
+        return PreparedCase("c", np.zeros((1, 2, 2, 2)), np.zeros((2, 2, 2)), np.ones((2, 2, 2), bool), np.array([True]),
+                            [], np.zeros((1, 3), int), (1.0, 1.0, 1.0), dataset_index=index)
+
+    cases = [case(0)] * 9 + [case(1)]
+    p = case_probabilities(cases, [0.7, 0.3])
+    assert p[:9].sum() == pytest.approx(0.7) and p[9] == pytest.approx(0.3)
+    np.testing.assert_allclose(case_probabilities(cases, []), 0.1)

@@ -28,6 +28,9 @@ class DataConfig:
     val_datasets: list[str] = field(default_factory=list)  # extra cases used only for validation
     max_cases: int | None = None
     exclude: list[str] = field(default_factory=list)  # case ids kept out entirely (e.g. a test case)
+    # Share of training patches drawn from each dataset (same order as `datasets`); empty =
+    # every case equally likely. E.g. [0.7, 0.3] keeps one real case from being drowned out.
+    dataset_weights: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -138,6 +141,8 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     cfg = TrainConfig(**{name: _build(cls, raw.get(name), name, source) for name, cls in SECTIONS.items()})
     if cfg.data.split not in ("holdout", "kfold", "leave_site_out", "none"):
         raise InputError(source, f"data.split must be holdout, kfold, leave_site_out or none, not {cfg.data.split!r}")
+    if cfg.data.dataset_weights and (len(cfg.data.dataset_weights) != len(cfg.data.datasets) or min(cfg.data.dataset_weights) < 0):
+        raise InputError(source, "data.dataset_weights needs one non-negative weight per dataset")
     if "FLAIR" not in cfg.data.contrasts:
         raise InputError(source, "data.contrasts must include FLAIR (every model accepts FLAIR alone)")
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):

@@ -33,6 +33,7 @@ class PreparedCase:
     brain_voxels: np.ndarray  # (M, 3) sample of brain voxel indices (for background patches)
     spacing: tuple[float, float, float]
     site: str | None = None
+    dataset_index: int = 0
 
 
 def brain_mask_of(case: Case) -> np.ndarray:
@@ -40,6 +41,17 @@ def brain_mask_of(case: Case) -> np.ndarray:
     if case.brain is not None:
         return case.brain.array > 0
     return ndimage.binary_fill_holes(np.abs(case.reference().array) > 1e-6)
+
+
+def case_probabilities(cases: list[PreparedCase], dataset_weights: list[float]) -> np.ndarray:
+    """Probability of drawing each case: its dataset's weight shared by the dataset's cases."""
+    if not dataset_weights:
+        return np.full(len(cases), 1.0 / len(cases))
+    counts = np.bincount([c.dataset_index for c in cases], minlength=len(dataset_weights))
+    weights = np.array([dataset_weights[c.dataset_index] / counts[c.dataset_index] for c in cases], dtype=float)
+    if weights.sum() <= 0:
+        raise InputError(None, "data.dataset_weights gives every training case weight 0")
+    return weights / weights.sum()
 
 
 def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 0) -> PreparedCase:
@@ -80,4 +92,5 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
         brain_voxels=brain_idx,
         spacing=case.reference().spacing,
         site=case.meta.site,
+        dataset_index=int(case.meta.extra.get("dataset_index", 0)),
     )

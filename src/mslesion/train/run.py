@@ -21,7 +21,11 @@ def load_cases(cfg: TrainConfig):
     from mslesion.io.dataset import load_dataset
     from mslesion.train.splits import split_cases
 
-    cases = [c for path in cfg.data.datasets for c in load_dataset(path)]
+    cases = []
+    for index, path in enumerate(cfg.data.datasets):
+        for case in load_dataset(path):
+            case.meta.extra["dataset_index"] = index
+            cases.append(case)
     cases = [c for c in cases if c.lesion is not None and "FLAIR" in c.images and c.case_id not in cfg.data.exclude]
     if cfg.data.max_cases:
         cases = cases[: cfg.data.max_cases]

@@ -43,12 +43,17 @@ def extract_patch(array: np.ndarray, centre: np.ndarray, patch_size: Sequence[in
 
 
 def sample_batch(
-    cases: list[PreparedCase], rng: np.random.Generator, batch_size: int, patch_size: Sequence[int], lesion_fraction: float
+    cases: list[PreparedCase],
+    rng: np.random.Generator,
+    batch_size: int,
+    patch_size: Sequence[int],
+    lesion_fraction: float,
+    case_probabilities: np.ndarray | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'present': (C,)}."""
     items = []
     for _ in range(batch_size):
-        case = cases[rng.integers(len(cases))]
+        case = cases[rng.choice(len(cases), p=case_probabilities) if case_probabilities is not None else rng.integers(len(cases))]
         centre = choose_centre(case, rng, lesion_fraction, patch_size)
         items.append(
             {

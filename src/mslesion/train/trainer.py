@@ -142,6 +142,9 @@ class Trainer:
         self.loss = make_loss(cfg.loss.name, **cfg.loss.params)
         self.optimizer = make_optimizer(cfg, self.net.parameters())
         self.transforms = make_transforms(cfg.augment, len(cfg.data.contrasts))
+        from mslesion.train.data import case_probabilities
+
+        self.case_probabilities = case_probabilities(train_cases, cfg.data.dataset_weights) if cfg.data.dataset_weights else None
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
 
@@ -189,7 +192,8 @@ class Trainer:
         cfg, step = self.cfg, self.state.step
         seed = _step_seed(cfg.train.seed, step, self.dist.rank)
         rng = np.random.default_rng(seed)
-        items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction)
+        items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction,
+                             self.case_probabilities)
         items = augment_batch(self.transforms, items, seed)
         x = torch.from_numpy(np.stack([i["image"] for i in items]))
         y = torch.from_numpy(np.stack([i["label"] for i in items]))
