@@ -155,6 +155,15 @@ def demo(
 
 
 @app.command()
+def methods() -> None:
+    """List the segmentation architectures `train` and `segment` accept, one line each."""
+    from mslesion.models.registry import DESCRIPTIONS
+
+    for name, text in DESCRIPTIONS.items():
+        typer.echo(f"{name:18s} {text}")
+
+
+@app.command()
 def version() -> None:
     """Print the mslesion version."""
     from mslesion import __version__

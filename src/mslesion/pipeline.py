@@ -158,7 +158,11 @@ def segment(
     if any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
     x = _stack_channels(volumes, brain, card.contrasts, card.normalisation)
-    prob = predict_probability(net, x, brain, card.patch_size, overlap=overlap, flips=flips)
+    metadata = None
+    if getattr(net, "needs_metadata", False):  # FiLM: what we know of this scan; the rest is "unknown"
+        given = {"contrasts": [c for c in card.contrasts if c in volumes], "voxel_size": list(flair.spacing)}
+        metadata = net.metadata_spec.encode(given)
+    prob = predict_probability(net, x, brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata)
     prob[~brain] = 0.0
     mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
     lesions = lesion_table(mask, flair.affine)

@@ -7,6 +7,7 @@ the MNI grid is background, so this saves that much time), flip TTA, and the sig
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,15 +47,18 @@ def predict_probability(
     blend: str = "gaussian",
     flips: int = 1,
     batch_size: int = 2,
+    metadata: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Lesion probability (D, H, W) for a (C, D, H, W) normalised image; 0 outside the brain box.
 
     `flips` = how many of FLIP_AXES to average (1 = no TTA, 2 = + left-right, 4 = all axes).
+    `metadata`: the case's encoded metadata vector, for networks conditioned on it (FiLM).
     """
     from monai.inferers import sliding_window_inference
 
     if blend not in ("gaussian", "constant"):
         raise ValueError(f"blend must be 'gaussian' or 'constant', not {blend!r}")
+    predictor = net if metadata is None else functools.partial(net, metadata=metadata)
     box = brain_bbox(brain, margin=4, patch_size=patch_size)
     crop = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32))[None]
     total = torch.zeros(crop.shape[2:])
@@ -62,7 +66,7 @@ def predict_probability(
         dims = [a + 2 for a in axes]
         x = torch.flip(crop, dims) if dims else crop
         logits = sliding_window_inference(
-            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=net, overlap=overlap, mode=blend
+            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=predictor, overlap=overlap, mode=blend
         )
         prob = torch.sigmoid(logits)
         total += (torch.flip(prob, dims) if dims else prob)[0, 0]

@@ -1,17 +1,51 @@
-"""Explicit registry: architecture name -> builder. A model file names its architecture."""
+"""Explicit registries: architecture name -> builder, and the methods `mslesion methods` lists.
+
+A model file (model.json) names its architecture; `build_network` rebuilds it from there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
+from mslesion.models.cen import build_cen
+from mslesion.models.dlb import build_compact_unet
+from mslesion.models.film import build_film_unet
+from mslesion.models.scanner_invariant import build_scanner_invariant_unet, build_unet_bdm, build_unet_bm
 from mslesion.models.unet import build_unet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "unet": build_unet,
+    "cen": build_cen,
+    "unet-bm": build_unet_bm,
+    "unet-bdm": build_unet_bdm,
+    "scanner-invariant": build_scanner_invariant_unet,
+    "film-unet": build_film_unet,
+    "dlb-unet": build_compact_unet,
 }
+
+# One line per architecture for `mslesion methods`: what it is and where it comes from.
+DESCRIPTIONS: dict[str, str] = {
+    "unet": "shared baseline: compact 3D U-Net (MONAI BasicUNet, instance norm)",
+    "cen": "Brosch et al. 2016: convolutional encoder network, one 9^3 conv + one full deconv; sensitivity-specificity loss",
+    "unet-bm": "Aslani et al. 2020 baseline BM: 3D U-Net, 4 down / 4 up stages, no regulariser",
+    "unet-bdm": "Aslani et al. 2020 baseline BDM: BM with dropout 0.5 in the encoder",
+    "scanner-invariant": "Aslani et al. 2020: U-Net + bottleneck site classifier trained to confuse sites (pearson/random/uniform)",
+    "film-unet": "Vincent et al. 2020: U-Net with FiLM after every conv block, conditioned on contrast/site/field/voxel size",
+    "dlb-unet": "Kamraoui et al. 2022 (DeepLesionBrain): compact U-Net, GroupNorm, dropout 0.5 after pooling (one region's net)",
+}
+
+
+def data_params(architecture: str, params: dict[str, Any], sites: Sequence[str]) -> dict[str, Any]:
+    """Fill the parameters an architecture takes from the training data (its site list)."""
+    params = dict(params)
+    if architecture == "scanner-invariant":
+        params.setdefault("n_sites", max(2, len(sites)))
+    if architecture == "film-unet":
+        params.setdefault("sites", list(sites))
+    return params
 
 
 def build_network(architecture: str, in_channels: int, params: dict[str, Any] | None = None) -> nn.Module:

@@ -45,7 +45,7 @@ def _monai_base():
 
 
 def make_transforms(cfg: AugmentConfig, n_channels: int):
-    """A MONAI Compose over {'image', 'label', 'present'} dicts of numpy (C, D, H, W) patches."""
+    """A MONAI Compose over {'image', 'label'} dicts of numpy (C, D, H, W) patches."""
     from monai.transforms import (
         Compose,
         RandAdjustContrastd,
@@ -129,6 +129,6 @@ def augment_batch(transforms, items: list[dict[str, np.ndarray]], seed: int) -> 
     transforms.set_random_state(seed=seed % (2**32))
     out = []
     for item in items:
-        d = transforms(item)
-        out.append({k: np.asarray(v, dtype=np.float32) for k, v in d.items() if k in ("image", "label")})
+        d = transforms({k: item[k] for k in ("image", "label")})
+        out.append({**item, **{k: np.asarray(d[k], dtype=np.float32) for k in ("image", "label")}})
     return out

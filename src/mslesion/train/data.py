@@ -34,6 +34,7 @@ class PreparedCase:
     spacing: tuple[float, float, float]
     site: str | None = None
     dataset_index: int = 0
+    field_strength: float | None = None
 
 
 def brain_mask_of(case: Case) -> np.ndarray:
@@ -41,6 +42,17 @@ def brain_mask_of(case: Case) -> np.ndarray:
     if case.brain is not None:
         return case.brain.array > 0
     return ndimage.binary_fill_holes(np.abs(case.reference().array) > 1e-6)
+
+
+def case_metadata(case: PreparedCase, contrasts: list[str], image: np.ndarray | None = None) -> dict:
+    """Metadata of a case (or of an augmented patch `image`: dropped channels count as absent)."""
+    present = case.present if image is None else image.reshape(len(contrasts), -1).any(axis=1) & case.present
+    return {
+        "contrasts": [c for c, p in zip(contrasts, present) if p],
+        "site": case.site,
+        "field_strength": case.field_strength,
+        "voxel_size": list(case.spacing),
+    }
 
 
 def case_probabilities(cases: list[PreparedCase], dataset_weights: list[float]) -> np.ndarray:
@@ -93,4 +105,5 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
         spacing=case.reference().spacing,
         site=case.meta.site,
         dataset_index=int(case.meta.extra.get("dataset_index", 0)),
+        field_strength=case.meta.field_strength,
     )

@@ -50,7 +50,7 @@ def sample_batch(
     lesion_fraction: float,
     case_probabilities: np.ndarray | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'present': (C,)}."""
+    """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase}."""
     items = []
     for _ in range(batch_size):
         case = cases[rng.choice(len(cases), p=case_probabilities) if case_probabilities is not None else rng.integers(len(cases))]
@@ -59,7 +59,7 @@ def sample_batch(
             {
                 "image": extract_patch(case.image, centre, patch_size),
                 "label": extract_patch(case.label[None], centre, patch_size).astype(np.float32),
-                "present": case.present.copy(),
+                "case": case,
             }
         )
     return items

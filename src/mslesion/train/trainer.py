@@ -129,13 +129,15 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, out: Path, train_cases, val_cases, dist: Dist | None = None) -> None:
         from mslesion.losses import make_loss
-        from mslesion.models.registry import build_network
+        from mslesion.models.registry import build_network, data_params
         from mslesion.train.augment import make_transforms
 
         self.cfg, self.out, self.dist = cfg, out, dist or Dist()
         self.train_cases, self.val_cases = train_cases, val_cases
+        self.sites = sorted({c.site or "" for c in train_cases})
+        self.params = data_params(cfg.model.architecture, cfg.model.params, self.sites)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        self.net = build_network(cfg.model.architecture, len(cfg.data.contrasts), cfg.model.params)
+        self.net = build_network(cfg.model.architecture, len(cfg.data.contrasts), self.params)
         self.model: nn.Module = self.net
         if self.dist.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net)
@@ -168,7 +170,7 @@ class Trainer:
         card = ModelCard(
             architecture=self.cfg.model.architecture,
             contrasts=list(self.cfg.data.contrasts),
-            params=self.cfg.model.params,
+            params=self.params,
             patch_size=tuple(self.cfg.patch.size),
             threshold=self.state.best_threshold,
             min_lesion_mm3=self.cfg.infer.min_lesion_mm3,
@@ -187,6 +189,7 @@ class Trainer:
     # --- one step ----------------------------------------------------------------------
     def train_step(self) -> float:
         from mslesion.train.augment import augment_batch
+        from mslesion.train.data import case_metadata
         from mslesion.train.sampling import sample_batch
 
         cfg, step = self.cfg, self.state.step
@@ -202,7 +205,15 @@ class Trainer:
             group["lr"] = learning_rate(cfg, step, self.total_steps)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.model(x), y)
+        if getattr(self.net, "needs_metadata", False):
+            metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
+            logits = self.model(x, self.net.metadata_spec.encode_batch(metas))
+        else:
+            logits = self.model(x)
+        loss = self.loss(logits, y)
+        if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
+            sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
+            loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
         self.optimizer.step()
@@ -214,12 +225,17 @@ class Trainer:
         """Mean per-case Dice at the best threshold of the grid, and that threshold."""
         from mslesion.infer.sliding import predict_probability
         from mslesion.postprocess.lesions import binarise
+        from mslesion.train.data import case_metadata
 
         self.net.eval()
         thresholds = self.cfg.infer.thresholds
         scores = np.zeros((len(self.val_cases), len(thresholds)))
         for i, case in enumerate(self.val_cases):
-            prob = predict_probability(self.net, case.image, case.brain, self.cfg.patch.size, overlap=self.cfg.infer.overlap, flips=1)
+            metadata = None
+            if getattr(self.net, "needs_metadata", False):
+                metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))
+            prob = predict_probability(self.net, case.image, case.brain, self.cfg.patch.size,
+                                       overlap=self.cfg.infer.overlap, flips=1, metadata=metadata)
             prob[~case.brain] = 0
             voxel_mm3 = float(np.prod(case.spacing))
             for j, t in enumerate(thresholds):
