@@ -108,9 +108,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    train = [(h["epoch"], h["train_loss"]) for h in history if h["train_loss"] not in ("", None)]
+    if train:
+        ax.plot(*zip(*train), label="train loss")
     val = [(h["epoch"], h["val_dice"]) for h in history if h["val_dice"] not in ("", None)]
     if val:
         ax.plot(*zip(*val), marker="o", label="validation Dice")
@@ -263,7 +264,7 @@ class Trainer:
     def end_epoch(self, losses: list[float], started_epoch: float) -> None:
         cfg, st = self.cfg, self.state
         st.epoch += 1
-        row = {"epoch": st.epoch, "step": st.step, "train_loss": round(float(np.mean(losses)), 5), "val_dice": "",
+        row = {"epoch": st.epoch, "step": st.step, "train_loss": round(float(np.mean(losses)), 5) if losses else "", "val_dice": "",
                "val_threshold": "", "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
                "seconds": round(time.perf_counter() - started_epoch, 1)}
         if self.dist.main:
