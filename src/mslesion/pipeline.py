@@ -49,7 +49,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
     shipped = Path(str(resources.files("mslesion") / "data" / "models" / str(name_or_path)))
     if shipped.is_dir():
         return shipped
-    raise InputError(candidate, "model not found (neither a model folder nor a shipped model name)")
+    shipped_names = sorted(p.name for p in shipped.parent.iterdir()) if shipped.parent.is_dir() else []
+    known = f"shipped models: {', '.join(shipped_names)}" if shipped_names else "no model ships with this version yet"
+    raise InputError(candidate, f"model not found: not a model folder, and {known}; train one with `mslesion train` and pass --model RUN/model")
 
 
 def _background_looks_raw(image: np.ndarray) -> bool:
