@@ -23,13 +23,13 @@ def flair_hyperintensity_mask(flair: np.ndarray, brain: np.ndarray, z_threshold:
     A classical unsupervised baseline: MS lesions are FLAIR-hyperintense. Components smaller
     than `min_voxels` (face connectivity) are dropped as noise.
     """
-    from scipy import ndimage
+    from mslesion.components import label_components
 
     inside = brain > 0
     values = flair[inside]
     z = (flair - values.mean()) / (values.std() + 1e-6)
     mask = (z > z_threshold) & inside
-    labels, n = ndimage.label(mask)
+    labels, n = label_components(mask, connectivity=6)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = sizes >= min_voxels
     keep[0] = False

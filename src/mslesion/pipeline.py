@@ -7,8 +7,6 @@ so a failure never leaves a partial result.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import shutil
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mslesion.errors import InputError
-from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.io.atomic import write_csv_atomic, write_json_atomic
 from mslesion.io.volume import Volume, load_volume, save_like
 
 logger = logging.getLogger(__name__)
@@ -60,9 +58,9 @@ def _background_looks_raw(image: np.ndarray) -> bool:
     return float(np.mean([np.count_nonzero(c) / c.size for c in corners])) > 0.5
 
 
-def brain_from_images(volumes: dict[str, Volume], flair: Volume) -> np.ndarray:
+def brain_from_images(flair: Volume) -> np.ndarray:
     """Brain mask of skull-stripped input: voxels non-zero in FLAIR, holes filled."""
-    from scipy import ndimage
+    from mslesion.preprocess.brain import nonzero_brain_mask
 
     if _background_looks_raw(flair.array):
         raise InputError(
@@ -70,8 +68,7 @@ def brain_from_images(volumes: dict[str, Volume], flair: Volume) -> np.ndarray:
             "looks like a raw scan (non-zero background) and no --brain-mask was given; "
             "segment needs skull-stripped, co-registered input for now",
         )
-    mask = np.abs(flair.array) > 1e-6
-    mask = ndimage.binary_fill_holes(mask)
+    mask = nonzero_brain_mask(flair.array)
     if not mask.any():
         raise InputError(flair.path, "image is empty (all zeros)")
     return mask
@@ -93,26 +90,7 @@ def _load_inputs(images: dict[str, Path], brain_mask: Path | None) -> tuple[dict
         if not brain.any():
             raise InputError(brain_mask, "brain mask is empty")
         return volumes, flair, brain, False
-    return volumes, flair, brain_from_images(volumes, flair), True
-
-
-def _stack_channels(volumes: dict[str, Volume], brain: np.ndarray, contrasts: list[str], normalisation: str) -> np.ndarray:
-    """(C, D, H, W) normalised input; a contrast the model knows but the user lacks is zeros."""
-    from mslesion.preprocess.normalize import normalise
-
-    channels = []
-    for name in contrasts:
-        vol = volumes.get(name)
-        channels.append(np.zeros(brain.shape, np.float32) if vol is None else normalise(vol.array, brain, normalisation))
-    return np.stack(channels)
-
-
-def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return volumes, flair, brain_from_images(flair), True
 
 
 def _prepare_out(out: Path) -> None:
@@ -146,6 +124,7 @@ def segment(
     from mslesion.infer.sliding import predict_probability
     from mslesion.models.store import load_model
     from mslesion.postprocess.lesions import binarise, lesion_rows, lesion_table
+    from mslesion.preprocess.normalize import normalised_channels
 
     start = time.perf_counter()
     model_dir = resolve_model(model)
@@ -159,7 +138,7 @@ def segment(
     warnings += [f"{c} given but the model does not use it" for c in unused]
     if any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
-    x = _stack_channels(volumes, brain, card.contrasts, card.normalisation)
+    x = normalised_channels({n: v.array for n, v in volumes.items()}, brain, card.contrasts, card.normalisation)
     metadata = None
     if getattr(net, "needs_metadata", False):  # FiLM: what we know of this scan; the rest is "unknown"
         given = {"contrasts": [c for c in card.contrasts if c in volumes], "voxel_size": list(flair.spacing)}
@@ -188,7 +167,7 @@ def segment(
         if brain_computed:
             save_like(brain.astype(np.uint8), flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
         columns = list(rows[0]) if rows else ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]
-        write_text_atomic(staging / "lesions.csv", _csv_text(rows, columns))
+        write_csv_atomic(staging / "lesions.csv", rows, columns)
         write_json_atomic(staging / "summary.json", summary)
         _publish(staging, out)
     finally:

@@ -8,8 +8,6 @@ and the conventions used: connectivity, Anima parameters, empty-mask rules).
 from __future__ import annotations
 
 import csv
-import io
-import json
 import logging
 import math
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mslesion.errors import InputError
-from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.io.atomic import write_csv_atomic, write_json_atomic
 from mslesion.io.matching import MaskEntry, collect_masks, pair_by_case_id
 
 logger = logging.getLogger(__name__)
@@ -63,14 +61,6 @@ def evaluate_pairs(
     return rows, summary
 
 
-def _rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _format_table(summary: dict[str, Any], columns: tuple[str, ...], title: str) -> str:
     lines = [title, f"{'metric':28s} {'mean':>9s} {'sd':>9s} {'median':>9s} {'n':>4s}"]
     for name in columns:
@@ -100,11 +90,11 @@ def run_evaluation(
     pairs = pair_by_case_id(collect_masks(pred), collect_masks(ref))
     rows, summary = evaluate_pairs(pairs, connectivity=connectivity, empty_dice=empty_dice)
     summary["task"] = task
-    write_text_atomic(out / "metrics.csv", _rows_to_csv(rows))
+    write_csv_atomic(out / "metrics.csv", rows, list(rows[0]))
     write_json_atomic(out / "summary.json", summary)
     columns = MSSEG2_COLUMNS if task == "new-lesions" else LESION_COLUMNS
     title = f"{len(rows)} case(s); lesion connectivity {connectivity}; MSSEG-2 rule: Anima defaults"
-    return _format_table(json.loads(json.dumps(summary, default=float)), columns, title)
+    return _format_table(summary, columns, title)
 
 
 def _read_scores(path: Path, metric: str) -> dict[str, float]:

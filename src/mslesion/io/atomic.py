@@ -5,6 +5,8 @@ A crash or an error never leaves a half-written output where a reader would find
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import uuid
@@ -26,6 +28,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise InputError(path, f"cannot write ({exc.strerror})") from None
     return path
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict[str, Any]], columns: list[str], delimiter: str = ",") -> Path:
+    """Write dict rows as a CSV (or TSV) table atomically; missing and None cells are empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter=delimiter, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if row.get(k) is None else row.get(k) for k in columns} for row in rows)
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:

@@ -10,12 +10,12 @@ An empty cell means "not available for this case".
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mslesion.errors import InputError
+from mslesion.io.atomic import write_csv_atomic
 from mslesion.io.case import Case, CaseMeta, canonical_contrast
 from mslesion.io.volume import load_volume
 
@@ -104,11 +104,4 @@ def write_manifest(rows: list[dict[str, object]], path: str | Path) -> Path:
     order += [k for k in keys if k.lower() not in RESERVED and not k.lower().endswith(("_lesion", "_brain"))]
     order += [k for k in keys if k.lower().endswith(("_lesion", "_brain")) and k.lower() not in RESERVED]
     order += [k for k in LESION_COLUMNS + BRAIN_COLUMNS if k in keys]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=order, delimiter=_delimiter(path), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in order})
-    from mslesion.io.atomic import write_text_atomic
-
-    return write_text_atomic(path, buffer.getvalue())
+    return write_csv_atomic(path, rows, order, delimiter=_delimiter(path))

@@ -33,6 +33,18 @@ def zscore_brain(image: np.ndarray, brain: np.ndarray, clip: float = 5.0) -> np.
     return out
 
 
+def normalised_channels(
+    images: dict[str, np.ndarray], brain: np.ndarray, contrasts: list[str], method: Normalisation | str = Normalisation.ZSCORE_BRAIN
+) -> np.ndarray:
+    """(C, D, H, W) model input in `contrasts` order; a contrast missing from `images` is zeros.
+
+    Zeros are what modality dropout trains the network to read as "not acquired".
+    """
+    return np.stack(
+        [normalise(images[name], brain, method) if name in images else np.zeros(brain.shape, np.float32) for name in contrasts]
+    )
+
+
 def normalise(image: np.ndarray, brain: np.ndarray, method: Normalisation | str = Normalisation.ZSCORE_BRAIN) -> np.ndarray:
     """Apply the named normalisation."""
     method = Normalisation(method)

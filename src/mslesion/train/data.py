@@ -10,12 +10,13 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from mslesion.errors import InputError
 from mslesion.infer.sliding import brain_bbox
 from mslesion.io.case import Case
-from mslesion.preprocess.normalize import normalise
+from mslesion.components import label_components
+from mslesion.preprocess.brain import nonzero_brain_mask
+from mslesion.preprocess.normalize import normalised_channels
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def brain_mask_of(case: Case) -> np.ndarray:
     """The case's brain mask, or non-zero FLAIR with holes filled when it has none."""
     if case.brain is not None:
         return case.brain.array > 0
-    return ndimage.binary_fill_holes(np.abs(case.reference().array) > 1e-6)
+    return nonzero_brain_mask(case.reference().array)
 
 
 def case_metadata(case: PreparedCase, contrasts: list[str], image: np.ndarray | None = None) -> dict:
@@ -76,12 +77,9 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
     brain = brain_mask_of(case)
     box = brain_bbox(brain, margin=margin, patch_size=(0, 0, 0))
     brain_c = brain[box]
-    channels = []
-    for name in contrasts:
-        vol = case.images.get(name)
-        channels.append(np.zeros(brain_c.shape, np.float32) if vol is None else normalise(vol.array[box], brain_c))
+    image = normalised_channels({n: v.array[box] for n, v in case.images.items() if n in contrasts}, brain_c, contrasts)
     label = (case.lesion.array[box] > 0).astype(np.uint8)
-    components, n = ndimage.label(label, structure=np.ones((3, 3, 3)))
+    components, n = label_components(label, connectivity=26)
     # Voxel indices of each lesion, from one sort rather than one full-volume scan per lesion.
     flat = np.flatnonzero(components)
     order = np.argsort(components.ravel()[flat], kind="stable")
@@ -96,7 +94,7 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
         brain_idx = brain_idx[rng.choice(len(brain_idx), 200_000, replace=False)]
     return PreparedCase(
         case_id=case.case_id,
-        image=np.stack(channels).astype(np.float32),
+        image=image.astype(np.float32, copy=False),
         label=label,
         brain=brain_c,
         present=np.array([c in case.images for c in contrasts]),

@@ -8,8 +8,6 @@ as if training had never stopped. Multi-process training uses PyTorch DDP launch
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -23,7 +21,7 @@ import torch
 from torch import nn
 
 from mslesion.errors import InputError
-from mslesion.io.atomic import write_text_atomic
+from mslesion.io.atomic import write_csv_atomic
 from mslesion.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -91,14 +89,6 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
-
-
-def _history_csv(history: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return buffer.getvalue()
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -224,10 +214,13 @@ class Trainer:
     # --- validation --------------------------------------------------------------------
     def validate(self) -> tuple[float, float]:
         """Mean per-case Dice at the best threshold of the grid, and that threshold."""
+        from mslesion.evaluate.conventions import EmptyPolicy
+        from mslesion.evaluate.voxel import dice
         from mslesion.infer.sliding import predict_probability
         from mslesion.postprocess.lesions import binarise
         from mslesion.train.data import case_metadata
 
+        both_empty_is_perfect = EmptyPolicy.perfect_when_both_empty()
         self.net.eval()
         thresholds = self.cfg.infer.thresholds
         scores = np.zeros((len(self.val_cases), len(thresholds)))
@@ -240,10 +233,8 @@ class Trainer:
             prob[~case.brain] = 0
             voxel_mm3 = float(np.prod(case.spacing))
             for j, t in enumerate(thresholds):
-                mask = binarise(prob, t, self.cfg.infer.min_lesion_mm3, voxel_mm3) > 0
-                ref = case.label > 0
-                denom = mask.sum() + ref.sum()
-                scores[i, j] = 1.0 if denom == 0 else 2.0 * np.logical_and(mask, ref).sum() / denom
+                mask = binarise(prob, t, self.cfg.infer.min_lesion_mm3, voxel_mm3)
+                scores[i, j] = dice(mask, case.label, both_empty_is_perfect)
         mean = scores.mean(axis=0)
         best = int(np.argmax(mean))
         return float(mean[best]), float(thresholds[best])
@@ -279,7 +270,7 @@ class Trainer:
             elif not self.val_cases:
                 self.save_model()
             st.history.append(row)
-            write_text_atomic(self.out / "log.csv", _history_csv(st.history))
+            write_csv_atomic(self.out / "log.csv", st.history, LOG_COLUMNS)
             plot_curves(st.history, self.out / "curves.png")
             logger.info("epoch %d step %d loss %.4f val_dice %s", st.epoch, st.step, row["train_loss"], row["val_dice"])
         self.checkpoint()
