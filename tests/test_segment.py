@@ -83,7 +83,7 @@ def test_bad_inputs_exit_2_without_outputs(tmp_path: Path, tiny_model: Path, sca
     out = tmp_path / "out"
     base = ["segment", "--flair", str(scans["flair"]), "--out", str(out), "--model", str(tiny_model)]
     other = nifti_writer(tmp_path / "in" / "t1_other.nii.gz", np.zeros((40, 44, 35), np.float32), scans["affine"])
-    _fails(base + ["--t1", str(other)], "differs from FLAIR", out)
+    _fails(base + ["--t1", str(other), "--preprocess", "no"], "differs from FLAIR", out)
     four_d = nifti_writer(tmp_path / "in" / "f4.nii.gz", np.zeros((40, 44, 36, 3), np.float32))
     _fails(["segment", "--flair", str(four_d), "--out", str(out), "--model", str(tiny_model)], "a 3D image is needed", out)
     fake = tmp_path / "fake_model"
@@ -92,7 +92,10 @@ def test_bad_inputs_exit_2_without_outputs(tmp_path: Path, tiny_model: Path, sca
     (fake / "model.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     _fails(base[:-1] + [str(fake)], "not a safetensors file", out)
     raw = nifti_writer(tmp_path / "in" / "raw.nii.gz", np.full((40, 44, 36), 7.0, np.float32), scans["affine"])
-    _fails(["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model)], "looks like a raw scan", out)
+    _fails(["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model), "--preprocess", "no"], "looks like a raw scan", out)
+    # with preprocessing (the default), the same scan fails there, still as one line
+    _fails(["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model)], "image is constant", out)
+    _fails(base + ["--preprocess", "maybe"], "preprocess must be one of", out)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the output folder should be")
     result = runner.invoke(app, ["segment", "--flair", str(scans["flair"]), "--out", str(blocker / "o"), "--model", str(tiny_model)])

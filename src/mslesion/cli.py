@@ -85,10 +85,22 @@ def synth(
     resolution: Annotated[float, typer.Option(help="Voxel size in mm of the output grid (1 = MNI 1 mm).")] = 1.0,
     bids: Annotated[bool, typer.Option(help="Write a BIDS dataset instead of per-case folders.")] = False,
     deform: Annotated[bool, typer.Option(help="Random smooth deformation of the anatomy per subject.")] = True,
+    implant_into: Annotated[
+        Optional[Path],
+        typer.Option(help="A real case folder on the MNI 1 mm grid: draw each --lesion-masks mask into it (one case per mask) instead of making phantoms."),
+    ] = None,
 ) -> None:
     """Generate synthetic MS phantoms: multi-contrast images, lesion and brain masks, manifest."""
     from mslesion.synth import make_dataset
 
+    if implant_into is not None:
+        from mslesion.synth.implant import write_implanted_cases
+
+        if lesion_masks is None:
+            raise InputError(implant_into, "--implant-into needs --lesion-masks (the lesions to draw)")
+        written = write_implanted_cases(implant_into, lesion_masks, out, seed=seed)
+        typer.echo(f"wrote {len(written)} cases with lesions drawn into {implant_into.name} to {out}")
+        return
     if n < 1 or sites < 1:
         raise InputError(None, "--n and --sites must be at least 1")
     if lesion_masks is not None and not lesion_masks.is_dir():
@@ -124,22 +136,82 @@ def train(
 
 @app.command()
 @_friendly_errors
-def segment(
-    flair: Annotated[Path, typer.Option(help="FLAIR image (NIfTI), skull-stripped and co-registered.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
-    t1: Annotated[Optional[Path], typer.Option(help="T1-weighted image on the FLAIR grid.")] = None,
-    t2: Annotated[Optional[Path], typer.Option(help="T2-weighted image on the FLAIR grid.")] = None,
-    pd: Annotated[Optional[Path], typer.Option(help="PD-weighted image on the FLAIR grid.")] = None,
-    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
-    brain_mask: Annotated[Optional[Path], typer.Option(help="Brain mask on the FLAIR grid (else non-zero FLAIR).")] = None,
-    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+def benchmark(
+    config: Annotated[Path, typer.Option(help="Benchmark YAML: datasets, methods, protocol (see configs/benchmarks/).")],
+    out: Annotated[Path, typer.Option(help="Output folder: runs, per-case metrics, tables, plots, summary.md.")],
+    resume: Annotated[bool, typer.Option(help="Continue a stopped benchmark: finished folds are skipped.")] = False,
 ) -> None:
-    """Segment MS lesions: lesion_mask, lesion_prob, lesions.csv and summary.json on the input grid."""
+    """Train, segment and evaluate several methods under one protocol; write the papers' tables."""
+    from mslesion.benchmark.run import run_benchmark
+
+    typer.echo(run_benchmark(config, out, resume=resume))
+
+
+def _contrast_images(flair: Path, t1: Path | None, t2: Path | None, pd: Path | None) -> dict[str, Path]:
+    """The contrasts given on the command line, by canonical name."""
+    return {name: path for name, path in (("FLAIR", flair), ("T1", t1), ("T2", t2), ("PD", pd)) if path is not None}
+
+
+@app.command()
+@_friendly_errors
+def segment(
+    flair: Annotated[Path, typer.Option(help="FLAIR image: NIfTI file or DICOM series folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    t1: Annotated[Optional[Path], typer.Option(help="T1-weighted image (NIfTI or DICOM folder).")] = None,
+    t2: Annotated[Optional[Path], typer.Option(help="T2-weighted image.")] = None,
+    pd: Annotated[Optional[Path], typer.Option(help="PD-weighted image.")] = None,
+    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
+    brain_mask: Annotated[Optional[Path], typer.Option(help="Brain mask on the FLAIR grid (else computed).")] = None,
+    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+    preprocess: Annotated[
+        str, typer.Option(help="'auto': raw scans (skull, other grids, thick slices) are preprocessed first; 'yes': always; 'no': never.")
+    ] = "auto",
+) -> None:
+    """Segment MS lesions: lesion mask, probabilities, lesions.csv, summary.json and report.html on the FLAIR grid."""
     from mslesion.pipeline import segment as run_segment
 
-    images = {name: path for name, path in (("FLAIR", flair), ("T1", t1), ("T2", t2), ("PD", pd)) if path is not None}
-    result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips)
+    images = _contrast_images(flair, t1, t2, pd)
+    result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips, preprocess=preprocess)
     typer.echo(f"{result.lesion_count} lesions, {result.total_volume_ml:.2f} mL -> {result.out}")
+
+
+@app.command("segment-dataset")
+@_friendly_errors
+def segment_dataset(
+    bids_dir: Annotated[Path, typer.Argument(help="BIDS dataset: sub-*/[ses-*/]anat/*_FLAIR.nii.gz (+ T1w, T2w, PD).")],
+    out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv at its top).")],
+    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
+) -> None:
+    """Segment every session of a BIDS dataset; skip sessions already done, list failures (exit 1 if any)."""
+    from mslesion.cohort import segment_dataset as run_dataset
+
+    result = run_dataset(bids_dir, out, model=model)
+    typer.echo(f"{len(result.done)} segmented, {len(result.skipped)} already done, {len(result.failed)} failed -> {result.table}")
+    for name, reason in result.failed.items():
+        typer.echo(f"failed: {name}: {reason}", err=True)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly_errors
+def preprocess(
+    flair: Annotated[Path, typer.Option(help="Raw FLAIR (NIfTI, any orientation and resolution, with skull).")],
+    out: Annotated[Path, typer.Option(help="Output folder: images, brain_mask, transforms/, qc.json.")],
+    t1: Annotated[Optional[Path], typer.Option(help="Raw T1-weighted image (registered to FLAIR here).")] = None,
+    t2: Annotated[Optional[Path], typer.Option(help="Raw T2-weighted image.")] = None,
+    pd: Annotated[Optional[Path], typer.Option(help="Raw PD-weighted image.")] = None,
+    space: Annotated[str, typer.Option(help="'mni': the model's 1 mm MNI grid (skull-stripped); 'native': the FLAIR grid.")] = "mni",
+) -> None:
+    """Preprocess raw scans: reorient, N4, register (contrasts to FLAIR, FLAIR to MNI), brain mask, resample."""
+    from mslesion.preprocess.export import Space, write_preprocessed
+    from mslesion.preprocess.raw import preprocess_raw
+
+    if space not in {s.value for s in Space}:
+        raise InputError(None, f"--space must be one of {[s.value for s in Space]}, not {space!r}")
+    result = preprocess_raw(_contrast_images(flair, t1, t2, pd))
+    write_preprocessed(result, out, space)  # warnings were logged by preprocess_raw
+    typer.echo(f"brain {result.qc['brain_volume_ml']:.0f} mL, MNI NMI {result.qc['mni_registration']['nmi']:.3f} -> {out}")
 
 
 @app.command()

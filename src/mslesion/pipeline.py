@@ -25,6 +25,7 @@ from mslesion.io.volume import Volume, load_volume, save_like
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
+PREPROCESS_MODES = ("auto", "yes", "no")
 
 
 @dataclass
@@ -62,35 +63,47 @@ def brain_from_images(flair: Volume) -> np.ndarray:
     """Brain mask of skull-stripped input: voxels non-zero in FLAIR, holes filled."""
     from mslesion.preprocess.brain import nonzero_brain_mask
 
-    if _background_looks_raw(flair.array):
-        raise InputError(
-            flair.path,
-            "looks like a raw scan (non-zero background) and no --brain-mask was given; "
-            "segment needs skull-stripped, co-registered input for now",
-        )
     mask = nonzero_brain_mask(flair.array)
     if not mask.any():
         raise InputError(flair.path, "image is empty (all zeros)")
     return mask
 
 
-def _load_inputs(images: dict[str, Path], brain_mask: Path | None) -> tuple[dict[str, Volume], Volume, np.ndarray, bool]:
+def _load_inputs(images: dict[str, Path]) -> tuple[dict[str, Volume], Volume]:
+    """Open and validate every input image (FLAIR required)."""
     if "FLAIR" not in images:
         raise InputError(None, "a FLAIR image is required (--flair)")
     volumes = {name: load_volume(path).validate() for name, path in images.items()}
-    flair = volumes["FLAIR"]
+    return volumes, volumes["FLAIR"]
+
+
+def preprocessing_reason(volumes: dict[str, Volume], flair: Volume, spacing_mm: tuple[float, ...], brain_mask: Path | None) -> str | None:
+    """Why these inputs cannot go to the model as they are (None when they can).
+
+    Ready means: every contrast on the FLAIR grid, skull stripped (zero background) or a
+    brain mask given, and voxels no coarser than 1.5x the model's.
+    """
     for name, vol in volumes.items():
         if not vol.same_grid(flair):
-            raise InputError(vol.path, f"{name} grid {vol.shape} differs from FLAIR {flair.shape}; co-register first")
-    if brain_mask is not None:
-        brain_vol = load_volume(brain_mask).validate()
-        if not brain_vol.same_grid(flair):
-            raise InputError(brain_mask, f"brain mask grid {brain_vol.shape} differs from FLAIR {flair.shape}")
-        brain = brain_vol.array > 0
-        if not brain.any():
-            raise InputError(brain_mask, "brain mask is empty")
-        return volumes, flair, brain, False
-    return volumes, flair, brain_from_images(flair), True
+            return f"{name} grid {vol.shape} differs from FLAIR {flair.shape}"
+    if brain_mask is None and _background_looks_raw(flair.array):
+        return "looks like a raw scan (non-zero background) and no --brain-mask was given"
+    if any(s > 1.5 * t for s, t in zip(flair.spacing, spacing_mm)):
+        return f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm is coarser than the model's {tuple(spacing_mm)}"
+    return None
+
+
+def _brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.ndarray, bool]:
+    """The given brain mask (checked against the FLAIR grid), or non-zero FLAIR; and whether it was computed."""
+    if brain_mask is None:
+        return brain_from_images(flair), True
+    brain_vol = load_volume(brain_mask).validate()
+    if not brain_vol.same_grid(flair):
+        raise InputError(brain_mask, f"brain mask grid {brain_vol.shape} differs from FLAIR {flair.shape}")
+    brain = brain_vol.array > 0
+    if not brain.any():
+        raise InputError(brain_mask, "brain mask is empty")
+    return brain, False
 
 
 def _prepare_out(out: Path) -> None:
@@ -118,43 +131,97 @@ def segment(
     brain_mask: Path | None = None,
     flips: int = 2,
     overlap: float = 0.25,
+    preprocess: str = "auto",
 ) -> SegmentResult:
-    """Segment lesions on skull-stripped, co-registered scans; write mask, probabilities, tables."""
+    """Segment lesions; write mask, probabilities, tables and report on the input FLAIR grid.
+
+    `preprocess`: "auto" runs the raw-scan pipeline (N4, registration, brain extraction,
+    1 mm MNI working grid; `preprocess.raw`) only when the input is not ready for the model
+    (`preprocessing_reason`), "yes" always, "no" never (not-ready input is then an error).
+    """
     from mslesion import __version__
     from mslesion.infer.sliding import predict_probability
     from mslesion.models.store import load_model
     from mslesion.postprocess.lesions import binarise, lesion_rows, lesion_table
+    from mslesion.postprocess.locations import annotate_locations
+    from mslesion.report.write import write_report
     from mslesion.preprocess.normalize import normalised_channels
 
     start = time.perf_counter()
+    if preprocess not in PREPROCESS_MODES:
+        raise InputError(None, f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, not {preprocess!r}")
     model_dir = resolve_model(model)
     net, card = load_model(model_dir)
-    volumes, flair, brain, brain_computed = _load_inputs(images, brain_mask)
+    volumes, flair = _load_inputs(images)
+    reason = preprocessing_reason(volumes, flair, card.spacing_mm, brain_mask)
+    if preprocess == "no" and reason is not None:
+        raise InputError(flair.path, f"{reason}; skull-strip and co-register first, or use --preprocess auto")
+    pre = None
+    if preprocess == "yes" or reason is not None:
+        from mslesion.preprocess.raw import preprocess_raw
+
+        logger.info("preprocessing the scans (%s)", reason or "requested")
+        pre = preprocess_raw(images, brain_mask=brain_mask)
+        model_images, model_brain = pre.images, pre.brain
+        brain, brain_computed = pre.native_brain, brain_mask is None
+    else:
+        brain, brain_computed = _brain_of_ready_input(flair, brain_mask)
+        model_images, model_brain = {n: v.array for n, v in volumes.items()}, brain
+    regional = getattr(net, "regional", False)  # DeepLesionBrain: regions fixed on the model's (MNI) grid
+    if regional:
+        from mslesion.infer.regional import check_grid, predict_regional
+
+        if pre is None:
+            check_grid(net, flair)
     _prepare_out(out)
     missing = [c for c in card.contrasts if c not in volumes]
     # A model trained with modality dropout expects missing contrasts; others get a warning.
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
     unused = sorted(set(volumes) - set(card.contrasts))
     warnings += [f"{c} given but the model does not use it" for c in unused]
-    if any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):
+    model_spacing = card.spacing_mm if pre is not None else flair.spacing
+    if any(abs(s - t) > 0.2 for s, t in zip(model_spacing, card.spacing_mm)):
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
-    x = normalised_channels({n: v.array for n, v in volumes.items()}, brain, card.contrasts, card.normalisation)
+    if pre is not None:
+        warnings += pre.warnings
+    if card.training.get("caveat"):  # what the model's own measurements say about trusting it
+        warnings.append(f"model: {card.training['caveat']}")
+    x = normalised_channels(model_images, model_brain, card.contrasts, card.normalisation)
     metadata = None
     if getattr(net, "needs_metadata", False):  # FiLM: what we know of this scan; the rest is "unknown"
         given = {"contrasts": [c for c in card.contrasts if c in volumes], "voxel_size": list(flair.spacing)}
         metadata = net.metadata_spec.encode(given)
-    prob = predict_probability(net, x, brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata)
-    prob[~brain] = 0.0
-    mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
+    vote = None
+    if regional:  # majority vote of the regional networks, then the usual minimum lesion size
+        prob, vote = predict_regional(net, x, card.threshold)
+    else:
+        prob = predict_probability(net, x, model_brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata)
+    prob[~model_brain] = 0.0
+    if pre is not None:  # back onto the native FLAIR grid; threshold there so thin lesions survive thick slices
+        prob = np.clip(pre.to_native(prob, is_label=False), 0.0, 1.0)
+        vote = None if vote is None else pre.to_native(vote.astype(np.uint8), is_label=True) > 0
+        prob[~brain] = 0.0
+    if vote is not None:
+        mask = binarise((vote & brain).astype(np.float32), 0.5, card.min_lesion_mm3, flair.voxel_volume)
+    else:
+        mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
     lesions = lesion_table(mask, flair.affine)
     rows = lesion_rows(lesions)
+    to_mni = None if pre is None else np.linalg.inv(pre.mni_to_flair)  # world -> MNI, from the registration
+    locations, location_qc, location_warnings = annotate_locations(rows, mask, brain, flair.affine, to_mni=to_mni)
+    warnings += location_warnings
+    qc: dict[str, Any] = {"lesion_locations": location_qc}
+    if pre is not None:
+        qc["preprocessing"] = pre.qc
     summary = {
         "lesion_count": len(lesions),
         "total_volume_ml": round(float(sum(les.volume_ml for les in lesions)), 4),
         "lesion_connectivity": 26,
-        "model": {"path": str(model_dir), "architecture": card.architecture, "contrasts": card.contrasts, "threshold": card.threshold},
+        "locations": locations,
+        "model": {"path": str(model_dir), "architecture": card.architecture, "contrasts": card.contrasts, "threshold": card.threshold, "version": card.version},
         "inputs": {name: {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]} for name, v in volumes.items()},
-        "brain_mask": "computed (non-zero FLAIR)" if brain_computed else str(brain_mask),
+        "brain_mask": str(brain_mask) if not brain_computed else ("computed (template + intensity)" if pre else "computed (non-zero FLAIR)"),
+        "preprocessing": None if pre is None else {"reason": reason or "requested", **pre.qc},
         "warnings": warnings,
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
@@ -166,9 +233,11 @@ def segment(
         save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)
         if brain_computed:
             save_like(brain.astype(np.uint8), flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        columns = list(rows[0]) if rows else ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]
+        columns = list(rows[0]) if rows else ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "location"]
         write_csv_atomic(staging / "lesions.csv", rows, columns)
         write_json_atomic(staging / "summary.json", summary)
+        write_report(staging, case_id=out.resolve().name, inputs=volumes, flair=flair, mask=mask, brain=brain,
+                     lesions_rows=rows, summary=summary, qc=qc)
         _publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -14,8 +14,11 @@ from mslesion.models.dlb import (
     axis_starts,
     build_compact_unet,
     crop_regions,
+    build_dlb,
     network_groups,
+    region_starts,
     regions,
+    regions_from_starts,
     specialise,
 )
 from mslesion.synth.grid import FSL_MNI_AFFINE
@@ -23,7 +26,8 @@ from mslesion.synth.grid import FSL_MNI_SHAPE as GRID_SHAPE
 
 TINY = (4, 8, 8, 16)
 SMALL = {"shape": (40, 44, 40), "size": (24, 24, 24), "stride": (16, 20, 16)}
-PAPER_LAYOUT = {"stride": (22, 31, 22)}  # 5 x 5 x 5 = 125 regions on the FSL grid
+PAPER_LAYOUT = {"stride": (22, 31, 22)}  # 5 x 5 x 5 = 125 regions on the FSL grid, as the default counts
+QUOTED_STRIDE = {"stride": (76, 76, 67)}  # the quoted strides: 3 x 3 x 3 = 27 regions
 ODD = {"shape": (41, 30, 33), "size": (24, 24, 24), "stride": (10, 9, 8)}  # odd x span: no centred region
 
 
@@ -83,7 +87,7 @@ def test_axis_starts_symmetric_and_bounded() -> None:
         assert starts[0] == 0 and starts[-1] == length - size and max(np.diff(starts)) <= stride
 
 
-@pytest.mark.parametrize("layout", [{}, PAPER_LAYOUT, SMALL, ODD])
+@pytest.mark.parametrize("layout", [{}, QUOTED_STRIDE, SMALL, ODD])
 def test_regions_cover_the_grid(layout: dict) -> None:
     shape = layout.get("shape", FSL_MNI_SHAPE)
     rs = regions(**layout)
@@ -93,14 +97,30 @@ def test_regions_cover_the_grid(layout: dict) -> None:
 
 def test_region_counts_on_the_fsl_grid() -> None:
     assert FSL_MNI_SHAPE == GRID_SHAPE
-    default = regions()
-    assert len(default) == 27 and all(r.size == (96, 96, 96) for r in default)
-    assert len(network_groups(default)) == 18
-    paper = regions(**PAPER_LAYOUT)
-    assert len(paper) == 125 and len(network_groups(paper)) == 75  # the paper's 125 regions, 75 networks
+    quoted = regions(**QUOTED_STRIDE)
+    assert len(quoted) == 27 and all(r.size == (96, 96, 96) for r in quoted)
+    assert len(network_groups(quoted)) == 18
+    default = regions()  # the paper's 125 regions, 75 networks
+    assert len(default) == 125 and len(network_groups(default)) == 75
+    assert region_starts(default) == region_starts(regions(**PAPER_LAYOUT))
+    assert region_starts(default) == [[0, 21, 43, 65, 86], [0, 30, 61, 92, 122], [0, 21, 43, 65, 86]]
 
 
-@pytest.mark.parametrize("layout", [{}, SMALL, ODD])
+def test_region_counts_and_their_errors() -> None:
+    cpu = regions((91, 109, 91), (64, 64, 64), counts=(2, 2, 2))  # 8 regions of 64^3 on the 2 mm grid
+    assert len(cpu) == 8 and region_starts(cpu) == [[0, 27], [0, 45], [0, 27]]
+    assert _covered(cpu, (91, 109, 91)).all()
+    with pytest.raises(ValueError, match="gaps"):
+        regions(FSL_MNI_SHAPE, (64, 64, 64), counts=(2, 2, 2))
+    with pytest.raises(ValueError, match="odd count"):
+        regions((41, 30, 33), (24, 24, 24), counts=(3, 2, 2))
+    with pytest.raises(ValueError, match="not both"):
+        regions(counts=(5, 5, 5), stride=(22, 31, 22))
+    with pytest.raises(ValueError, match="not symmetric"):
+        regions_from_starts((8, 8, 8), [[0, 3, 10], [0], [0]])
+
+
+@pytest.mark.parametrize("layout", [{}, QUOTED_STRIDE, SMALL, ODD])
 def test_mirrored_regions_are_voxel_exact(layout: dict) -> None:
     shape = layout.get("shape", FSL_MNI_SHAPE)
     volume = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
@@ -112,7 +132,7 @@ def test_mirrored_regions_are_voxel_exact(layout: dict) -> None:
         np.testing.assert_array_equal(flipped[r.slices][::-1], volume[twin.slices])
 
 
-@pytest.mark.parametrize("layout", [{}, PAPER_LAYOUT, SMALL, ODD])
+@pytest.mark.parametrize("layout", [{}, QUOTED_STRIDE, SMALL, ODD])
 def test_network_groups(layout: dict) -> None:
     shape = layout.get("shape", FSL_MNI_SHAPE)
     rs = regions(**layout)
@@ -198,3 +218,19 @@ def test_predict_volume_with_compact_unets() -> None:
     assert torch.equal(ensemble.predict_volume(image)[1], probability)  # dropout was off
     with pytest.raises(ValueError):
         ensemble.predict_volume(torch.randn(2, 40, 44, 41))
+
+
+def test_build_dlb_rebuilds_the_layout_and_votes_over_thresholds() -> None:
+    rs = regions(**SMALL)
+    groups = network_groups(rs)
+    members = [groups[g] for g in range(len(groups))]
+    model = build_dlb(2, SMALL["shape"], SMALL["size"], region_starts(rs), members, np.eye(4), features=TINY)
+    assert model.regional and model.grid_shape == SMALL["shape"] and len(model.networks) == len(groups)
+    assert [r.start for r in model.regions] == [r.start for r in rs] and model.groups == {g: tuple(m) for g, m in groups.items()}
+    with pytest.raises(ValueError, match="tile"):
+        build_dlb(2, (50, 44, 40), SMALL["size"], region_starts(rs), members, features=TINY)
+    image = torch.randn(2, *SMALL["shape"], generator=torch.Generator().manual_seed(1))
+    votes, cover, probability = model.vote(image, [0.3, 0.5, 0.7])
+    mask, same_probability = model.predict_volume(image, 0.5)
+    assert votes.shape == (3, *SMALL["shape"]) and (votes[0] >= votes[1]).all() and (votes[1] >= votes[2]).all()
+    assert torch.equal(mask, 2 * votes[1].int() > cover.int()) and torch.equal(probability, same_probability)

@@ -134,8 +134,12 @@ class Volume:
 
 
 def load_volume(path: str | Path) -> Volume:
-    """Open a 3D NIfTI file lazily, checking what can be checked without reading voxels."""
+    """Open a 3D NIfTI file lazily (or a DICOM series folder, read now), checking what can be checked."""
     path = Path(path)
+    if path.is_dir():
+        from mslesion.io.dicom import load_dicom_series
+
+        return load_dicom_series(path)
     if not is_nifti_path(path):
         raise InputError(path, "not a NIfTI file name (expected .nii or .nii.gz)")
     img = _read_image(path)

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from mslesion.models.cen import build_cen
-from mslesion.models.dlb import build_compact_unet
+from mslesion.models.dlb import build_compact_unet, build_dlb
 from mslesion.models.film import build_film_unet
 from mslesion.models.scanner_invariant import build_scanner_invariant_unet, build_unet_bdm, build_unet_bm
 from mslesion.models.unet import build_unet
@@ -24,6 +24,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "scanner-invariant": build_scanner_invariant_unet,
     "film-unet": build_film_unet,
     "dlb-unet": build_compact_unet,
+    "dlb": build_dlb,
 }
 
 # One line per architecture for `mslesion methods`: what it is and where it comes from.
@@ -35,6 +36,7 @@ DESCRIPTIONS: dict[str, str] = {
     "scanner-invariant": "Aslani et al. 2020: U-Net + bottleneck site classifier trained to confuse sites (pearson/random/uniform)",
     "film-unet": "Vincent et al. 2020: U-Net with FiLM after every conv block, conditioned on contrast/site/field/voxel size",
     "dlb-unet": "Kamraoui et al. 2022 (DeepLesionBrain): compact U-Net, GroupNorm, dropout 0.5 after pooling (one region's net)",
+    "dlb": "Kamraoui et al. 2022 (DeepLesionBrain): one compact U-Net per MNI region, generic then specialised, majority vote",
 }
 
 

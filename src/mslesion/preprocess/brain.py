@@ -1,4 +1,4 @@
-"""Brain masks. For now only the one skull-stripped input implies; extraction from raw scans comes later."""
+"""Brain masks of skull-stripped input (non-zero voxels); raw scans go through `skullstrip` instead."""
 
 from __future__ import annotations
 

@@ -44,6 +44,9 @@ class PatchConfig:
     size: list[int] = field(default_factory=lambda: [64, 64, 64])
     batch_size: int = 2
     lesion_fraction: float = 0.66  # share of patches centred on a lesion (chosen lesion-first)
+    # Train on whole brain-cropped volumes (batch of 1) instead of patches; None = the
+    # architecture's own way (CEN: whole images, as Brosch et al.; the others: patches).
+    whole_image: bool | None = None
 
 
 @dataclass
@@ -96,6 +99,26 @@ class InferConfig:
 
 
 @dataclass
+class RegionalConfig:
+    """DeepLesionBrain's regions and its two training stages (architecture `dlb` only).
+
+    Regions: `size`^3 sub-volumes of the (MNI) grid, `per_axis` spread evenly (default
+    5 x 5 x 5 = 125, the paper's), or the fewest with a spacing of at most `stride` when
+    it is given. Stage 1 trains one generic network `generic_steps` steps on crops of all
+    regions; stage 2 copies it to every network group and fine-tunes each on its own
+    region (and mirrored twin) for `finetune_steps` steps at `finetune_lr` (None: optim.lr).
+    """
+
+    size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    per_axis: list[int] = field(default_factory=lambda: [5, 5, 5])
+    stride: list[int] | None = None
+    generic_steps: int = 1000
+    finetune_steps: int = 100
+    finetune_lr: float | None = None
+    log_every: int = 50  # steps per log.csv row (an "epoch" of the regional loop)
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -105,6 +128,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    regional: RegionalConfig = field(default_factory=RegionalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +154,13 @@ SECTIONS = {
     "optim": OptimConfig,
     "train": LoopConfig,
     "infer": InferConfig,
+    "regional": RegionalConfig,
 }
+
+
+def whole_image(cfg: TrainConfig) -> bool:
+    """Whether training feeds whole brain-cropped volumes (CEN's default) instead of patches."""
+    return cfg.model.architecture == "cen" if cfg.patch.whole_image is None else bool(cfg.patch.whole_image)
 
 
 def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
@@ -147,14 +177,24 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(source, "data.contrasts must include FLAIR (every model accepts FLAIR alone)")
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):
         raise InputError(source, f"patch.size must be 3 multiples of 16, not {cfg.patch.size}")
+    _check_regional(cfg.regional, source)
     return cfg
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training YAML; dataset paths become absolute."""
+def _check_regional(reg: RegionalConfig, source: Path) -> None:
+    """The `regional` section's shapes and counts (the grid is checked once the data are read)."""
+    for name in ("size", "per_axis") + (("stride",) if reg.stride is not None else ()):
+        value = getattr(reg, name)
+        if not isinstance(value, list) or len(value) != 3 or any(not isinstance(v, int) or v < 1 for v in value):
+            raise InputError(source, f"regional.{name} must be 3 positive integers, not {value!r}")
+    if reg.generic_steps < 1 or reg.finetune_steps < 0 or reg.log_every < 1:
+        raise InputError(source, "regional.generic_steps and log_every must be >= 1, finetune_steps >= 0")
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (training and benchmark configs), or InputError."""
     import yaml
 
-    path = Path(path)
     if not path.is_file():
         raise InputError(path, "config file not found")
     try:
@@ -163,7 +203,14 @@ def load_config(path: str | Path) -> TrainConfig:
         raise InputError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise InputError(path, "config must be a YAML mapping")
-    cfg = config_from_dict(raw, path)
+    return raw
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training YAML; dataset paths become absolute."""
+    path = Path(path)
+    cfg = config_from_dict(read_yaml_mapping(path), path)
+
     def resolve(entry: str) -> str:
         expanded = Path(os.path.expandvars(entry))  # e.g. ${MSLESION_SHARED_DATA}/lesjak-mni
         return str(expanded if expanded.is_absolute() else (path.parent / expanded).resolve())

@@ -36,6 +36,11 @@ class PreparedCase:
     site: str | None = None
     dataset_index: int = 0
     field_strength: float | None = None
+    # Where the brain box starts on the case's full grid, that grid's shape and affine:
+    # crops in the grid's coordinates (DeepLesionBrain's MNI regions) need them.
+    origin: tuple[int, int, int] = (0, 0, 0)
+    grid_shape: tuple[int, int, int] | None = None
+    affine: np.ndarray | None = None
 
 
 def brain_mask_of(case: Case) -> np.ndarray:
@@ -104,4 +109,7 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
         site=case.meta.site,
         dataset_index=int(case.meta.extra.get("dataset_index", 0)),
         field_strength=case.meta.field_strength,
+        origin=tuple(int(b.start) for b in box),  # type: ignore[arg-type]
+        grid_shape=tuple(int(n) for n in brain.shape),  # type: ignore[arg-type]
+        affine=np.asarray(case.reference().affine, dtype=float).copy(),
     )

@@ -65,7 +65,12 @@ def run_training(config_path: Path, out: Path, resume: bool = False, time_budget
     logger.info("preparing %d training and %d validation cases", len(train), len(val))
     prepared_train = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed) for c in train]
     prepared_val = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed) for c in val] if dist.main else []
-    trainer = Trainer(cfg, out, prepared_train, prepared_val, dist)
+    if cfg.model.architecture == "dlb":  # DeepLesionBrain: regional networks, trained in stages
+        from mslesion.train.regional import RegionalTrainer
+
+        trainer = RegionalTrainer(cfg, out, prepared_train, prepared_val, dist)
+    else:
+        trainer = Trainer(cfg, out, prepared_train, prepared_val, dist)
     if resume:
         trainer.resume()
     state = trainer.fit()

@@ -63,3 +63,12 @@ def sample_batch(
             }
         )
     return items
+
+
+def whole_case_batch(
+    cases: list[PreparedCase], rng: np.random.Generator, case_probabilities: np.ndarray | None = None
+) -> list[dict[str, np.ndarray]]:
+    """A batch of one whole brain-cropped case (Brosch et al.'s CEN trains on whole images;
+    cases differ in size, so they are not stacked)."""
+    case = cases[rng.choice(len(cases), p=case_probabilities) if case_probabilities is not None else rng.integers(len(cases))]
+    return [{"image": case.image.copy(), "label": case.label[None].astype(np.float32), "case": case}]

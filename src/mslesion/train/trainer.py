@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,13 @@ from mslesion.io.atomic import write_csv_atomic
 from mslesion.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+
+def training_hardware() -> str:
+    """Where the weights were trained (recorded in the model card): GPU name, or CPU and thread count."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_dice", "val_threshold", "lr", "seconds"]
 
@@ -115,20 +124,45 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-class Trainer:
-    """Trains one network from a TrainConfig into a run folder."""
+def whole_image_window(cases) -> tuple[int, int, int]:
+    """One inference window holding every training brain box, rounded up to multiples of 16."""
+    shapes = np.array([c.image.shape[1:] for c in cases]).max(axis=0)
+    return tuple(int(-(-n // 16) * 16) for n in shapes)  # type: ignore[return-value]
 
-    def __init__(self, cfg: TrainConfig, out: Path, train_cases, val_cases, dist: Dist | None = None) -> None:
+
+class Trainer:
+    """Trains one network from a TrainConfig into a run folder.
+
+    Hooks for other training schemes (DeepLesionBrain's regional stages): `net` replaces
+    the network built from the config (e.g. one initialised from generic weights), and
+    `sampler(rng)` replaces lesion-first patch sampling (e.g. crops of fixed regions).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out: Path,
+        train_cases,
+        val_cases,
+        dist: Dist | None = None,
+        net: nn.Module | None = None,
+        sampler: Callable[[np.random.Generator], list[dict[str, Any]]] | None = None,
+    ) -> None:
         from mslesion.losses import make_loss
         from mslesion.models.registry import build_network, data_params
         from mslesion.train.augment import make_transforms
+        from mslesion.train.config import whole_image
 
         self.cfg, self.out, self.dist = cfg, out, dist or Dist()
         self.train_cases, self.val_cases = train_cases, val_cases
         self.sites = sorted({c.site or "" for c in train_cases})
         self.params = data_params(cfg.model.architecture, cfg.model.params, self.sites)
+        self.sampler = sampler
+        self.whole_image = whole_image(cfg) and sampler is None
+        # Whole-image models see each brain box in one window at inference too.
+        self.patch_size = whole_image_window(train_cases) if self.whole_image else tuple(cfg.patch.size)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        self.net = build_network(cfg.model.architecture, len(cfg.data.contrasts), self.params)
+        self.net = net if net is not None else build_network(cfg.model.architecture, len(cfg.data.contrasts), self.params)
         self.model: nn.Module = self.net
         if self.dist.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net)
@@ -158,12 +192,16 @@ class Trainer:
     def save_model(self) -> None:
         from mslesion.models.store import ModelCard, save_model
 
+        threshold, extra = self.state.best_threshold, {}
+        if self.whole_image:  # Brosch et al.: the threshold maximising mean Dice on the TRAINING set
+            threshold, train_dice = self.train_threshold()
+            extra = {"threshold_source": "training set", "train_dice": train_dice, "whole_image": True}
         card = ModelCard(
             architecture=self.cfg.model.architecture,
             contrasts=list(self.cfg.data.contrasts),
             params=self.params,
-            patch_size=tuple(self.cfg.patch.size),
-            threshold=self.state.best_threshold,
+            patch_size=self.patch_size,
+            threshold=threshold,
             min_lesion_mm3=self.cfg.infer.min_lesion_mm3,
             modality_dropout=self.cfg.augment.modality_dropout > 0,
             training={
@@ -173,6 +211,8 @@ class Trainer:
                 "steps": self.state.step,
                 "val_dice": self.state.best_dice,
                 "loss": self.cfg.loss.name,
+                "hardware": training_hardware(),
+                **extra,
             },
         )
         save_model(self.net.state_dict(), card, self.out / "model")
@@ -181,13 +221,18 @@ class Trainer:
     def train_step(self) -> float:
         from mslesion.train.augment import augment_batch
         from mslesion.train.data import case_metadata
-        from mslesion.train.sampling import sample_batch
+        from mslesion.train.sampling import sample_batch, whole_case_batch
 
         cfg, step = self.cfg, self.state.step
         seed = _step_seed(cfg.train.seed, step, self.dist.rank)
         rng = np.random.default_rng(seed)
-        items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction,
-                             self.case_probabilities)
+        if self.sampler is not None:
+            items = self.sampler(rng)
+        elif self.whole_image:
+            items = whole_case_batch(self.train_cases, rng, self.case_probabilities)
+        else:
+            items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction,
+                                 self.case_probabilities)
         items = augment_batch(self.transforms, items, seed)
         x = torch.from_numpy(np.stack([i["image"] for i in items]))
         y = torch.from_numpy(np.stack([i["label"] for i in items]))
@@ -212,25 +257,39 @@ class Trainer:
         return float(loss.detach())
 
     # --- validation --------------------------------------------------------------------
+    def probability(self, case) -> np.ndarray:
+        """The network's lesion probability on a prepared case (0 outside its brain)."""
+        from mslesion.infer.sliding import predict_probability
+        from mslesion.train.data import case_metadata
+
+        self.net.eval()
+        metadata = None
+        if getattr(self.net, "needs_metadata", False):
+            metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))
+        prob = predict_probability(self.net, case.image, case.brain, self.patch_size,
+                                   overlap=self.cfg.infer.overlap, flips=1, metadata=metadata)
+        prob[~case.brain] = 0
+        return prob
+
+    def train_threshold(self) -> tuple[float, float]:
+        """(threshold, mean Dice) over the training cases, on the infer.thresholds grid
+        (`models.cen.tune_threshold`; both-empty cases count Dice 1)."""
+        from mslesion.models.cen import tune_threshold
+
+        probabilities = [self.probability(case) for case in self.train_cases]
+        return tune_threshold(probabilities, [case.label for case in self.train_cases], self.cfg.infer.thresholds)
+
     def validate(self) -> tuple[float, float]:
         """Mean per-case Dice at the best threshold of the grid, and that threshold."""
         from mslesion.evaluate.conventions import EmptyPolicy
         from mslesion.evaluate.voxel import dice
-        from mslesion.infer.sliding import predict_probability
         from mslesion.postprocess.lesions import binarise
-        from mslesion.train.data import case_metadata
 
         both_empty_is_perfect = EmptyPolicy.perfect_when_both_empty()
-        self.net.eval()
         thresholds = self.cfg.infer.thresholds
         scores = np.zeros((len(self.val_cases), len(thresholds)))
         for i, case in enumerate(self.val_cases):
-            metadata = None
-            if getattr(self.net, "needs_metadata", False):
-                metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))
-            prob = predict_probability(self.net, case.image, case.brain, self.cfg.patch.size,
-                                       overlap=self.cfg.infer.overlap, flips=1, metadata=metadata)
-            prob[~case.brain] = 0
+            prob = self.probability(case)
             voxel_mm3 = float(np.prod(case.spacing))
             for j, t in enumerate(thresholds):
                 mask = binarise(prob, t, self.cfg.infer.min_lesion_mm3, voxel_mm3)

@@ -1,0 +1,80 @@
+"""DICOM series folders as volumes, through SimpleITK's GDCM series reader.
+
+Only the voxels and the geometry are kept: no header field (patient name, IDs, dates)
+is copied into the volume, so nothing identifying reaches outputs, reports or logs.
+A folder holding several series is refused with the list of series, so the user picks
+one folder; the descriptions shown are the series' own (e.g. "AX FLAIR"), never patient data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mslesion.errors import InputError
+from mslesion.io.volume import Volume
+
+# SimpleITK works in LPS; NIfTI affines (and this toolkit) in RAS.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+SERIES_DESCRIPTION = "0008|103e"
+
+
+def _series_description(first_file: str) -> str:
+    """The series description of one file (header only), or '' when it has none."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(first_file)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ""
+    return reader.GetMetaData(SERIES_DESCRIPTION).strip() if reader.HasMetaDataKey(SERIES_DESCRIPTION) else ""
+
+
+def sitk_to_volume(image, path: Path | None = None) -> Volume:  # noqa: ANN001 - SimpleITK image
+    """A SimpleITK 3D image as a Volume: array (x, y, z) and RAS affine."""
+    import SimpleITK as sitk
+
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(path, f"is a {image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} components; a 3D scalar image is needed")
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
+    lps[:3, 3] = image.GetOrigin()
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # SimpleITK arrays are (z, y, x)
+    if np.issubdtype(array.dtype, np.floating) or array.dtype.itemsize > 2:
+        array = array.astype(np.float32)
+    volume = Volume.from_array(np.ascontiguousarray(array), LPS_TO_RAS @ lps)
+    volume.path = path
+    return volume
+
+
+def load_dicom_series(folder: str | Path) -> Volume:
+    """Read the one DICOM series in `folder` (InputError when there are none or several)."""
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "DICOM folder not found")
+    series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if not series:
+        raise InputError(folder, "is a folder without a DICOM series; expected a NIfTI file (.nii/.nii.gz) or a folder of one DICOM series")
+    if len(series) > 1:
+        listed = "; ".join(
+            f"{_series_description(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0]) or 'no description'} ({uid})"
+            for uid in series
+        )
+        raise InputError(folder, f"holds {len(series)} DICOM series: {listed}; put the series to use in a folder of its own")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else type(exc).__name__
+        raise InputError(folder, f"unreadable DICOM series ({first})") from None
+    if image.GetDimension() == 3 and image.GetSize()[2] < 2:
+        raise InputError(folder, "DICOM series has a single slice; a 3D volume is needed")
+    return sitk_to_volume(image, folder)

@@ -1,0 +1,328 @@
+"""Raw clinical scans in, model-ready arrays out, with every geometric step recorded.
+
+`preprocess_raw` runs, on NIfTI scans of any orientation and resolution (with skull):
+
+1. reorient each image to RAS voxel order (exact, recorded: `orient.Reorientation`);
+2. N4 bias-field correction of each contrast (`bias.n4_correct`);
+3. affine registration of FLAIR to the MNI152 2009a template nilearn ships, and rigid
+   registration of T1/T2/PD to FLAIR (`register.register`, Mattes MI), each with a
+   normalised-mutual-information quality number and a warning when it is poor;
+4. brain extraction: MNI brain mask carried onto FLAIR, refined by intensity (`skullstrip`);
+5. resampling of every contrast in ONE interpolation onto the model's working grid, the
+   FSL MNI152 1 mm grid 182x218x182 of the training data (`resample`).
+
+The result, `Preprocessed`, holds the working-grid images (bias-corrected, zero outside
+the brain, NOT intensity-normalised: the model card decides that, see
+`normalize.normalised_channels`), the brain mask, the transforms and QC, and brings
+any working-grid array back onto the native FLAIR grid with `to_native`.
+
+Wiring into `segment` (a sketch; names from pipeline.py):
+
+    pre = preprocess_raw(images)                      # InputError on bad input
+    x = normalised_channels(pre.images, pre.brain, card.contrasts, card.normalisation)
+    prob = predict_probability(net, x, pre.brain, card.patch_size, ...)
+    prob_native = pre.to_native(prob, is_label=False) # linear, float32, native FLAIR voxel order
+    mask = binarise(prob_native, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
+    save_like(mask, load_volume(images["FLAIR"]), ...)  # lands on the input grid and header
+    summary["preprocessing"] = pre.qc; warnings += pre.warnings
+
+Thresholding the native-grid probability (rather than resampling a working-grid mask
+with nearest neighbour) keeps thin lesions on thick slices; `to_native(mask, is_label=True)`
+is there when a label map must be carried over as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mslesion.errors import InputError
+from mslesion.preprocess.orient import Reorientation
+from mslesion.preprocess.resample import WORKING_AFFINE, WORKING_SHAPE, from_working, resample, to_working
+
+logger = logging.getLogger(__name__)
+
+CONTRASTS = ("FLAIR", "T1", "T2", "PD")
+# Normalised mutual information (32 bins, inside the brain) below which a registration is flagged.
+# Seen on raw Lesjak patient01 with good alignment: FLAIR-MNI template 1.026 (brain Dice 0.95),
+# T2-FLAIR 1.058. Set below those; not yet calibrated on deliberate failures (see the report).
+MIN_NMI_MNI = 1.01
+MIN_NMI_CONTRAST = 1.03
+# A plausible adult brain on the scan (mL); outside it the mask is flagged.
+BRAIN_ML_RANGE = (700.0, 2100.0)
+# Linear scale of the MNI registration (cube root of the determinant) outside this range is implausible.
+MNI_SCALE_RANGE = (0.7, 1.4)
+MIN_OVERLAP = 0.5
+
+
+@dataclass
+class Preprocessed:
+    """Preprocessed scans on the working grid, and the record needed to go back to native space.
+
+    - `images[name]`: float32 (182, 218, 182) on the FSL MNI152 1 mm grid, N4-corrected, 0 outside `brain`.
+    - `brain`: bool brain mask on the working grid. `native_brain`: the same on the native FLAIR grid.
+    - `flair_grid`: the native FLAIR grid (shape, affine) and its reorientation to RAS.
+    - `mni_to_flair`: 4x4 RAS matrix, MNI world point -> FLAIR world point (affine).
+    - `flair_to_contrast[name]`: 4x4 RAS matrix, FLAIR world point -> that contrast's world point (rigid).
+    - `qc`: registration quality (NMI), brain volume, seconds per step. `warnings`: what looked poor.
+    """
+
+    images: dict[str, np.ndarray]
+    brain: np.ndarray
+    native_brain: np.ndarray
+    flair_grid: Reorientation
+    mni_to_flair: np.ndarray
+    flair_to_contrast: dict[str, np.ndarray]
+    qc: dict[str, Any]
+    warnings: list[str]
+    inputs: dict[str, Path]
+    working_affine: np.ndarray = field(default_factory=lambda: WORKING_AFFINE.copy())
+    working_shape: tuple[int, int, int] = WORKING_SHAPE
+    _corrected: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def to_native(self, array: np.ndarray, is_label: bool) -> np.ndarray:
+        """A working-grid array resampled onto the native FLAIR grid (native voxel order and affine).
+
+        Nearest neighbour for labels (dtype kept), linear for images and probabilities (float32).
+        The result can be saved with the input FLAIR's affine and header (`save_like`).
+        """
+        if tuple(array.shape) != tuple(self.working_shape):
+            raise ValueError(f"array of shape {array.shape} is not on the working grid {self.working_shape}")
+        canonical = from_working(
+            array, self.flair_grid.canonical_affine, self.flair_grid.canonical_shape, self.mni_to_flair, is_label
+        )
+        return self.flair_grid.to_native(canonical)
+
+    def to_working(self, native_array: np.ndarray, is_label: bool) -> np.ndarray:
+        """An array on the native FLAIR grid (e.g. a given brain or lesion mask) onto the working grid."""
+        if tuple(native_array.shape) != tuple(self.flair_grid.native_shape):
+            raise ValueError(f"array of shape {native_array.shape} is not on the FLAIR grid {self.flair_grid.native_shape}")
+        canonical = self.flair_grid.to_canonical(native_array)
+        return to_working(canonical, self.flair_grid.canonical_affine, self.mni_to_flair, is_label)
+
+    def native_images(self) -> dict[str, np.ndarray]:
+        """Every contrast N4-corrected and co-registered on the native FLAIR grid (one interpolation; FLAIR none)."""
+        out = {}
+        grid = self.flair_grid
+        for name, (array, affine) in self._corrected.items():
+            if name == "FLAIR":
+                canonical = array
+            else:
+                canonical = resample(array, affine, grid.canonical_affine, grid.canonical_shape, self.flair_to_contrast[name])
+            out[name] = grid.to_native(canonical).astype(np.float32)
+        return out
+
+    def transforms_json(self) -> dict[str, Any]:
+        """Every geometric step as plain JSON (RAS mm matrices; see the field docs for directions)."""
+        return {
+            "convention": "4x4 matrices in RAS mm; 'a_to_b' maps a point of space a to the matching point of space b",
+            "reorientation": self.flair_grid.to_json(),
+            "mni_to_flair": np.round(self.mni_to_flair, 8).tolist(),
+            "flair_to_contrast": {k: np.round(v, 8).tolist() for k, v in self.flair_to_contrast.items()},
+            "working_grid": {"shape": list(self.working_shape), "affine": self.working_affine.tolist(), "space": "FSL MNI152 1 mm"},
+        }
+
+
+class _Timer:
+    """Seconds per named step, for the QC record."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
+
+    def cpu(self) -> float:
+        """CPU seconds of this process (all threads) since the timer started: independent of machine load."""
+        return round(time.process_time() - self._cpu_start, 2)
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 2)
+        self._start = now
+
+
+def _check_names(images: dict[str, Path]) -> None:
+    unknown = sorted(set(images) - set(CONTRASTS))
+    if unknown:
+        raise InputError(None, f"unknown contrast name(s) {unknown}; use {list(CONTRASTS)}")
+    if "FLAIR" not in images:
+        raise InputError(None, "a FLAIR image is required (--flair)")
+
+
+def _load_canonical(path: Path) -> tuple[np.ndarray, np.ndarray, Reorientation]:
+    """Load a scan, refuse empty or constant ones, and reorient it to RAS."""
+    from mslesion.io.volume import load_volume
+    from mslesion.preprocess.orient import reorient_canonical
+
+    volume = load_volume(path).validate()
+    data = np.asarray(volume.array, dtype=np.float32)
+    if not np.any(data != data.flat[0]):
+        raise InputError(path, "image is constant (empty scan)")
+    if min(volume.shape) < 2:
+        raise InputError(path, f"image of shape {volume.shape} is not a 3D volume")
+    return reorient_canonical(data, volume.affine)
+
+
+def _overlap(flair_mask: np.ndarray, flair_affine: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> float:
+    """Fraction of FLAIR mask voxels that fall inside another image's field of view (scanner coordinates)."""
+    idx = np.argwhere(flair_mask)[:: max(1, int(flair_mask.sum()) // 20000)]
+    if idx.size == 0:
+        return 0.0
+    world = flair_affine[:3, :3] @ idx.T + flair_affine[:3, 3:4]
+    vox = np.linalg.inv(affine)[:3, :3] @ world + np.linalg.inv(affine)[:3, 3:4]
+    inside = np.all((vox > -0.5) & (vox < np.asarray(shape)[:, None] - 0.5), axis=0)
+    return float(inside.mean())
+
+
+def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: list[str]) -> np.ndarray:
+    """Affine FLAIR -> MNI registration; returns the MNI -> FLAIR RAS matrix and fills QC."""
+    from mslesion.preprocess.register import Init, register, registration_nmi
+    from mslesion.preprocess.template import registration_brain, registration_target
+
+    template, fixed_mask = registration_target(2.0)
+    try:
+        reg = register(
+            template, flair_img, "affine", Init.MOMENTS, fixed_mask=fixed_mask, fixed_spacing_mm=None, name="FLAIR to the MNI152 template"
+        )
+    except InputError as exc:
+        raise InputError(path, exc.problem) from None
+    quality = registration_nmi(template, flair_img, reg.matrix, registration_brain(2.0))
+    scale = float(abs(np.linalg.det(reg.matrix[:3, :3])) ** (1 / 3))
+    qc["mni_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "scale": round(scale, 4)}
+    if not quality >= MIN_NMI_MNI:
+        warnings.append(f"registration of FLAIR to MNI looks poor (NMI {quality:.3f} < {MIN_NMI_MNI})")
+    if not MNI_SCALE_RANGE[0] <= scale <= MNI_SCALE_RANGE[1]:
+        warnings.append(f"registration of FLAIR to MNI scales the head by {scale:.2f}: check the brain mask")
+    return reg.matrix
+
+
+def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path: Path) -> np.ndarray:
+    """Brain mask on the canonical FLAIR grid from the warped MNI mask, refined by intensity."""
+    from mslesion.preprocess.skullstrip import brain_mask_or_fail, refine_brain_mask
+    from mslesion.preprocess.template import mni_arrays
+
+    _, template_brain, template_affine = mni_arrays()
+    prior = resample(template_brain, template_affine, affine, flair.shape, np.linalg.inv(mni_to_flair)) > 0.5
+    spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    mask = refine_brain_mask(flair, prior, spacing)
+    return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
+
+
+def _coregister(
+    name: str, path: Path, flair_img: Any, moving_img: Any, brain: np.ndarray, qc: dict[str, Any], warnings: list[str]
+) -> np.ndarray:
+    """Rigid contrast -> FLAIR registration inside the dilated brain; returns FLAIR -> contrast RAS matrix."""
+    from mslesion.preprocess.register import Init, register, registration_nmi
+    from mslesion.preprocess.sitkio import sitk_affine, to_sitk
+    from mslesion.preprocess.skullstrip import dilate_mm
+
+    spacing = flair_img.GetSpacing()
+    mask = to_sitk(dilate_mm(brain, 5.0, spacing).astype(np.uint8), sitk_affine(flair_img), dtype=np.uint8)
+    try:
+        reg = register(flair_img, moving_img, "rigid", Init.IDENTITY, fixed_mask=mask, fixed_spacing_mm=1.5, name=f"{name} to FLAIR")
+    except InputError as exc:
+        raise InputError(path, exc.problem) from None
+    quality = registration_nmi(flair_img, moving_img, reg.matrix, brain)
+    moved_mm = float(np.linalg.norm(reg.matrix[:3, 3]))
+    qc[f"{name}_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "translation_mm": round(moved_mm, 2)}
+    if not quality >= MIN_NMI_CONTRAST:
+        warnings.append(f"registration of {name} to FLAIR looks poor (NMI {quality:.3f} < {MIN_NMI_CONTRAST})")
+    return reg.matrix
+
+
+def preprocess_raw(
+    images: dict[str, Path], brain_mask: Path | None = None, n4: bool = True, threads: int = 2
+) -> Preprocessed:
+    """Preprocess raw scans (FLAIR required; T1, T2, PD optional) onto the working grid.
+
+    `images` maps contrast names ('FLAIR', 'T1', 'T2', 'PD') to NIfTI files of any
+    orientation/resolution, with skull. `brain_mask`, when given, is a mask on the native
+    FLAIR grid used instead of brain extraction. Bad input raises `InputError` (one line);
+    poor registrations or an odd brain volume become `warnings` (also in `qc`).
+    """
+    from mslesion.preprocess.bias import n4_correct
+    from mslesion.preprocess.sitkio import from_sitk, itk_threads, to_sitk
+
+    _check_names(images)
+    images = {name: Path(path) for name, path in images.items()}
+    timer = _Timer()
+    qc: dict[str, Any] = {}
+    warnings: list[str] = []
+    with itk_threads(threads):
+        loaded = {name: _load_canonical(path) for name, path in images.items()}
+        flair, flair_affine, flair_grid = loaded["FLAIR"]
+        head = flair > flair.mean()  # the head, roughly: enough to test that fields of view overlap
+        for name in (n for n in CONTRASTS if n in images and n != "FLAIR"):
+            if _overlap(head, flair_affine, loaded[name][0].shape, loaded[name][1]) < MIN_OVERLAP:
+                raise InputError(images[name], f"{name} does not overlap the FLAIR in space (another subject or field of view?)")
+        timer.lap("load_reorient")
+        sitk_images, corrected = {}, {}
+        for name, (array, affine, _) in loaded.items():
+            img = to_sitk(array, affine)
+            if n4:
+                img, _ = n4_correct(img)
+            sitk_images[name] = img
+            corrected[name] = (from_sitk(img).astype(np.float32), affine)
+        timer.lap("n4")
+        mni_to_flair = _mni_registration(sitk_images["FLAIR"], images["FLAIR"], qc, warnings)
+        timer.lap("register_mni")
+        if brain_mask is None:
+            brain = _brain(corrected["FLAIR"][0], flair_affine, mni_to_flair, images["FLAIR"])
+        else:
+            brain = _given_brain(brain_mask, flair_grid)
+        timer.lap("brain")
+        flair_to_contrast: dict[str, np.ndarray] = {}
+        for name in (n for n in CONTRASTS if n in images and n != "FLAIR"):
+            flair_to_contrast[name] = _coregister(name, images[name], sitk_images["FLAIR"], sitk_images[name], brain, qc, warnings)
+        timer.lap("register_contrasts")
+        working_brain = to_working(brain.astype(np.float32), flair_affine, mni_to_flair) > 0.5
+        working = {}
+        for name, (array, affine) in corrected.items():
+            to_contrast = flair_to_contrast.get(name, np.eye(4)) @ mni_to_flair
+            working[name] = to_working(array, affine, to_contrast) * working_brain
+        timer.lap("resample")
+    voxel_ml = float(abs(np.linalg.det(flair_affine[:3, :3]))) / 1000.0
+    brain_ml = float(brain.sum()) * voxel_ml
+    qc["brain_volume_ml"] = round(brain_ml, 1)
+    qc["brain_mask"] = "given" if brain_mask is not None else "MNI152 mask warped and refined by intensity"
+    if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
+        warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
+    qc["inputs"] = {
+        name: {"shape": list(loaded[name][2].native_shape), "spacing_mm": [round(float(s), 4) for s in np.sqrt((loaded[name][2].native_affine[:3, :3] ** 2).sum(axis=0))], "axcodes": loaded[name][2].to_json()["native_axcodes"]}
+        for name in images
+    }
+    qc["n4"] = bool(n4)
+    qc["seconds"] = {**timer.seconds, "total": round(sum(timer.seconds.values()), 2), "cpu_total": timer.cpu()}
+    qc["warnings"] = warnings
+    for message in warnings:
+        logger.warning("warning: %s", message)
+    return Preprocessed(
+        images=working,
+        brain=working_brain,
+        native_brain=flair_grid.to_native(brain),
+        flair_grid=flair_grid,
+        mni_to_flair=mni_to_flair,
+        flair_to_contrast=flair_to_contrast,
+        qc=qc,
+        warnings=warnings,
+        inputs=images,
+        _corrected=corrected,
+    )
+
+
+def _given_brain(path: Path, flair_grid: Reorientation) -> np.ndarray:
+    """A user's brain mask on the native FLAIR grid, reoriented like the FLAIR."""
+    from mslesion.io.volume import load_volume
+
+    volume = load_volume(path).validate()
+    if tuple(volume.shape) != flair_grid.native_shape or not np.allclose(volume.affine, flair_grid.native_affine, atol=1e-3):
+        raise InputError(path, f"brain mask grid {volume.shape} differs from the FLAIR grid {flair_grid.native_shape}")
+    mask = flair_grid.to_canonical(np.asarray(volume.array) > 0)
+    if not mask.any():
+        raise InputError(path, "brain mask is empty")
+    return mask

@@ -1,0 +1,70 @@
+"""The MNI152 2009a template and brain mask that nilearn ships (packaged: nothing is downloaded).
+
+Registration targets are these images on nilearn's own 1 mm grid (197x233x189), as
+SimpleITK images, cached per process. The model's working grid is the FSL MNI152 grid
+of `mslesion.synth.grid`, which is the same space with another field of view.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import SimpleITK as sitk
+
+from mslesion.preprocess.sitkio import to_sitk
+
+
+@functools.lru_cache(maxsize=1)
+def mni_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T1 template in [0, 1], brain mask probability, affine) of nilearn's MNI152 2009a, 1 mm."""
+    from nilearn import datasets
+
+    t1 = datasets.load_mni152_template(resolution=1)
+    brain = datasets.load_mni152_brain_mask(resolution=1)
+    t1_data = np.asarray(t1.get_fdata(dtype=np.float32), dtype=np.float32)
+    brain_data = np.asarray(brain.get_fdata(dtype=np.float32), dtype=np.float32)
+    for a in (t1_data, brain_data):
+        a.setflags(write=False)
+    return t1_data, brain_data, np.asarray(t1.affine, dtype=float)
+
+
+def mni_template() -> sitk.Image:
+    """The skull-stripped MNI152 2009a T1 template as a SimpleITK image (LPS geometry)."""
+    t1, _, affine = mni_arrays()
+    return to_sitk(t1, affine)
+
+
+def mni_brain_mask() -> sitk.Image:
+    """The MNI152 2009a brain mask (0/1 float) as a SimpleITK image."""
+    _, brain, affine = mni_arrays()
+    return to_sitk(brain, affine)
+
+
+def mni_affine() -> np.ndarray:
+    """RAS affine of nilearn's 1 mm MNI152 2009a grid."""
+    return mni_arrays()[2].copy()
+
+
+@functools.lru_cache(maxsize=2)
+def registration_target(spacing_mm: float = 2.0, mask_margin_mm: float = 8.0) -> tuple[sitk.Image, sitk.Image]:
+    """(template, dilated brain mask) on an isotropic `spacing_mm` grid: the fixed pair of the MNI registration.
+
+    Cached, because smoothing and resampling the 1 mm template costs more than the
+    registration's first level.
+    """
+    from mslesion.preprocess.register import isotropic
+
+    template = isotropic(mni_template(), spacing_mm)
+    brain = sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8)
+    radius = max(1, int(round(mask_margin_mm / spacing_mm)))
+    mask = sitk.BinaryDilate(isotropic(brain, spacing_mm, is_label=True), [radius] * 3)
+    return template, mask
+
+
+def registration_brain(spacing_mm: float = 2.0) -> np.ndarray:
+    """The template brain mask (bool, i/j/k order) on the `registration_target` grid, for QC."""
+    from mslesion.preprocess.register import isotropic
+    from mslesion.preprocess.sitkio import from_sitk
+
+    return from_sitk(isotropic(sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8), spacing_mm, is_label=True)) > 0

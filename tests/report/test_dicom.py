@@ -1,0 +1,80 @@
+"""DICOM series folders: geometry survives the round trip, several series are refused, no identifiers leak."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mslesion.errors import InputError
+from mslesion.io.volume import load_volume
+
+
+def write_series(folder: Path, array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float],
+                 direction: np.ndarray, uid: str, description: str) -> None:
+    """Write a (z, y, x) int16 array as a DICOM series, one file per slice (SimpleITK's documented recipe)."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(array.astype(np.int16))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction.ravel().tolist())
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    common = {"0010|0010": "DOE^JANE", "0010|0020": "PID-12345", "0020|000d": uid + ".1", "0020|000e": uid,
+              "0008|103e": description, "0008|0060": "MR", "0020|0037": "\\".join(map(str, direction[:, 0].tolist() + direction[:, 1].tolist()))}
+    for k in range(image.GetDepth()):
+        plane = image[:, :, k]
+        for tag, value in common.items():
+            plane.SetMetaData(tag, value)
+        plane.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
+        plane.SetMetaData("0020|0013", str(k + 1))
+        plane.SetMetaData("0018|0050", str(spacing[2]))
+        writer.SetFileName(str(folder / f"{uid[-4:]}_{k:03d}.dcm"))
+        writer.Execute(plane)
+
+
+def _oblique() -> np.ndarray:
+    a = np.deg2rad(10)
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+def test_series_round_trip_keeps_geometry_and_no_identifiers(tmp_path: Path, rng: np.random.Generator) -> None:
+    import SimpleITK as sitk
+
+    array = rng.integers(0, 1000, (6, 12, 10))
+    write_series(tmp_path / "flair", array, (0.8, 0.9, 3.0), (10.0, -20.0, 30.0), _oblique(), "1.2.826.0.1.3680043.2.1125.1", "AX FLAIR")
+    vol = load_volume(tmp_path / "flair")
+    assert vol.shape == (10, 12, 6)
+    np.testing.assert_array_equal(vol.array, array.transpose(2, 1, 0))
+    # Expected geometry straight from SimpleITK's reader, converted to RAS by hand.
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path / "flair")))
+    ref = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(ref.GetDirection()).reshape(3, 3) * ref.GetSpacing()
+    lps[:3, 3] = ref.GetOrigin()
+    np.testing.assert_allclose(vol.affine, np.diag([-1, -1, 1, 1]) @ lps, atol=1e-3)
+    np.testing.assert_allclose(vol.spacing, (0.8, 0.9, 3.0), atol=1e-3)
+    np.testing.assert_allclose(vol.affine[:3, 3], [-10.0, 20.0, 30.0], atol=1e-3)
+    header_text = bytes(vol.header.binaryblock)
+    assert b"DOE" not in header_text and b"PID-12345" not in header_text
+
+
+def test_folder_with_two_series_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    folder = tmp_path / "study"
+    write_series(folder, rng.integers(0, 9, (3, 4, 5)), (1, 1, 1), (0, 0, 0), np.eye(3), "1.2.826.0.1.3680043.2.1125.7", "AX FLAIR")
+    write_series(folder, rng.integers(0, 9, (3, 4, 5)), (1, 1, 1), (0, 0, 0), np.eye(3), "1.2.826.0.1.3680043.2.1125.8", "SAG T1")
+    with pytest.raises(InputError) as err:
+        load_volume(folder)
+    message = str(err.value)
+    assert "2 DICOM series" in message and "AX FLAIR" in message and "SAG T1" in message and "\n" not in message
+    assert "DOE" not in message
+
+
+def test_folder_without_dicom_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="without a DICOM series"):
+        load_volume(tmp_path / "empty")

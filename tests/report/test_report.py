@@ -1,0 +1,89 @@
+"""report.html is self-contained and readable; segment writes it with locations; no identifiers leak."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from mslesion.cli import app
+from mslesion.io.volume import Volume
+from mslesion.postprocess.lesions import lesion_rows, lesion_table
+from mslesion.report.write import write_report
+
+runner = CliRunner()
+
+
+def test_report_is_self_contained_and_holds_the_table(tmp_path: Path, small_scan) -> None:
+    flair_array, lesion, affine = small_scan
+    flair = Volume.from_array(flair_array, affine)
+    flair.path = Path("/data/secret-folder/flair.nii.gz")
+    rows = lesion_rows(lesion_table(lesion, affine))
+    for row in rows:
+        row["location"] = "unknown"
+    summary = {"lesion_count": len(rows), "total_volume_ml": 0.2, "locations": {"unknown": {"count": len(rows), "volume_ml": 0.2}},
+               "model": {"path": "/m/default", "architecture": "unet", "version": "1"}, "warnings": ["locations unknown"], "mslesion_version": "0.1.0"}
+    qc = {"registration": {"flair_to_mni_ncc": 0.42, "warnings": ["FLAIR to MNI registration is poor"]}}
+    html_path = write_report(tmp_path, case_id="case-7", inputs={"FLAIR": flair}, flair=flair, mask=lesion, brain=flair_array > 0,
+                             lesions_rows=rows, summary=summary, qc=qc, pdf=True)
+    text = html_path.read_text()
+    assert not re.search(r"(href|src)=\"(?!data:)", text) and "http" not in text and "<script" not in text and "<link" not in text
+    assert text.count('src="data:image/png;base64,') == 2
+    assert "case-7" in text and "flair.nii.gz" in text and "secret-folder" not in text
+    assert text.count("<tr>") >= len(rows) + 1 and "Unknown (not in MNI space)" in text
+    assert "FLAIR to MNI registration is poor" in text and "0.42" in text
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["lesion_count"] == len(rows) == len(data["lesions"]) == 2
+    assert data["model"]["name"] == "default" and "path" not in data["model"]
+    assert "FLAIR to MNI registration is poor" in data["warnings"]
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_segment_writes_report_and_locations(tmp_path: Path, tiny_model: Path, small_scan, nifti_writer) -> None:
+    flair, _, affine = small_scan
+    path = nifti_writer(tmp_path / "in" / "flair.nii.gz", flair, affine)
+    out = tmp_path / "case-12"
+    result = runner.invoke(app, ["segment", "--flair", str(path), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").is_file() and (out / "report.json").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    rows = list(csv.DictReader((out / "lesions.csv").open()))
+    assert "location" in (rows[0] if rows else csv.DictReader((out / "lesions.csv").open()).fieldnames)
+    assert all(r["location"] == "unknown" for r in rows)
+    assert summary["locations"]["unknown"]["count"] == len(rows) if rows else "unknown" not in summary["locations"]
+    assert any("not in MNI space" in w for w in summary["warnings"]) or not rows
+    assert json.loads((out / "report.json").read_text())["case_id"] == "case-12"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_segment_reads_a_dicom_series_folder(tmp_path: Path, tiny_model: Path, small_scan) -> None:
+    import SimpleITK as sitk
+
+    flair, _, _ = small_scan
+    folder = tmp_path / "dicom_flair"
+    folder.mkdir()
+    image = sitk.GetImageFromArray(np.round(flair).astype(np.int16).transpose(2, 1, 0))
+    image.SetSpacing((1.0, 1.0, 1.2))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        plane = image[:, :, k]
+        for tag, value in {"0010|0010": "DOE^JANE", "0020|000e": "1.2.826.0.1.3680043.2.1125.9", "0008|0060": "MR",
+                           "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(k + 1),
+                           "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))}.items():
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(plane)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["segment", "--flair", str(folder), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    import nibabel as nib
+
+    assert nib.load(str(out / "lesion_mask.nii.gz")).shape == (40, 44, 36)
+    for name in ("report.html", "report.json", "summary.json"):
+        text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", (out / name).read_text())  # images may spell anything
+        assert "DOE" not in text and "JANE" not in text
