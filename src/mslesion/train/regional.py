@@ -41,7 +41,7 @@ from mslesion.models.dlb import (
 from mslesion.train.config import TrainConfig
 from mslesion.train.data import PreparedCase
 from mslesion.train.sampling import extract_patch
-from mslesion.train.trainer import Dist, Trainer, plot_curves, training_hardware
+from mslesion.train.trainer import Dist, Trainer, model_card, plot_curves
 
 logger = logging.getLogger(__name__)
 
@@ -344,29 +344,14 @@ class RegionalTrainer:
         }
 
     def save_model(self, model: RegionalEnsemble) -> None:
-        from mslesion.models.store import ModelCard, save_model
+        from mslesion.models.store import save_model
 
-        card = ModelCard(
-            architecture="dlb",
-            contrasts=list(self.cfg.data.contrasts),
-            params=self.model_params(),
-            patch_size=tuple(self.regions[0].size),
-            threshold=self.state.best_threshold,
-            min_lesion_mm3=self.cfg.infer.min_lesion_mm3,
-            modality_dropout=self.cfg.augment.modality_dropout > 0,
-            training={
-                "cases": [c.case_id for c in self.train_cases],
-                "validation_cases": [c.case_id for c in self.val_cases],
-                "sites": sorted({c.site or "" for c in self.train_cases}),
-                "regions": len(self.regions),
-                "networks": len(self.groups),
-                "generic_steps": self.cfg.regional.generic_steps,
-                "finetune_steps": self.cfg.regional.finetune_steps,
-                "steps": sum(self.stage_steps(s) for s in range(self.n_stages)),
-                "val_dice": self.state.best_dice,
-                "val_dice_generic_only": self.state.generic_dice,
-                "loss": self.cfg.loss.name,
-                "hardware": training_hardware(),
-            },
+        card = model_card(
+            self.cfg, self.train_cases, self.val_cases, architecture="dlb", params=self.model_params(),
+            patch_size=tuple(self.regions[0].size), threshold=self.state.best_threshold,
+            regions=len(self.regions), networks=len(self.groups),
+            generic_steps=self.cfg.regional.generic_steps, finetune_steps=self.cfg.regional.finetune_steps,
+            steps=sum(self.stage_steps(s) for s in range(self.n_stages)),
+            val_dice=self.state.best_dice, val_dice_generic_only=self.state.generic_dice,
         )
         save_model(model.state_dict(), card, self.out / "model")

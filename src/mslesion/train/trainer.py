@@ -29,6 +29,30 @@ from mslesion.train.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 
+def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architecture: str, params: dict[str, Any],
+               patch_size: tuple[int, ...], threshold: float, **training: Any) -> Any:
+    """The card saved with trained weights: how to apply them, and what they were trained on and where."""
+    from mslesion.models.store import ModelCard
+
+    return ModelCard(
+        architecture=architecture,
+        contrasts=list(cfg.data.contrasts),
+        params=params,
+        patch_size=patch_size,
+        threshold=threshold,
+        min_lesion_mm3=cfg.infer.min_lesion_mm3,
+        modality_dropout=cfg.augment.modality_dropout > 0,
+        training={
+            "cases": [c.case_id for c in train_cases],
+            "validation_cases": [c.case_id for c in val_cases],
+            "sites": sorted({c.site or "" for c in train_cases}),
+            "loss": cfg.loss.name,
+            "hardware": training_hardware(),
+            **training,
+        },
+    )
+
+
 def training_hardware() -> str:
     """Where the weights were trained (recorded in the model card): GPU name, or CPU and thread count."""
     if torch.cuda.is_available():
@@ -190,31 +214,15 @@ class Trainer:
         logger.info("resumed at step %d (epoch %d)", self.state.step, self.state.epoch)
 
     def save_model(self) -> None:
-        from mslesion.models.store import ModelCard, save_model
+        from mslesion.models.store import save_model
 
         threshold, extra = self.state.best_threshold, {}
         if self.whole_image:  # Brosch et al.: the threshold maximising mean Dice on the TRAINING set
             threshold, train_dice = self.train_threshold()
             extra = {"threshold_source": "training set", "train_dice": train_dice, "whole_image": True}
-        card = ModelCard(
-            architecture=self.cfg.model.architecture,
-            contrasts=list(self.cfg.data.contrasts),
-            params=self.params,
-            patch_size=self.patch_size,
-            threshold=threshold,
-            min_lesion_mm3=self.cfg.infer.min_lesion_mm3,
-            modality_dropout=self.cfg.augment.modality_dropout > 0,
-            training={
-                "cases": [c.case_id for c in self.train_cases],
-                "validation_cases": [c.case_id for c in self.val_cases],
-                "sites": sorted({c.site or "" for c in self.train_cases}),
-                "steps": self.state.step,
-                "val_dice": self.state.best_dice,
-                "loss": self.cfg.loss.name,
-                "hardware": training_hardware(),
-                **extra,
-            },
-        )
+        card = model_card(self.cfg, self.train_cases, self.val_cases, architecture=self.cfg.model.architecture,
+                          params=self.params, patch_size=self.patch_size, threshold=threshold,
+                          steps=self.state.step, val_dice=self.state.best_dice, **extra)
         save_model(self.net.state_dict(), card, self.out / "model")
 
     # --- one step ----------------------------------------------------------------------
