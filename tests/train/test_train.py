@@ -108,3 +108,23 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path, tiny_dataset: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 2
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_normalisation_is_chosen_in_the_config_and_stored_with_the_model(tmp_path: Path, tiny_dataset: Path) -> None:
+    from mslesion.models.store import load_model
+    from mslesion.pipeline import segment
+    from mslesion.train.run import run_training
+
+    path = _config(tmp_path, tiny_dataset, max_epochs=1)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["normalisation"] = "wm_peak"
+    path.write_text(yaml.safe_dump(raw))
+    run_training(path, tmp_path / "run")
+    _, card = load_model(tmp_path / "run" / "model")
+    assert card.normalisation == "wm_peak"
+    result = segment({"FLAIR": tiny_dataset / "c0" / "FLAIR.nii.gz"}, tmp_path / "seg", model=tmp_path / "run" / "model", flips=1)
+    assert result.summary["model"]["architecture"] == "unet"
+    raw["data"]["normalisation"] = "nyul"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="data.normalisation must be one of zscore_brain, wm_peak"):
+        load_config(path)

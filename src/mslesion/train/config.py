@@ -31,6 +31,7 @@ class DataConfig:
     # Share of training patches drawn from each dataset (same order as `datasets`); empty =
     # every case equally likely. E.g. [0.7, 0.3] keeps one real case from being drowned out.
     dataset_weights: list[float] = field(default_factory=list)
+    normalisation: str = "zscore_brain"  # zscore_brain | wm_peak (stored in the model card)
 
 
 @dataclass
@@ -163,6 +164,10 @@ def whole_image(cfg: TrainConfig) -> bool:
     return cfg.model.architecture == "cen" if cfg.patch.whole_image is None else bool(cfg.patch.whole_image)
 
 
+# Nyul standardisation needs landmarks fitted on the training cases and stored with the model: not yet.
+TRAINABLE_NORMALISATIONS = ("zscore_brain", "wm_peak")
+
+
 def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     """Validate a parsed YAML mapping into a TrainConfig."""
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -173,6 +178,8 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(source, f"data.split must be holdout, kfold, leave_site_out or none, not {cfg.data.split!r}")
     if cfg.data.dataset_weights and (len(cfg.data.dataset_weights) != len(cfg.data.datasets) or min(cfg.data.dataset_weights) < 0):
         raise InputError(source, "data.dataset_weights needs one non-negative weight per dataset")
+    if cfg.data.normalisation not in TRAINABLE_NORMALISATIONS:
+        raise InputError(source, f"data.normalisation must be one of {', '.join(TRAINABLE_NORMALISATIONS)}, not {cfg.data.normalisation!r}")
     if "FLAIR" not in cfg.data.contrasts:
         raise InputError(source, "data.contrasts must include FLAIR (every model accepts FLAIR alone)")
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):

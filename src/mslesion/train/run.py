@@ -63,8 +63,8 @@ def run_training(config_path: Path, out: Path, resume: bool = False, time_budget
         write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         write_json_atomic(out / "splits.json", {"train": [c.case_id for c in train], "validation": [c.case_id for c in val]})
     logger.info("preparing %d training and %d validation cases", len(train), len(val))
-    prepared_train = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed) for c in train]
-    prepared_val = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed) for c in val] if dist.main else []
+    prepared_train = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation) for c in train]
+    prepared_val = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation) for c in val] if dist.main else []
     if cfg.model.architecture == "dlb":  # DeepLesionBrain: regional networks, trained in stages
         from mslesion.train.regional import RegionalTrainer
 

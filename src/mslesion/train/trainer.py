@@ -40,6 +40,7 @@ def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architec
         params=params,
         patch_size=patch_size,
         threshold=threshold,
+        normalisation=cfg.data.normalisation,
         min_lesion_mm3=cfg.infer.min_lesion_mm3,
         modality_dropout=cfg.augment.modality_dropout > 0,
         training={
