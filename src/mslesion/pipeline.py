@@ -145,7 +145,7 @@ def segment(
     from mslesion.postprocess.lesions import binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.report.write import write_report
-    from mslesion.preprocess.normalize import normalised_channels
+    from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
 
     start = time.perf_counter()
     if preprocess not in PREPROCESS_MODES:
@@ -186,7 +186,8 @@ def segment(
         warnings += pre.warnings
     if card.training.get("caveat"):  # what the model's own measurements say about trusting it
         warnings.append(f"model: {card.training['caveat']}")
-    x = normalised_channels(model_images, model_brain, card.contrasts, card.normalisation)
+    nyul = {name: NyulStandardiser.from_dict(d, model_dir) for name, d in card.nyul.items()} or None
+    x = normalised_channels(model_images, model_brain, card.contrasts, card.normalisation, nyul)
     metadata = None
     if getattr(net, "needs_metadata", False):  # FiLM: what we know of this scan; the rest is "unknown"
         given = {"contrasts": [c for c in card.contrasts if c in volumes], "voxel_size": list(flair.spacing)}

@@ -110,21 +110,26 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path, tiny_dataset: Path) -> None:
     assert (out / "model" / "model.safetensors").is_file()
 
 
-def test_normalisation_is_chosen_in_the_config_and_stored_with_the_model(tmp_path: Path, tiny_dataset: Path) -> None:
+@pytest.mark.parametrize("method", ["wm_peak", "nyul"])
+def test_normalisation_is_chosen_in_the_config_and_stored_with_the_model(tmp_path: Path, tiny_dataset: Path, method: str) -> None:
     from mslesion.models.store import load_model
     from mslesion.pipeline import segment
     from mslesion.train.run import run_training
 
     path = _config(tmp_path, tiny_dataset, max_epochs=1)
     raw = yaml.safe_load(path.read_text())
-    raw["data"]["normalisation"] = "wm_peak"
+    raw["data"]["normalisation"] = method
     path.write_text(yaml.safe_dump(raw))
     run_training(path, tmp_path / "run")
     _, card = load_model(tmp_path / "run" / "model")
-    assert card.normalisation == "wm_peak"
+    assert card.normalisation == method
+    if method == "nyul":  # landmarks fitted on the training cases travel with the model
+        assert sorted(card.nyul) == ["FLAIR", "T1"] and len(card.nyul["FLAIR"]["landmarks"]) == 11
+    else:
+        assert card.nyul == {}
     result = segment({"FLAIR": tiny_dataset / "c0" / "FLAIR.nii.gz"}, tmp_path / "seg", model=tmp_path / "run" / "model", flips=1)
     assert result.summary["model"]["architecture"] == "unet"
-    raw["data"]["normalisation"] = "nyul"
+    raw["data"]["normalisation"] = "histogram"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(InputError, match="data.normalisation must be one of zscore_brain, wm_peak"):
+    with pytest.raises(InputError, match="data.normalisation must be one of zscore_brain, wm_peak, nyul"):
         load_config(path)

@@ -33,6 +33,7 @@ class ModelCard:
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     modality_dropout: bool = True
     training: dict[str, Any] = field(default_factory=dict)
+    nyul: dict[str, Any] = field(default_factory=dict)  # per contrast: fitted Nyul landmarks (normalisation "nyul")
     version: str = "1"
 
     def to_dict(self) -> dict[str, Any]:

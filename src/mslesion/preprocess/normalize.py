@@ -214,18 +214,26 @@ class NyulStandardiser:
         return write_json_atomic(path, self.to_dict())
 
     @classmethod
+    def from_dict(cls, data: dict, source: Path | None = None) -> "NyulStandardiser":
+        """Landmarks from `to_dict`'s mapping (a JSON file or a model card), or InputError naming `source`."""
+        try:
+            out = cls(tuple(data["percentiles"]), tuple(data["scale"]))  # type: ignore[arg-type]
+            landmarks = np.asarray(data["landmarks"], dtype=float)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(source, f"not Nyul landmarks ({type(exc).__name__})") from None
+        if landmarks.shape != (len(out.percentiles),) or np.any(np.diff(landmarks) < 0):
+            raise InputError(source, "Nyul landmarks must be one increasing value per percentile")
+        out.landmarks_ = landmarks
+        return out
+
+    @classmethod
     def load(cls, path: str | Path) -> "NyulStandardiser":
         """Read landmarks written by `save`, or raise InputError for a missing or malformed file."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
-            out = cls(tuple(data["percentiles"]), tuple(data["scale"]))  # type: ignore[arg-type]
-            landmarks = np.asarray(data["landmarks"], dtype=float)
         except FileNotFoundError:
             raise InputError(path, "Nyul landmarks file not found") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise InputError(path, f"not a Nyul landmarks JSON file ({type(exc).__name__})") from None
-        if landmarks.shape != (len(out.percentiles),) or np.any(np.diff(landmarks) < 0):
-            raise InputError(path, "Nyul landmarks must be one increasing value per percentile")
-        out.landmarks_ = landmarks
-        return out
+        return cls.from_dict(data if isinstance(data, dict) else {}, path)

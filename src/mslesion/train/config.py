@@ -31,7 +31,7 @@ class DataConfig:
     # Share of training patches drawn from each dataset (same order as `datasets`); empty =
     # every case equally likely. E.g. [0.7, 0.3] keeps one real case from being drowned out.
     dataset_weights: list[float] = field(default_factory=list)
-    normalisation: str = "zscore_brain"  # zscore_brain | wm_peak (stored in the model card)
+    normalisation: str = "zscore_brain"  # zscore_brain | wm_peak | nyul (stored in the model card)
 
 
 @dataclass
@@ -164,8 +164,8 @@ def whole_image(cfg: TrainConfig) -> bool:
     return cfg.model.architecture == "cen" if cfg.patch.whole_image is None else bool(cfg.patch.whole_image)
 
 
-# Nyul standardisation needs landmarks fitted on the training cases and stored with the model: not yet.
-TRAINABLE_NORMALISATIONS = ("zscore_brain", "wm_peak")
+# Nyul landmarks are fitted on the training cases and stored in the model card.
+TRAINABLE_NORMALISATIONS = ("zscore_brain", "wm_peak", "nyul")
 
 
 def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:

@@ -72,7 +72,23 @@ def case_probabilities(cases: list[PreparedCase], dataset_weights: list[float]) 
     return weights / weights.sum()
 
 
-def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 0, normalisation: str = "zscore_brain") -> PreparedCase:
+def fit_nyul(cases: list[Case], contrasts: list[str]) -> dict:
+    """Nyul landmarks per contrast from the training cases (every 2nd voxel per axis: percentiles barely move)."""
+    from mslesion.preprocess.normalize import NyulStandardiser
+
+    fitted = {}
+    for name in contrasts:
+        having = [c for c in cases if name in c.images]
+        if having:
+            images = [c.images[name].array[::2, ::2, ::2] for c in having]
+            brains = [brain_mask_of(c)[::2, ::2, ::2] for c in having]
+            fitted[name] = NyulStandardiser().fit(images, brains)
+    return fitted
+
+
+def prepare_case(
+    case: Case, contrasts: list[str], margin: int = 8, seed: int = 0, normalisation: str = "zscore_brain", nyul: dict | None = None
+) -> PreparedCase:
     """Normalise the case's contrasts inside its brain and crop everything to the brain box."""
     if "FLAIR" not in case.images:
         raise InputError(None, f"case {case.case_id!r} has no FLAIR")
@@ -82,7 +98,7 @@ def prepare_case(case: Case, contrasts: list[str], margin: int = 8, seed: int = 
     brain = brain_mask_of(case)
     box = brain_bbox(brain, margin=margin, patch_size=(0, 0, 0))
     brain_c = brain[box]
-    image = normalised_channels({n: v.array[box] for n, v in case.images.items() if n in contrasts}, brain_c, contrasts, normalisation)
+    image = normalised_channels({n: v.array[box] for n, v in case.images.items() if n in contrasts}, brain_c, contrasts, normalisation, nyul)
     label = (case.lesion.array[box] > 0).astype(np.uint8)
     components, n = label_components(label, connectivity=26)
     # Voxel indices of each lesion, from one sort rather than one full-volume scan per lesion.

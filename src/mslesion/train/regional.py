@@ -348,7 +348,7 @@ class RegionalTrainer:
 
         card = model_card(
             self.cfg, self.train_cases, self.val_cases, architecture="dlb", params=self.model_params(),
-            patch_size=tuple(self.regions[0].size), threshold=self.state.best_threshold,
+            patch_size=tuple(self.regions[0].size), threshold=self.state.best_threshold, nyul=getattr(self, "nyul", None),
             regions=len(self.regions), networks=len(self.groups),
             generic_steps=self.cfg.regional.generic_steps, finetune_steps=self.cfg.regional.finetune_steps,
             steps=sum(self.stage_steps(s) for s in range(self.n_stages)),

@@ -6,6 +6,7 @@ RUN_DIR holds `config.yaml` (as resolved), `splits.json`, `log.csv`, `curves.png
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def run_training(config_path: Path, out: Path, resume: bool = False, time_budget
     import torch
     import yaml
 
-    from mslesion.train.data import prepare_case
+    from mslesion.train.data import fit_nyul, prepare_case
     from mslesion.train.trainer import Trainer, init_distributed
 
     cfg = load_config(config_path)
@@ -63,14 +64,17 @@ def run_training(config_path: Path, out: Path, resume: bool = False, time_budget
         write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         write_json_atomic(out / "splits.json", {"train": [c.case_id for c in train], "validation": [c.case_id for c in val]})
     logger.info("preparing %d training and %d validation cases", len(train), len(val))
-    prepared_train = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation) for c in train]
-    prepared_val = [prepare_case(c, cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation) for c in val] if dist.main else []
+    nyul = fit_nyul(train, cfg.data.contrasts) if cfg.data.normalisation == "nyul" else None  # fitted on training cases only
+    prepare = functools.partial(prepare_case, contrasts=cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation, nyul=nyul)
+    prepared_train = [prepare(c) for c in train]
+    prepared_val = [prepare(c) for c in val] if dist.main else []
     if cfg.model.architecture == "dlb":  # DeepLesionBrain: regional networks, trained in stages
         from mslesion.train.regional import RegionalTrainer
 
         trainer = RegionalTrainer(cfg, out, prepared_train, prepared_val, dist)
     else:
         trainer = Trainer(cfg, out, prepared_train, prepared_val, dist)
+    trainer.nyul = {name: s.to_dict() for name, s in (nyul or {}).items()}  # stored in the model card
     if resume:
         trainer.resume()
     state = trainer.fit()

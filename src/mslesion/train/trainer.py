@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architecture: str, params: dict[str, Any],
-               patch_size: tuple[int, ...], threshold: float, **training: Any) -> Any:
+               patch_size: tuple[int, ...], threshold: float, nyul: dict[str, Any] | None = None, **training: Any) -> Any:
     """The card saved with trained weights: how to apply them, and what they were trained on and where."""
     from mslesion.models.store import ModelCard
 
@@ -41,6 +41,7 @@ def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architec
         patch_size=patch_size,
         threshold=threshold,
         normalisation=cfg.data.normalisation,
+        nyul=nyul or {},
         min_lesion_mm3=cfg.infer.min_lesion_mm3,
         modality_dropout=cfg.augment.modality_dropout > 0,
         training={
@@ -223,7 +224,7 @@ class Trainer:
             extra = {"threshold_source": "training set", "train_dice": train_dice, "whole_image": True}
         card = model_card(self.cfg, self.train_cases, self.val_cases, architecture=self.cfg.model.architecture,
                           params=self.params, patch_size=self.patch_size, threshold=threshold,
-                          steps=self.state.step, val_dice=self.state.best_dice, **extra)
+                          nyul=getattr(self, "nyul", None), steps=self.state.step, val_dice=self.state.best_dice, **extra)
         save_model(self.net.state_dict(), card, self.out / "model")
 
     # --- one step ----------------------------------------------------------------------
