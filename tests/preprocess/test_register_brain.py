@@ -73,3 +73,12 @@ def test_empty_brain_mask_is_a_one_line_error() -> None:
     with pytest.raises(InputError, match="brain extraction found 0 mL"):
         brain_mask_or_fail(np.zeros((5, 5, 5), bool), 1.0, "scan.nii.gz")
     assert not refine_brain_mask(np.ones((5, 5, 5)), np.zeros((5, 5, 5), bool), (1.0, 1.0, 1.0)).any()
+
+
+def test_registration_that_hits_its_iteration_limit_is_not_converged() -> None:
+    from mslesion.preprocess.register import Registration
+
+    hit = Registration(np.eye(4), "rigid", -0.5, 200, "RegularStepGradientDescentOptimizerv4: Maximum number of iterations (200) exceeded.")
+    met = Registration(np.eye(4), "rigid", -0.5, 12, "RegularStepGradientDescentOptimizerv4: Step too small after 12 iterations.")
+    assert not hit.converged and hit.to_json()["converged"] is False
+    assert met.converged

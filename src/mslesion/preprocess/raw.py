@@ -194,6 +194,8 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
     quality = registration_nmi(template, flair_img, reg.matrix, registration_brain(2.0))
     scale = float(abs(np.linalg.det(reg.matrix[:3, :3])) ** (1 / 3))
     qc["mni_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "scale": round(scale, 4)}
+    if not reg.converged:
+        warnings.append("registration of FLAIR to MNI stopped at its iteration limit without converging: check the brain-mask overlay")
     if not quality >= MIN_NMI_MNI:
         warnings.append(f"registration of FLAIR to MNI looks poor (NMI {quality:.3f} < {MIN_NMI_MNI})")
     if not MNI_SCALE_RANGE[0] <= scale <= MNI_SCALE_RANGE[1]:
@@ -230,6 +232,8 @@ def _coregister(
     quality = registration_nmi(flair_img, moving_img, reg.matrix, brain)
     moved_mm = float(np.linalg.norm(reg.matrix[:3, 3]))
     qc[f"{name}_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "translation_mm": round(moved_mm, 2)}
+    if not reg.converged:
+        warnings.append(f"registration of {name} to FLAIR stopped at its iteration limit without converging")
     if not quality >= MIN_NMI_CONTRAST:
         warnings.append(f"registration of {name} to FLAIR looks poor (NMI {quality:.3f} < {MIN_NMI_CONTRAST})")
     return reg.matrix
