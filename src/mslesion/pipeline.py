@@ -161,7 +161,7 @@ def segment(
         from mslesion.preprocess.raw import preprocess_raw
 
         logger.info("preprocessing the scans (%s)", reason or "requested")
-        pre = preprocess_raw(images, brain_mask=brain_mask)
+        pre = preprocess_raw(volumes, brain_mask=brain_mask)  # the volumes already read and validated
         model_images, model_brain = pre.images, pre.brain
         brain, brain_computed = pre.native_brain, brain_mask is None
     else:
@@ -179,8 +179,7 @@ def segment(
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
     unused = sorted(set(volumes) - set(card.contrasts))
     warnings += [f"{c} given but the model does not use it" for c in unused]
-    model_spacing = card.spacing_mm if pre is not None else flair.spacing
-    if any(abs(s - t) > 0.2 for s, t in zip(model_spacing, card.spacing_mm)):
+    if pre is None and any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):  # preprocessing resamples
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
     if pre is not None:
         warnings += pre.warnings

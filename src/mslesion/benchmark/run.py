@@ -90,7 +90,7 @@ def _write_train_yaml(path: Path, config: dict[str, Any]) -> None:
     import yaml
 
     text = yaml.safe_dump(config, sort_keys=False)
-    if path.is_file() and path.read_text() != text:
+    if path.is_file() and path.read_text(encoding="utf-8") != text:
         raise InputError(path, "this method's training config changed since the fold started; remove its runs/ folder or use another --out")
     write_text_atomic(path, text)
 
@@ -207,7 +207,7 @@ def _start(cfg: BenchmarkConfig, out: Path, folds: list[Fold], resume: bool) -> 
     if resume and (out / "folds.json").is_file():
         if json.loads((out / "folds.json").read_text()) != record:
             raise InputError(out / "folds.json", "the folds differ from this config's (data or protocol changed); use another --out")
-    write_text_atomic(out / "benchmark.yaml", cfg.source.read_text())
+    write_text_atomic(out / "benchmark.yaml", cfg.source.read_text(encoding="utf-8"))
     write_json_atomic(out / "folds.json", record)
     write_text_atomic(out / "methods.yaml", yaml.safe_dump({m.name: m.train for m in cfg.methods}, sort_keys=False))
 

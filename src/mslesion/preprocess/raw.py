@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from mslesion.errors import InputError
+from mslesion.io.volume import Volume, load_volume
 from mslesion.preprocess.orient import Reorientation
 from mslesion.preprocess.resample import WORKING_AFFINE, WORKING_SHAPE, from_working, resample, to_working
 
@@ -80,7 +81,7 @@ class Preprocessed:
     flair_to_contrast: dict[str, np.ndarray]
     qc: dict[str, Any]
     warnings: list[str]
-    inputs: dict[str, Path]
+    inputs: dict[str, Path | None]
     working_affine: np.ndarray = field(default_factory=lambda: WORKING_AFFINE.copy())
     working_shape: tuple[int, int, int] = WORKING_SHAPE
     _corrected: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
@@ -154,17 +155,15 @@ def _check_names(images: dict[str, Path]) -> None:
         raise InputError(None, "a FLAIR image is required (--flair)")
 
 
-def _load_canonical(path: Path) -> tuple[np.ndarray, np.ndarray, Reorientation]:
-    """Load a scan, refuse empty or constant ones, and reorient it to RAS."""
-    from mslesion.io.volume import load_volume
+def _canonical(volume: Volume) -> tuple[np.ndarray, np.ndarray, Reorientation]:
+    """Refuse empty or constant scans, and reorient to RAS."""
     from mslesion.preprocess.orient import reorient_canonical
 
-    volume = load_volume(path).validate()
     data = np.asarray(volume.array, dtype=np.float32)
     if not np.any(data != data.flat[0]):
-        raise InputError(path, "image is constant (empty scan)")
+        raise InputError(volume.path, "image is constant (empty scan)")
     if min(volume.shape) < 2:
-        raise InputError(path, f"image of shape {volume.shape} is not a 3D volume")
+        raise InputError(volume.path, f"image of shape {volume.shape} is not a 3D volume")
     return reorient_canonical(data, volume.affine)
 
 
@@ -240,12 +239,12 @@ def _coregister(
 
 
 def preprocess_raw(
-    images: dict[str, Path], brain_mask: Path | None = None, n4: bool = True, threads: int = 2
+    images: dict[str, Path | Volume], brain_mask: Path | None = None, n4: bool = True, threads: int = 2
 ) -> Preprocessed:
     """Preprocess raw scans (FLAIR required; T1, T2, PD optional) onto the working grid.
 
-    `images` maps contrast names ('FLAIR', 'T1', 'T2', 'PD') to NIfTI files of any
-    orientation/resolution, with skull. `brain_mask`, when given, is a mask on the native
+    `images` maps contrast names ('FLAIR', 'T1', 'T2', 'PD') to NIfTI files (or DICOM
+    folders, or volumes already loaded by the caller) of any orientation/resolution, with skull. `brain_mask`, when given, is a mask on the native
     FLAIR grid used instead of brain extraction. Bad input raises `InputError` (one line);
     poor registrations or an odd brain volume become `warnings` (also in `qc`).
     """
@@ -253,17 +252,18 @@ def preprocess_raw(
     from mslesion.preprocess.sitkio import from_sitk, itk_threads, to_sitk
 
     _check_names(images)
-    images = {name: Path(path) for name, path in images.items()}
+    volumes = {name: src if isinstance(src, Volume) else load_volume(Path(src)).validate() for name, src in images.items()}
+    paths = {name: vol.path for name, vol in volumes.items()}
     timer = _Timer()
     qc: dict[str, Any] = {}
     warnings: list[str] = []
     with itk_threads(threads):
-        loaded = {name: _load_canonical(path) for name, path in images.items()}
+        loaded = {name: _canonical(vol) for name, vol in volumes.items()}
         flair, flair_affine, flair_grid = loaded["FLAIR"]
         head = flair > flair.mean()  # the head, roughly: enough to test that fields of view overlap
-        for name in (n for n in CONTRASTS if n in images and n != "FLAIR"):
+        for name in (n for n in CONTRASTS if n in paths and n != "FLAIR"):
             if _overlap(head, flair_affine, loaded[name][0].shape, loaded[name][1]) < MIN_OVERLAP:
-                raise InputError(images[name], f"{name} does not overlap the FLAIR in space (another subject or field of view?)")
+                raise InputError(paths[name], f"{name} does not overlap the FLAIR in space (another subject or field of view?)")
         timer.lap("load_reorient")
         sitk_images, corrected = {}, {}
         for name, (array, affine, _) in loaded.items():
@@ -273,16 +273,16 @@ def preprocess_raw(
             sitk_images[name] = img
             corrected[name] = (from_sitk(img).astype(np.float32), affine)
         timer.lap("n4")
-        mni_to_flair = _mni_registration(sitk_images["FLAIR"], images["FLAIR"], qc, warnings)
+        mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings)
         timer.lap("register_mni")
         if brain_mask is None:
-            brain = _brain(corrected["FLAIR"][0], flair_affine, mni_to_flair, images["FLAIR"])
+            brain = _brain(corrected["FLAIR"][0], flair_affine, mni_to_flair, paths["FLAIR"])
         else:
             brain = _given_brain(brain_mask, flair_grid)
         timer.lap("brain")
         flair_to_contrast: dict[str, np.ndarray] = {}
-        for name in (n for n in CONTRASTS if n in images and n != "FLAIR"):
-            flair_to_contrast[name] = _coregister(name, images[name], sitk_images["FLAIR"], sitk_images[name], brain, qc, warnings)
+        for name in (n for n in CONTRASTS if n in paths and n != "FLAIR"):
+            flair_to_contrast[name] = _coregister(name, paths[name], sitk_images["FLAIR"], sitk_images[name], brain, qc, warnings)
         timer.lap("register_contrasts")
         working_brain = to_working(brain.astype(np.float32), flair_affine, mni_to_flair) > 0.5
         working = {}
@@ -298,7 +298,7 @@ def preprocess_raw(
         warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
     qc["inputs"] = {
         name: {"shape": list(loaded[name][2].native_shape), "spacing_mm": [round(float(s), 4) for s in np.sqrt((loaded[name][2].native_affine[:3, :3] ** 2).sum(axis=0))], "axcodes": loaded[name][2].to_json()["native_axcodes"]}
-        for name in images
+        for name in paths
     }
     qc["n4"] = bool(n4)
     qc["seconds"] = {**timer.seconds, "total": round(sum(timer.seconds.values()), 2), "cpu_total": timer.cpu()}
@@ -314,15 +314,13 @@ def preprocess_raw(
         flair_to_contrast=flair_to_contrast,
         qc=qc,
         warnings=warnings,
-        inputs=images,
+        inputs=paths,
         _corrected=corrected,
     )
 
 
 def _given_brain(path: Path, flair_grid: Reorientation) -> np.ndarray:
     """A user's brain mask on the native FLAIR grid, reoriented like the FLAIR."""
-    from mslesion.io.volume import load_volume
-
     volume = load_volume(path).validate()
     if tuple(volume.shape) != flair_grid.native_shape or not np.allclose(volume.affine, flair_grid.native_affine, atol=1e-3):
         raise InputError(path, f"brain mask grid {volume.shape} differs from the FLAIR grid {flair_grid.native_shape}")

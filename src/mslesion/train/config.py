@@ -205,7 +205,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(path, "config file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise InputError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):

@@ -73,15 +73,24 @@ def case_probabilities(cases: list[PreparedCase], dataset_weights: list[float]) 
 
 
 def fit_nyul(cases: list[Case], contrasts: list[str]) -> dict:
-    """Nyul landmarks per contrast from the training cases (every 2nd voxel per axis: percentiles barely move)."""
+    """Nyul landmarks per contrast from the training cases.
+
+    Every 2nd voxel per axis is enough for percentiles. Each volume is released after its
+    subsample is copied (prepare_case reads it again): reading twice beats holding every
+    training volume in memory at once.
+    """
     from mslesion.preprocess.normalize import NyulStandardiser
 
     fitted = {}
     for name in contrasts:
-        having = [c for c in cases if name in c.images]
-        if having:
-            images = [c.images[name].array[::2, ::2, ::2] for c in having]
-            brains = [brain_mask_of(c)[::2, ::2, ::2] for c in having]
+        images, brains = [], []
+        for case in (c for c in cases if name in c.images):
+            images.append(np.ascontiguousarray(case.images[name].array[::2, ::2, ::2]))
+            brains.append(np.ascontiguousarray(brain_mask_of(case)[::2, ::2, ::2]))
+            for vol in (case.images[name], case.brain, case.reference()):
+                if vol is not None:
+                    vol.release()
+        if images:
             fitted[name] = NyulStandardiser().fit(images, brains)
     return fitted
 

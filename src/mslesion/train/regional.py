@@ -146,9 +146,12 @@ class RegionalState:
 class RegionalTrainer:
     """Trains a DeepLesionBrain model (generic stage, then one fine-tune per network group)."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, train_cases, val_cases, dist: Dist | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, out: Path, train_cases, val_cases, dist: Dist | None = None, nyul: dict[str, Any] | None = None
+    ) -> None:
         self.cfg, self.out, self.dist = cfg, out, dist or Dist()
         self.train_cases, self.val_cases = train_cases, val_cases
+        self.nyul = nyul or {}  # fitted Nyul landmarks per contrast, stored in the model card
         self.regions, self.groups, self.affine = layout(cfg, train_cases)
         unknown = sorted(set(cfg.model.params) - set(UNET_KEYS))
         if unknown:
@@ -348,7 +351,7 @@ class RegionalTrainer:
 
         card = model_card(
             self.cfg, self.train_cases, self.val_cases, architecture="dlb", params=self.model_params(),
-            patch_size=tuple(self.regions[0].size), threshold=self.state.best_threshold, nyul=getattr(self, "nyul", None),
+            patch_size=tuple(self.regions[0].size), threshold=self.state.best_threshold, nyul=self.nyul,
             regions=len(self.regions), networks=len(self.groups),
             generic_steps=self.cfg.regional.generic_steps, finetune_steps=self.cfg.regional.finetune_steps,
             steps=sum(self.stage_steps(s) for s in range(self.n_stages)),

@@ -68,13 +68,13 @@ def run_training(config_path: Path, out: Path, resume: bool = False, time_budget
     prepare = functools.partial(prepare_case, contrasts=cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation, nyul=nyul)
     prepared_train = [prepare(c) for c in train]
     prepared_val = [prepare(c) for c in val] if dist.main else []
+    landmarks = {name: s.to_dict() for name, s in (nyul or {}).items()}
     if cfg.model.architecture == "dlb":  # DeepLesionBrain: regional networks, trained in stages
         from mslesion.train.regional import RegionalTrainer
 
-        trainer = RegionalTrainer(cfg, out, prepared_train, prepared_val, dist)
+        trainer = RegionalTrainer(cfg, out, prepared_train, prepared_val, dist, nyul=landmarks)
     else:
-        trainer = Trainer(cfg, out, prepared_train, prepared_val, dist)
-    trainer.nyul = {name: s.to_dict() for name, s in (nyul or {}).items()}  # stored in the model card
+        trainer = Trainer(cfg, out, prepared_train, prepared_val, dist, nyul=landmarks)
     if resume:
         trainer.resume()
     state = trainer.fit()

@@ -42,6 +42,11 @@ def extract_patch(array: np.ndarray, centre: np.ndarray, patch_size: Sequence[in
     return out
 
 
+def pick_case(cases: list[PreparedCase], rng: np.random.Generator, case_probabilities: np.ndarray | None) -> PreparedCase:
+    """A random training case: uniform, or by the datasets' sampling weights when given."""
+    return cases[rng.choice(len(cases), p=case_probabilities) if case_probabilities is not None else rng.integers(len(cases))]
+
+
 def sample_batch(
     cases: list[PreparedCase],
     rng: np.random.Generator,
@@ -53,7 +58,7 @@ def sample_batch(
     """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase}."""
     items = []
     for _ in range(batch_size):
-        case = cases[rng.choice(len(cases), p=case_probabilities) if case_probabilities is not None else rng.integers(len(cases))]
+        case = pick_case(cases, rng, case_probabilities)
         centre = choose_centre(case, rng, lesion_fraction, patch_size)
         items.append(
             {
@@ -70,5 +75,5 @@ def whole_case_batch(
 ) -> list[dict[str, np.ndarray]]:
     """A batch of one whole brain-cropped case (Brosch et al.'s CEN trains on whole images;
     cases differ in size, so they are not stacked)."""
-    case = cases[rng.choice(len(cases), p=case_probabilities) if case_probabilities is not None else rng.integers(len(cases))]
+    case = pick_case(cases, rng, case_probabilities)
     return [{"image": case.image.copy(), "label": case.label[None].astype(np.float32), "case": case}]

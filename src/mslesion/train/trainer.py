@@ -173,6 +173,7 @@ class Trainer:
         dist: Dist | None = None,
         net: nn.Module | None = None,
         sampler: Callable[[np.random.Generator], list[dict[str, Any]]] | None = None,
+        nyul: dict[str, Any] | None = None,
     ) -> None:
         from mslesion.losses import make_loss
         from mslesion.models.registry import build_network, data_params
@@ -181,6 +182,7 @@ class Trainer:
 
         self.cfg, self.out, self.dist = cfg, out, dist or Dist()
         self.train_cases, self.val_cases = train_cases, val_cases
+        self.nyul = nyul or {}  # fitted Nyul landmarks per contrast, stored in the model card
         self.sites = sorted({c.site or "" for c in train_cases})
         self.params = data_params(cfg.model.architecture, cfg.model.params, self.sites)
         self.sampler = sampler
@@ -224,7 +226,7 @@ class Trainer:
             extra = {"threshold_source": "training set", "train_dice": train_dice, "whole_image": True}
         card = model_card(self.cfg, self.train_cases, self.val_cases, architecture=self.cfg.model.architecture,
                           params=self.params, patch_size=self.patch_size, threshold=threshold,
-                          nyul=getattr(self, "nyul", None), steps=self.state.step, val_dice=self.state.best_dice, **extra)
+                          nyul=self.nyul, steps=self.state.step, val_dice=self.state.best_dice, **extra)
         save_model(self.net.state_dict(), card, self.out / "model")
 
     # --- one step ----------------------------------------------------------------------
