@@ -11,37 +11,12 @@ from mslesion.errors import InputError
 from mslesion.io.volume import load_volume
 
 
-def write_series(folder: Path, array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float],
-                 direction: np.ndarray, uid: str, description: str) -> None:
-    """Write a (z, y, x) int16 array as a DICOM series, one file per slice (SimpleITK's documented recipe)."""
-    import SimpleITK as sitk
-
-    folder.mkdir(parents=True, exist_ok=True)
-    image = sitk.GetImageFromArray(array.astype(np.int16))
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    image.SetDirection(direction.ravel().tolist())
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    common = {"0010|0010": "DOE^JANE", "0010|0020": "PID-12345", "0020|000d": uid + ".1", "0020|000e": uid,
-              "0008|103e": description, "0008|0060": "MR", "0020|0037": "\\".join(map(str, direction[:, 0].tolist() + direction[:, 1].tolist()))}
-    for k in range(image.GetDepth()):
-        plane = image[:, :, k]
-        for tag, value in common.items():
-            plane.SetMetaData(tag, value)
-        plane.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
-        plane.SetMetaData("0020|0013", str(k + 1))
-        plane.SetMetaData("0018|0050", str(spacing[2]))
-        writer.SetFileName(str(folder / f"{uid[-4:]}_{k:03d}.dcm"))
-        writer.Execute(plane)
-
-
 def _oblique() -> np.ndarray:
     a = np.deg2rad(10)
     return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
 
 
-def test_series_round_trip_keeps_geometry_and_no_identifiers(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_series_round_trip_keeps_geometry_and_no_identifiers(tmp_path: Path, rng: np.random.Generator, write_series) -> None:
     import SimpleITK as sitk
 
     array = rng.integers(0, 1000, (6, 12, 10))
@@ -63,7 +38,7 @@ def test_series_round_trip_keeps_geometry_and_no_identifiers(tmp_path: Path, rng
     assert b"DOE" not in header_text and b"PID-12345" not in header_text
 
 
-def test_folder_with_two_series_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_folder_with_two_series_is_refused(tmp_path: Path, rng: np.random.Generator, write_series) -> None:
     folder = tmp_path / "study"
     write_series(folder, rng.integers(0, 9, (3, 4, 5)), (1, 1, 1), (0, 0, 0), np.eye(3), "1.2.826.0.1.3680043.2.1125.7", "AX FLAIR")
     write_series(folder, rng.integers(0, 9, (3, 4, 5)), (1, 1, 1), (0, 0, 0), np.eye(3), "1.2.826.0.1.3680043.2.1125.8", "SAG T1")

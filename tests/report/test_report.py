@@ -60,24 +60,10 @@ def test_segment_writes_report_and_locations(tmp_path: Path, tiny_model: Path, s
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_segment_reads_a_dicom_series_folder(tmp_path: Path, tiny_model: Path, small_scan) -> None:
-    import SimpleITK as sitk
-
+def test_segment_reads_a_dicom_series_folder(tmp_path: Path, tiny_model: Path, small_scan, write_series) -> None:
     flair, _, _ = small_scan
     folder = tmp_path / "dicom_flair"
-    folder.mkdir()
-    image = sitk.GetImageFromArray(np.round(flair).astype(np.int16).transpose(2, 1, 0))
-    image.SetSpacing((1.0, 1.0, 1.2))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(image.GetDepth()):
-        plane = image[:, :, k]
-        for tag, value in {"0010|0010": "DOE^JANE", "0020|000e": "1.2.826.0.1.3680043.2.1125.9", "0008|0060": "MR",
-                           "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(k + 1),
-                           "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))}.items():
-            plane.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
-        writer.Execute(plane)
+    write_series(folder, np.round(flair).transpose(2, 1, 0), (1.0, 1.0, 1.2), (0.0, 0.0, 0.0), np.eye(3), "1.2.826.0.1.3680043.2.1125.9", "AX FLAIR")
     out = tmp_path / "out"
     result = runner.invoke(app, ["segment", "--flair", str(folder), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])
     assert result.exit_code == 0, result.output
