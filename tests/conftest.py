@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
@@ -71,3 +72,34 @@ def tiny_dataset(tmp_path: Path, nifti_writer) -> Path:
         rows.append(f"c{i},{'A' if i < 3 else 'B'},c{i}/FLAIR.nii.gz,c{i}/T1.nii.gz,c{i}/lesion.nii.gz")
     (tmp_path / "data" / "manifest.csv").write_text("\n".join(rows) + "\n")
     return tmp_path / "data"
+
+
+@pytest.fixture
+def tiny_pairs(tmp_path: Path, nifti_writer) -> Path:
+    """Four 40^3 baseline/follow-up pairs with a manifest: shared blobs at both visits, new blobs at follow-up only.
+
+    Pair p3 has no new lesion. Columns as `mslesion synth --longitudinal` writes them.
+    """
+    rng = np.random.default_rng(1)
+    rows = ["case_id,site,baseline_FLAIR,followup_FLAIR,lesion"]
+    grid = np.indices((40, 40, 40)).transpose(1, 2, 3, 0)
+    brain = np.linalg.norm(grid - 20, axis=-1) < 18
+
+    def blobs(n: int) -> np.ndarray:
+        out = np.zeros((40, 40, 40), np.uint8)
+        for _ in range(n):
+            out[np.linalg.norm(grid - rng.integers(10, 30, 3), axis=-1) < rng.uniform(2, 3.5)] = 1
+        return out
+
+    for i in range(4):
+        old = blobs(2)
+        new = blobs(0 if i == 3 else 2)
+        while (new & ndimage.binary_dilation(old, iterations=3)).any():  # new, not the growth of an old one
+            new = blobs(2)
+        base = (rng.normal(100, 5, old.shape) + 60 * old) * brain
+        follow = (rng.normal(100, 5, old.shape) + 60 * (old | new)) * brain * 1.3 + 20 * brain  # another scale
+        for name, arr in (("baseline_FLAIR", base), ("followup_FLAIR", follow), ("lesion", new)):
+            nifti_writer(tmp_path / "pairs" / f"p{i}" / f"{name}.nii.gz", arr.astype(np.float32 if name != "lesion" else np.uint8))
+        rows.append(f"p{i},S,p{i}/baseline_FLAIR.nii.gz,p{i}/followup_FLAIR.nii.gz,p{i}/lesion.nii.gz")
+    (tmp_path / "pairs" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "pairs"

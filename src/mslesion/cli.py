@@ -89,8 +89,22 @@ def synth(
         Optional[Path],
         typer.Option(help="A real case folder on the MNI 1 mm grid: draw each --lesion-masks mask into it (one case per mask) instead of making phantoms."),
     ] = None,
+    pairs_from: Annotated[
+        Optional[Path],
+        typer.Option(help="A real case folder on the MNI 1 mm grid: make --n Draw-and-Erase baseline/follow-up pairs from it (new lesions drawn from --lesion-masks, some of its own erased)."),
+    ] = None,
 ) -> None:
     """Generate synthetic MS phantoms: multi-contrast images, lesion and brain masks, manifest."""
+    if pairs_from is not None:
+        if implant_into is not None or longitudinal or bids:
+            raise InputError(None, "--pairs-from cannot be combined with --implant-into, --longitudinal or --bids")
+        if lesion_masks is None:
+            raise InputError(pairs_from, "--pairs-from needs --lesion-masks (the shapes of the new lesions)")
+        from mslesion.synth.draw_erase import write_draw_erase_pairs
+
+        manifest = write_draw_erase_pairs(pairs_from, lesion_masks, out, n=n, seed=seed)
+        typer.echo(f"wrote {n} Draw-and-Erase pair{'s' if n != 1 else ''} from {pairs_from.name} to {out} ({manifest.name})")
+        return
     from mslesion.synth import make_dataset
 
     if implant_into is not None:
@@ -175,6 +189,32 @@ def segment(
     typer.echo(f"{result.lesion_count} lesions, {result.total_volume_ml:.2f} mL -> {result.out}")
 
 
+@app.command("new-lesions")
+@_friendly_errors
+def new_lesions(
+    baseline_flair: Annotated[Path, typer.Option(help="Baseline FLAIR: NIfTI file or DICOM series folder.")],
+    followup_flair: Annotated[Path, typer.Option(help="Follow-up FLAIR: results land on its grid.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    baseline_t1: Annotated[Optional[Path], typer.Option(help="Baseline T1-weighted image.")] = None,
+    followup_t1: Annotated[Optional[Path], typer.Option(help="Follow-up T1-weighted image.")] = None,
+    model: Annotated[str, typer.Option(help="Shipped model name, model folder, or 'subtraction' (unsupervised baseline).")] = "new-lesions",
+    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+    preprocess: Annotated[
+        str, typer.Option(help="'auto': preprocess unless both visits are skull-stripped on the follow-up grid; 'yes': always; 'no': never.")
+    ] = "auto",
+) -> None:
+    """New lesions between two visits: new_lesion_mask, probabilities, new_lesions.csv, summary.json, report.html on the follow-up grid."""
+    from mslesion.new_lesions import detect_new_lesions
+
+    baseline = _contrast_images(baseline_flair, baseline_t1, None, None)
+    followup = _contrast_images(followup_flair, followup_t1, None, None)
+    result = detect_new_lesions(baseline, followup, out, model=model, flips=flips, preprocess=preprocess)
+    if result.new_lesion_count == 0:
+        typer.echo(f"No new lesions -> {result.out}")
+    else:
+        typer.echo(f"{result.new_lesion_count} new lesion(s), {result.total_volume_ml:.3f} mL -> {result.out}")
+
+
 @app.command("segment-dataset")
 @_friendly_errors
 def segment_dataset(
@@ -228,10 +268,10 @@ def demo(
 
 @app.command()
 def methods() -> None:
-    """List the segmentation architectures `train` and `segment` accept, one line each."""
-    from mslesion.models.registry import DESCRIPTIONS
+    """List the methods `train`, `segment` and `new-lesions` accept, one line each."""
+    from mslesion.models.registry import DESCRIPTIONS, UNTRAINED
 
-    for name, text in DESCRIPTIONS.items():
+    for name, text in {**DESCRIPTIONS, **UNTRAINED}.items():
         typer.echo(f"{name:18s} {text}")
 
 

@@ -106,7 +106,7 @@ def _brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.nd
     return brain, False
 
 
-def _prepare_out(out: Path) -> None:
+def prepare_out(out: Path) -> None:
     """Create the output folder now, so an unwritable one fails before any work is done."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def _prepare_out(out: Path) -> None:
         raise InputError(out, f"cannot write the output folder ({exc.strerror or exc.__class__.__name__})") from None
 
 
-def _publish(staging: Path, out: Path) -> None:
+def publish_staged(staging: Path, out: Path) -> None:
     """Move every staged file into `out` (each move is an atomic rename), then drop staging."""
     for item in sorted(staging.iterdir()):
         os.replace(item, out / item.name)
@@ -152,6 +152,8 @@ def segment(
         raise InputError(None, f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, not {preprocess!r}")
     model_dir = resolve_model(model)
     net, card = load_model(model_dir)
+    if card.architecture == "new-lesions-unet":
+        raise InputError(model_dir, "is a new-lesion model (two visits in): use `mslesion new-lesions`")
     volumes, flair = _load_inputs(images)
     reason = preprocessing_reason(volumes, flair, card.spacing_mm, brain_mask)
     if preprocess == "no" and reason is not None:
@@ -173,7 +175,7 @@ def segment(
 
         if pre is None:
             check_grid(net, flair)
-    _prepare_out(out)
+    prepare_out(out)
     missing = [c for c in card.contrasts if c not in volumes]
     # A model trained with modality dropout expects missing contrasts; others get a warning.
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
@@ -226,7 +228,7 @@ def segment(
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }
-    _prepare_out(out)
+    prepare_out(out)
     staging = out / f".staging-{uuid.uuid4().hex[:8]}"
     try:
         save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
@@ -238,7 +240,7 @@ def segment(
         write_json_atomic(staging / "summary.json", summary)
         write_report(staging, case_id=out.resolve().name, inputs=volumes, flair=flair, mask=mask, brain=brain,
                      lesions_rows=rows, summary=summary, qc=qc)
-        _publish(staging, out)
+        publish_staged(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for message in warnings:

@@ -22,6 +22,14 @@ def test_axial_mean_averages_neighbouring_slices_only() -> None:
     assert out[0, 0, 1].sum() == 0 and out[0, 1, 0].sum() == 0
 
 
+def test_axial_mean_of_even_size_stays_centred() -> None:
+    image = np.zeros((1, 1, 1, 7), np.float32)
+    image[0, 0, 0, 3] = 4.0
+    out = axial_mean(image, 2)[0, 0, 0]
+    np.testing.assert_allclose(out, [0, 0, 1, 2, 1, 0, 0], atol=1e-6)  # weights 1/4, 1/2, 1/4: no half-voxel shift
+    assert float((np.arange(7) * out).sum() / out.sum()) == 3.0
+
+
 def test_unsharp_undoes_part_of_the_blur_it_inverts() -> None:
     rng = np.random.default_rng(0)
     image = rng.normal(size=(1, 16, 16, 16)).astype(np.float32)

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mslesion.cli import app
-from mslesion.models.registry import ARCHITECTURES, DESCRIPTIONS
+from mslesion.models.registry import ARCHITECTURES, DESCRIPTIONS, UNTRAINED
 
 TINY = {
     "unet": {"features": [4, 4, 8, 8, 16, 4]},
@@ -26,12 +26,13 @@ TINY = {
 
 
 REGIONAL = {"dlb"}  # trained in stages on fixed regions: tests/train/test_dlb_regional.py
+PAIRS = {"new-lesions-unet"}  # two visits in, trained and run in tests/test_new_lesions.py
 
 
 def test_every_architecture_is_described_and_listed() -> None:
-    assert set(TINY) | REGIONAL == set(ARCHITECTURES) == set(DESCRIPTIONS)
+    assert set(TINY) | REGIONAL | PAIRS == set(ARCHITECTURES) == set(DESCRIPTIONS)
     result = CliRunner().invoke(app, ["methods"])
-    assert result.exit_code == 0 and all(name in result.output for name in ARCHITECTURES)
+    assert result.exit_code == 0 and all(name in result.output for name in [*ARCHITECTURES, *UNTRAINED])
 
 
 @pytest.mark.parametrize("architecture", sorted(TINY))

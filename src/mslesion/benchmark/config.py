@@ -196,10 +196,8 @@ def _methods(raw: dict[str, Any], source: Path) -> list[MethodSpec]:
 
 
 def _check_training(name: str, train: dict[str, Any], source: Path) -> None:
-    """Validate a method's training config as `mslesion train` would, then build its network once,
+    """Validate a method's training config as `mslesion train` does (which builds its network once),
     so a wrong architecture, loss or model.params fails now rather than hours into a benchmark."""
-    from mslesion.losses import LOSSES
-    from mslesion.models.registry import ARCHITECTURES, build_network, data_params
     from mslesion.train.config import config_from_dict
 
     data = _mapping(train.get("data"), f"methods.{name}.data", source)
@@ -210,15 +208,6 @@ def _check_training(name: str, train: dict[str, Any], source: Path) -> None:
         raise InputError(source, f"method {name}: {exc.problem}") from None
     if cfg.data.split not in ("holdout", "none"):
         raise InputError(source, f"method {name}: data.split must be holdout or none inside a benchmark fold, not {cfg.data.split!r}")
-    arch = cfg.model.architecture
-    if arch not in ARCHITECTURES:
-        raise InputError(source, f"method {name}: unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})")
-    if cfg.loss.name not in LOSSES:
-        raise InputError(source, f"method {name}: unknown loss {cfg.loss.name!r} (known: {', '.join(sorted(LOSSES))})")
-    try:
-        build_network(arch, len(cfg.data.contrasts), data_params(arch, cfg.model.params, ["site-a", "site-b"]))
-    except (TypeError, ValueError) as exc:
-        raise InputError(source, f"method {name}: model.params do not fit {arch} ({str(exc).splitlines()[0]})") from None
 
 
 def _protocol(raw: Any, datasets: dict[str, DatasetSpec], source: Path) -> ProtocolSpec:

@@ -59,7 +59,7 @@ def prepare_datasets(cfg: BenchmarkConfig, out: Path) -> dict[str, Path]:
                          lesion_masks_dir=params.get("lesion_masks"), resolution_mm=float(params.get("resolution", 1.0)),
                          deform=bool(params.get("deform", True)))
             write_json_atomic(record, params)
-        paths[name] = target
+        paths[name] = target.resolve()  # training configs live elsewhere: a relative --out would break
     return paths
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume
@@ -28,6 +28,13 @@ _ALIASES = {
 
 # Prefixes naming the visit of a longitudinal pair's images: `baseline_FLAIR`, `followup_T1`.
 TIMEPOINTS = ("baseline", "followup")
+
+
+def required_contrasts(contrasts: Sequence[str]) -> tuple[str, ...]:
+    """The inputs a model of these contrasts cannot do without: FLAIR, or both visits' FLAIR for a pair model."""
+    if any(name.partition("_")[0] in TIMEPOINTS for name in contrasts):
+        return ("baseline_FLAIR", "followup_FLAIR")
+    return ("FLAIR",)
 
 
 def canonical_contrast(name: str) -> str:
@@ -72,9 +79,10 @@ class Case:
         return known + sorted(c for c in self.images if c not in CONTRASTS)
 
     def reference(self) -> Volume:
-        """The volume whose grid defines the case: FLAIR when present, else the first contrast."""
-        if "FLAIR" in self.images:
-            return self.images["FLAIR"]
+        """The volume whose grid defines the case: FLAIR (a pair's follow-up FLAIR) when present, else the first contrast."""
+        for name in ("FLAIR", "followup_FLAIR"):
+            if name in self.images:
+                return self.images[name]
         if self.images:
             return self.images[self.contrasts[0]]
         if self.lesion is not None:

@@ -13,6 +13,7 @@ from torch import nn
 from mslesion.models.cen import build_cen
 from mslesion.models.dlb import build_compact_unet, build_dlb
 from mslesion.models.film import build_film_unet
+from mslesion.models.new_lesions import build_new_lesions_unet
 from mslesion.models.scanner_invariant import build_scanner_invariant_unet, build_unet_bdm, build_unet_bm
 from mslesion.models.unet import build_unet
 
@@ -25,6 +26,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "film-unet": build_film_unet,
     "dlb-unet": build_compact_unet,
     "dlb": build_dlb,
+    "new-lesions-unet": build_new_lesions_unet,
 }
 
 # One line per architecture for `mslesion methods`: what it is and where it comes from.
@@ -37,6 +39,12 @@ DESCRIPTIONS: dict[str, str] = {
     "film-unet": "Vincent et al. 2020: U-Net with FiLM after every conv block, conditioned on contrast/site/field/voxel size",
     "dlb-unet": "Kamraoui et al. 2022 (DeepLesionBrain): compact U-Net, GroupNorm, dropout 0.5 after pooling (one region's net)",
     "dlb": "Kamraoui et al. 2022 (DeepLesionBrain): one compact U-Net per MNI region, generic then specialised, majority vote",
+    "new-lesions-unet": "MSSEG-2 style new-lesion U-Net: early fusion of baseline and follow-up (+ their difference)",
+}
+
+# Methods that need no training (no weights, no architecture): name -> one line for `mslesion methods`.
+UNTRAINED: dict[str, str] = {
+    "subtraction": "new lesions without training: normalised difference of the visits, threshold, white-matter and size filters",
 }
 
 

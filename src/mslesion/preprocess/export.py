@@ -49,10 +49,10 @@ def write_preprocessed(pre: Preprocessed, out: Path, space: Space | str = Space.
     `space='native'`: N4-corrected images co-registered on the native FLAIR grid (with skull)
     and the brain mask there, saved with the input FLAIR's affine.
     """
-    from mslesion.pipeline import _prepare_out, _publish
+    from mslesion.pipeline import prepare_out, publish_staged
 
     space = Space(space)
-    _prepare_out(out)
+    prepare_out(out)
     staging = out / f".staging-{uuid.uuid4().hex[:8]}"
     names: list[str] = []
     try:
@@ -70,7 +70,7 @@ def write_preprocessed(pre: Preprocessed, out: Path, space: Space | str = Space.
         write_json_atomic(staging / "qc.json", qc)
         if (out / "transforms").exists():
             shutil.rmtree(out / "transforms")
-        _publish(staging, out)
+        publish_staged(staging, out)
     except OSError as exc:
         raise InputError(out, f"cannot write outputs ({exc.strerror or type(exc).__name__})") from None
     finally:

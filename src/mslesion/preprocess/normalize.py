@@ -55,15 +55,43 @@ def normalised_channels(
 
     Zeros are what modality dropout trains the network to read as "not acquired".
     `nyul` holds one fitted standardiser per contrast (only for the Nyul method).
+    The two visits of a pair (`baseline_X`, `followup_X`) are normalised jointly: each on
+    its own, then the follow-up mapped linearly onto the baseline (`match_linear`).
     """
-    return np.stack(
-        [
-            normalise(images[name], brain, method, contrast=name, nyul=(nyul or {}).get(name))
-            if name in images
-            else np.zeros(brain.shape, np.float32)
-            for name in contrasts
-        ]
-    )
+    out = {
+        name: normalise(images[name], brain, method, contrast=name.rpartition("_")[2], nyul=(nyul or {}).get(name))
+        for name in contrasts
+        if name in images
+    }
+    for name in contrasts:
+        head, _, contrast = name.partition("_")
+        if head == "followup" and name in out and f"baseline_{contrast}" in out:
+            out[name] = match_linear(out[name], out[f"baseline_{contrast}"], brain)
+    return np.stack([out[name] if name in out else np.zeros(brain.shape, np.float32) for name in contrasts])
+
+
+# Brain percentiles the joint normalisation of a pair matches (the tails hold the lesions).
+MATCH_PERCENTILES = np.arange(5.0, 96.0, 5.0)
+
+
+def match_linear(moving: np.ndarray, reference: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """`moving` after the one linear map a*x+b whose brain percentiles best fit `reference`'s.
+
+    Two visits of one patient should have the same tissue histogram; a least-squares fit
+    of their 5th..95th percentiles aligns them without letting new lesions (a tiny share of
+    the brain, in the upper tail) pull the map. Outside the brain stays 0.
+    """
+    inside = brain > 0
+    if not inside.any():
+        return moving.astype(np.float32, copy=True)
+    q_moving = np.percentile(moving[inside], MATCH_PERCENTILES)
+    q_reference = np.percentile(reference[inside], MATCH_PERCENTILES)
+    if np.ptp(q_moving) < 1e-6:  # a constant image cannot be matched; leave it as it is
+        return moving.astype(np.float32, copy=True)
+    slope, intercept = np.polyfit(q_moving, q_reference, 1)
+    out = np.zeros(moving.shape, np.float32)
+    out[inside] = slope * moving[inside] + intercept
+    return out
 
 
 def normalise(

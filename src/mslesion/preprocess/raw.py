@@ -106,6 +106,22 @@ class Preprocessed:
         canonical = self.flair_grid.to_canonical(native_array)
         return to_working(canonical, self.flair_grid.canonical_affine, self.mni_to_flair, is_label)
 
+    def moved(self, mni_to_flair: np.ndarray, brain: np.ndarray | None = None) -> "Preprocessed":
+        """The same scans resampled again through another working-grid -> FLAIR mapping.
+
+        Used to place a visit in a pair's halfway space (`preprocess.pair`). `brain` (working
+        grid) replaces the brain mask, e.g. by the union of both visits' masks; by default the
+        native brain mask is carried through the new mapping.
+        """
+        from dataclasses import replace
+
+        grid = self.flair_grid
+        if brain is None:
+            canonical_brain = grid.to_canonical(self.native_brain).astype(np.float32)
+            brain = to_working(canonical_brain, grid.canonical_affine, mni_to_flair) > 0.5
+        images = _working_images(self._corrected, self.flair_to_contrast, mni_to_flair, brain)
+        return replace(self, images=images, brain=brain, mni_to_flair=np.asarray(mni_to_flair, dtype=float).copy())
+
     def native_images(self) -> dict[str, np.ndarray]:
         """Every contrast N4-corrected and co-registered on the native FLAIR grid (one interpolation; FLAIR none)."""
         out = {}
@@ -239,13 +255,19 @@ def _coregister(
 
 
 def preprocess_raw(
-    images: dict[str, Path | Volume], brain_mask: Path | None = None, n4: bool = True, threads: int = 2
+    images: dict[str, Path | Volume],
+    brain_mask: Path | None = None,
+    n4: bool = True,
+    threads: int = 2,
+    mni_to_flair: np.ndarray | None = None,
 ) -> Preprocessed:
     """Preprocess raw scans (FLAIR required; T1, T2, PD optional) onto the working grid.
 
     `images` maps contrast names ('FLAIR', 'T1', 'T2', 'PD') to NIfTI files (or DICOM
     folders, or volumes already loaded by the caller) of any orientation/resolution, with skull. `brain_mask`, when given, is a mask on the native
-    FLAIR grid used instead of brain extraction. Bad input raises `InputError` (one line);
+    FLAIR grid used instead of brain extraction. `mni_to_flair`, when given (e.g. a second
+    visit placed through the first visit's registration), replaces the MNI registration.
+    Bad input raises `InputError` (one line);
     poor registrations or an odd brain volume become `warnings` (also in `qc`).
     """
     from mslesion.preprocess.bias import n4_correct
@@ -273,7 +295,8 @@ def preprocess_raw(
             sitk_images[name] = img
             corrected[name] = (from_sitk(img).astype(np.float32), affine)
         timer.lap("n4")
-        mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings)
+        if mni_to_flair is None:
+            mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings)
         timer.lap("register_mni")
         if brain_mask is None:
             brain = _brain(corrected["FLAIR"][0], flair_affine, mni_to_flair, paths["FLAIR"])
@@ -285,10 +308,7 @@ def preprocess_raw(
             flair_to_contrast[name] = _coregister(name, paths[name], sitk_images["FLAIR"], sitk_images[name], brain, qc, warnings)
         timer.lap("register_contrasts")
         working_brain = to_working(brain.astype(np.float32), flair_affine, mni_to_flair) > 0.5
-        working = {}
-        for name, (array, affine) in corrected.items():
-            to_contrast = flair_to_contrast.get(name, np.eye(4)) @ mni_to_flair
-            working[name] = to_working(array, affine, to_contrast) * working_brain
+        working = _working_images(corrected, flair_to_contrast, mni_to_flair, working_brain)
         timer.lap("resample")
     voxel_ml = float(abs(np.linalg.det(flair_affine[:3, :3]))) / 1000.0
     brain_ml = float(brain.sum()) * voxel_ml
@@ -317,6 +337,17 @@ def preprocess_raw(
         inputs=paths,
         _corrected=corrected,
     )
+
+
+def _working_images(
+    corrected: dict[str, tuple[np.ndarray, np.ndarray]], flair_to_contrast: dict[str, np.ndarray], mni_to_flair: np.ndarray, brain: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every N4-corrected contrast onto the working grid in one interpolation, 0 outside `brain`."""
+    working = {}
+    for name, (array, affine) in corrected.items():
+        to_contrast = flair_to_contrast.get(name, np.eye(4)) @ mni_to_flair
+        working[name] = to_working(array, affine, to_contrast) * brain
+    return working
 
 
 def _given_brain(path: Path, flair_grid: Reorientation) -> np.ndarray:

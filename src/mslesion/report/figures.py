@@ -28,14 +28,14 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[flo
     return ras, tuple(float(s) for s in sizes)  # type: ignore[return-value]
 
 
-def _window(image: np.ndarray, brain: np.ndarray) -> tuple[float, float]:
+def display_window(image: np.ndarray, brain: np.ndarray) -> tuple[float, float]:
     """Display range: 1st to 99.5th percentile inside the brain (whole image when empty)."""
     values = image[brain] if brain.any() else image.ravel()
     lo, hi = np.percentile(values, [1.0, 99.5]) if values.size else (0.0, 1.0)
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
-def _plane(volume: np.ndarray, view: str, index: int) -> np.ndarray:
+def view_plane(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     """A 2D slice oriented for imshow(origin='lower'): rows go up (anterior or superior)."""
     if view == "axial":
         return volume[:, :, index].T
@@ -74,7 +74,8 @@ def pick_slices(brain: np.ndarray, mask: np.ndarray, view: str, n: int) -> list[
     return sorted(set(picks))
 
 
-def _png(fig) -> bytes:  # noqa: ANN001 - matplotlib Figure
+def figure_png(fig) -> bytes:  # noqa: ANN001 - matplotlib Figure
+    """A matplotlib Figure as PNG bytes (Agg canvas, black background)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -83,7 +84,8 @@ def _png(fig) -> bytes:  # noqa: ANN001 - matplotlib Figure
     return buffer.getvalue()
 
 
-def _draw(ax, image: np.ndarray, overlay: np.ndarray, view: str, spacing, window, colour: str, label: str) -> None:  # noqa: ANN001
+def draw_slice(ax, image: np.ndarray, overlay: np.ndarray, view: str, spacing, window, colour: str, label: str) -> None:  # noqa: ANN001
+    """One `view_plane` slice on `ax`: grey image, `overlay` outlined, radiological left-right, a label at the bottom."""
     ax.imshow(image, cmap="gray", origin="lower", vmin=window[0], vmax=window[1], aspect=_aspect(spacing, view), interpolation="nearest")
     if overlay.any():
         ax.contour(overlay.astype(float), levels=[0.5], colors=colour, linewidths=0.9, origin="lower")
@@ -116,7 +118,7 @@ def slice_montage(
     img, spacing = to_ras(np.asarray(image, dtype=np.float32), affine)
     ovl, _ = to_ras(np.asarray(overlay) > 0, affine)
     brn, _ = to_ras(np.asarray(brain) > 0, affine)
-    window = _window(img, brn)
+    window = display_window(img, brn)
     box = _brain_box(brn)
     start = [b.start for b in box]
     img, ovl, brn = img[box], ovl[box], brn[box]
@@ -135,8 +137,8 @@ def slice_montage(
                 ax.set_axis_off()
                 continue
             mm = _slice_mm(shape, world, view, k + start[_axis_of(view)])
-            _draw(ax, _plane(img, view, k), _plane(ovl, view, k), view, spacing, window, colour, f"{view} {mm}")
-    return _png(fig)
+            draw_slice(ax, view_plane(img, view, k), view_plane(ovl, view, k), view, spacing, window, colour, f"{view} {mm}")
+    return figure_png(fig)
 
 
 def _slice_mm(shape: tuple[int, ...], affine: np.ndarray, view: str, k: int) -> str:

@@ -40,23 +40,24 @@ def _input_rows(inputs: dict[str, Volume]) -> list[dict[str, Any]]:
     ]
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+def flatten_qc(data: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
     """Nested QC numbers as (name, value) rows; lists of numbers kept as one value."""
     rows = []
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            rows += _flatten(value, f"{name} / ")
+            rows += flatten_qc(value, f"{name} / ")
         elif key != "warnings":
             rows.append({"name": name.replace("_", " "), "value": value})
     return rows
 
 
-def _qc_warnings(qc: dict[str, Any]) -> list[str]:
+def qc_warnings(qc: dict[str, Any]) -> list[str]:
+    """Every `warnings` list in the (nested) QC dict, in order."""
     found = list(qc.get("warnings", []))
     for value in qc.values():
         if isinstance(value, dict):
-            found += _qc_warnings(value)
+            found += qc_warnings(value)
     return found
 
 
@@ -77,15 +78,16 @@ def report_data(*, case_id: str, inputs: dict[str, Volume], lesions_rows: list[d
         "locations": summary.get("locations", {}),
         "lesions": lesions_rows,
         "qc": qc,
-        "warnings": list(summary.get("warnings", [])) + _qc_warnings(qc),
+        "warnings": list(summary.get("warnings", [])) + qc_warnings(qc),
     }
 
 
-def _location_rows(locations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def location_rows(locations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-class counts and volumes (`location_summary`) as table rows with readable class names."""
     return [{"location": LOCATION_NAMES.get(k, k), "count": v["count"], "volume_ml": v["volume_ml"]} for k, v in locations.items()]
 
 
-def _display_row(row: dict[str, Any]) -> dict[str, Any]:
+def display_row(row: dict[str, Any]) -> dict[str, Any]:
     """A lesion row formatted for reading: mL to 3 decimals, mm to 1, location in words."""
     out = dict(row, location_name=LOCATION_NAMES.get(str(row.get("location")), row.get("location", "")))
     out["volume_ml"] = f"{float(row.get('volume_ml', 0.0)):.3f}"
@@ -103,13 +105,13 @@ def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | Non
         if key in data["locations"]:
             cards.append((LOCATION_NAMES[key], str(data["locations"][key]["count"])))
     card_html = '<div class="cards">' + "".join(f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards) + "</div>"
-    locations = html.table(_location_rows(data["locations"]), [("location", "Location"), ("count", "Lesions"), ("volume_ml", "Volume (mL)")], {"count", "volume_ml"})
-    rows = [_display_row(r) for r in data["lesions"]]
+    locations = html.table(location_rows(data["locations"]), [("location", "Location"), ("count", "Lesions"), ("volume_ml", "Volume (mL)")], {"count", "volume_ml"})
+    rows = [display_row(r) for r in data["lesions"]]
     lesion_table = html.table(rows, LESION_COLUMNS, {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"}) if rows else "<p>No lesions found.</p>"
     images = (f'<img class="wide" alt="FLAIR slices with lesion contours" src="{html.data_uri(montage_png)}">'
               '<p class="note">FLAIR, radiological convention (patient right on the left); red: lesion outlines. '
               "Coordinates are those of the input image.</p>")
-    qc_rows = _flatten(data["qc"])
+    qc_rows = flatten_qc(data["qc"])
     qc_html = (f'<img alt="Brain mask overlay" src="{html.data_uri(brain_png)}"><p class="note">Cyan: brain mask outline.</p>' if brain_png else "")
     qc_html += html.table(qc_rows, [("name", "Check"), ("value", "Value")]) if qc_rows else "<p class=\"note\">No preprocessing QC numbers for this run.</p>"
     inputs = html.table(data["inputs"], [("contrast", "Contrast"), ("file", "File"), ("shape", "Voxels"), ("spacing_mm", "Voxel size (mm)"), ("orientation", "Orientation")])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mslesion.errors import InputError
+from mslesion.io.case import required_contrasts
 
 
 @dataclass
@@ -168,6 +169,22 @@ def whole_image(cfg: TrainConfig) -> bool:
 TRAINABLE_NORMALISATIONS = ("zscore_brain", "wm_peak", "nyul")
 
 
+def _check_model(cfg: TrainConfig, source: Path) -> None:
+    """Known architecture and loss, and model.params that build the network (once, now, not hours into a run)."""
+    from mslesion.losses import LOSSES
+    from mslesion.models.registry import ARCHITECTURES, build_network, data_params
+
+    arch = cfg.model.architecture
+    if arch not in ARCHITECTURES:
+        raise InputError(source, f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})")
+    if cfg.loss.name not in LOSSES:
+        raise InputError(source, f"unknown loss {cfg.loss.name!r} (known: {', '.join(sorted(LOSSES))})")
+    try:
+        build_network(arch, len(cfg.data.contrasts), data_params(arch, cfg.model.params, ["site-a", "site-b"]))
+    except (TypeError, ValueError) as exc:
+        raise InputError(source, f"model.params do not fit {arch} ({str(exc).splitlines()[0]})") from None
+
+
 def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     """Validate a parsed YAML mapping into a TrainConfig."""
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -180,11 +197,12 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(source, "data.dataset_weights needs one non-negative weight per dataset")
     if cfg.data.normalisation not in TRAINABLE_NORMALISATIONS:
         raise InputError(source, f"data.normalisation must be one of {', '.join(TRAINABLE_NORMALISATIONS)}, not {cfg.data.normalisation!r}")
-    if "FLAIR" not in cfg.data.contrasts:
-        raise InputError(source, "data.contrasts must include FLAIR (every model accepts FLAIR alone)")
+    if not set(required_contrasts(cfg.data.contrasts)) <= set(cfg.data.contrasts):
+        raise InputError(source, f"data.contrasts must include {' and '.join(required_contrasts(cfg.data.contrasts))} (every model accepts FLAIR alone)")
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):
         raise InputError(source, f"patch.size must be 3 multiples of 16, not {cfg.patch.size}")
     _check_regional(cfg.regional, source)
+    _check_model(cfg, source)
     return cfg
 
 

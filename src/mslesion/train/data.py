@@ -13,7 +13,7 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.infer.sliding import brain_bbox
-from mslesion.io.case import Case
+from mslesion.io.case import Case, required_contrasts
 from mslesion.components import label_components
 from mslesion.preprocess.brain import nonzero_brain_mask
 from mslesion.preprocess.normalize import normalised_channels
@@ -99,8 +99,9 @@ def prepare_case(
     case: Case, contrasts: list[str], margin: int = 8, seed: int = 0, normalisation: str = "zscore_brain", nyul: dict | None = None
 ) -> PreparedCase:
     """Normalise the case's contrasts inside its brain and crop everything to the brain box."""
-    if "FLAIR" not in case.images:
-        raise InputError(None, f"case {case.case_id!r} has no FLAIR")
+    missing = [name for name in required_contrasts(contrasts) if name not in case.images]
+    if missing:
+        raise InputError(None, f"case {case.case_id!r} has no {' / '.join(missing)}")
     if case.lesion is None:
         raise InputError(None, f"case {case.case_id!r} has no lesion mask to train on")
     case.check_same_grid()

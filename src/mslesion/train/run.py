@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from mslesion.errors import InputError
+from mslesion.io.case import required_contrasts
 from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.train.config import TrainConfig, load_config
 
@@ -27,11 +28,12 @@ def load_cases(cfg: TrainConfig):
         for case in load_dataset(path):
             case.meta.extra["dataset_index"] = index
             cases.append(case)
-    cases = [c for c in cases if c.lesion is not None and "FLAIR" in c.images and c.case_id not in cfg.data.exclude]
+    required = required_contrasts(cfg.data.contrasts)
+    cases = [c for c in cases if c.lesion is not None and all(r in c.images for r in required) and c.case_id not in cfg.data.exclude]
     if cfg.data.max_cases:
         cases = cases[: cfg.data.max_cases]
     if not cases:
-        raise InputError(None, "no case with FLAIR and a lesion mask in data.datasets")
+        raise InputError(None, f"no case with {' and '.join(required)} and a lesion mask in data.datasets")
     try:
         train, val = split_cases(cases, cfg.data.split, val_fraction=cfg.data.val_fraction, n_folds=cfg.data.n_folds,
                                  fold=cfg.data.fold, site=cfg.data.val_site, seed=cfg.train.seed)

@@ -44,6 +44,7 @@ def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architec
         nyul=nyul or {},
         min_lesion_mm3=cfg.infer.min_lesion_mm3,
         modality_dropout=cfg.augment.modality_dropout > 0,
+        spacing_mm=training_spacing(train_cases),
         training={
             "cases": [c.case_id for c in train_cases],
             "validation_cases": [c.case_id for c in val_cases],
@@ -53,6 +54,14 @@ def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architec
             **training,
         },
     )
+
+
+def training_spacing(train_cases: list) -> tuple[float, float, float]:
+    """The training cases' median voxel size: `segment` resamples coarser input to it."""
+    if not train_cases:
+        return (1.0, 1.0, 1.0)
+    median = np.median(np.array([c.spacing for c in train_cases], dtype=float), axis=0)
+    return tuple(round(float(s), 4) for s in median)  # type: ignore[return-value]
 
 
 def training_hardware() -> str:

@@ -1,0 +1,129 @@
+"""`mslesion new-lesions`: the pair pipeline on ready (co-registered, skull-stripped) pairs, its models and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mslesion.cli import app
+from mslesion.io.case import required_contrasts
+from mslesion.models.new_lesions import EarlyFusionUNet
+from mslesion.preprocess.normalize import match_linear, normalised_channels
+from mslesion.preprocess.pair import rigid_square_root
+
+runner = CliRunner()
+
+
+def _pair_args(pairs: Path, i: int, out: Path) -> list[str]:
+    return ["new-lesions", "--baseline-flair", str(pairs / f"p{i}" / "baseline_FLAIR.nii.gz"),
+            "--followup-flair", str(pairs / f"p{i}" / "followup_FLAIR.nii.gz"), "--out", str(out)]
+
+
+def test_rigid_square_root_is_half_the_motion() -> None:
+    from scipy.spatial.transform import Rotation
+
+    motion = np.eye(4)
+    motion[:3, :3] = Rotation.from_euler("xyz", (6.0, -4.0, 10.0), degrees=True).as_matrix()
+    motion[:3, 3] = (3.0, -7.0, 12.0)
+    half = rigid_square_root(motion)
+    assert np.allclose(half @ half, motion, atol=1e-10)
+    assert np.allclose(half[:3, :3] @ half[:3, :3].T, np.eye(3), atol=1e-12)  # still a rotation
+    angle = np.degrees(np.linalg.norm(Rotation.from_matrix(half[:3, :3]).as_rotvec()))
+    assert angle == pytest.approx(np.degrees(np.linalg.norm(Rotation.from_matrix(motion[:3, :3]).as_rotvec())) / 2)
+    assert np.allclose(rigid_square_root(np.eye(4)), np.eye(4))
+
+
+def test_match_linear_undoes_a_linear_change_and_ignores_a_few_new_lesions(rng: np.random.Generator) -> None:
+    brain = np.ones((30, 30, 30), bool)
+    base = rng.normal(0, 1, brain.shape).astype(np.float32)
+    follow = 2.5 * base + 7.0
+    follow[:3, :3, :3] += 40.0  # new lesions: 0.1% of the brain
+    matched = match_linear(follow, base, brain)
+    assert np.allclose(matched[5:, 5:, 5:], base[5:, 5:, 5:], atol=0.02)
+    outside = np.zeros_like(brain)
+    outside[10:20, 10:20, 10:20] = True
+    assert (match_linear(follow, base, outside)[~outside] == 0).all()
+
+
+def test_pair_channels_are_normalised_jointly(rng: np.random.Generator) -> None:
+    brain = np.zeros((20, 20, 20), bool)
+    brain[2:18, 2:18, 2:18] = True
+    base = rng.gamma(4.0, 25.0, brain.shape).astype(np.float32) * brain
+    x = normalised_channels({"baseline_FLAIR": base, "followup_FLAIR": 3 * base + 50}, brain, ["baseline_FLAIR", "followup_FLAIR"])
+    assert np.allclose(x[0][brain], x[1][brain], atol=1e-3)  # same tissue, same value after the joint map
+
+
+def test_required_contrasts_of_pair_and_single_models() -> None:
+    assert required_contrasts(["FLAIR", "T1"]) == ("FLAIR",)
+    assert required_contrasts(["baseline_FLAIR", "followup_FLAIR"]) == ("baseline_FLAIR", "followup_FLAIR")
+
+
+def test_early_fusion_unet_adds_the_difference_channels() -> None:
+    net = EarlyFusionUNet(2, features=(4, 4, 8, 8, 8, 4))
+    assert net.unet.conv_0.conv_0.conv.in_channels == 3  # baseline, follow-up, follow-up - baseline
+    assert net(torch.zeros(1, 2, 32, 32, 32)).shape == (1, 1, 32, 32, 32)
+    assert EarlyFusionUNet(4, features=(4, 4, 8, 8, 8, 4), difference=False).unet.conv_0.conv_0.conv.in_channels == 4
+    with pytest.raises(ValueError, match="channel pairs"):
+        EarlyFusionUNet(3)
+
+
+def test_subtraction_finds_new_blobs_and_reports_a_stable_pair(tiny_pairs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p0"
+    result = runner.invoke(app, _pair_args(tiny_pairs, 0, out) + ["--model", "subtraction"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    truth = np.asarray(nib.load(str(tiny_pairs / "p0" / "lesion.nii.gz")).dataobj) > 0
+    mask = np.asarray(nib.load(str(out / "new_lesion_mask.nii.gz")).dataobj) > 0
+    assert 2.0 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.6
+    assert summary["new_lesion_count"] >= 1 and summary["method"]["name"] == "subtraction"
+    assert {"new_lesion_mask.nii.gz", "new_lesion_prob.nii.gz", "brain_mask.nii.gz", "new_lesions.csv", "summary.json", "report.html"} <= {p.name for p in out.iterdir()}
+    same = tmp_path / "same"
+    base = str(tiny_pairs / "p3" / "baseline_FLAIR.nii.gz")
+    result = runner.invoke(app, ["new-lesions", "--baseline-flair", base, "--followup-flair", base, "--out", str(same), "--model", "subtraction"])
+    assert result.exit_code == 0 and "No new lesions" in result.output
+    assert json.loads((same / "summary.json").read_text())["no_new_lesions"] is True
+    assert "No new lesions" in (same / "report.html").read_text()
+
+
+def test_new_lesion_model_trains_and_detects(tiny_pairs: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"""
+data: {{datasets: [{tiny_pairs}], contrasts: [baseline_FLAIR, followup_FLAIR], split: holdout, val_fraction: 0.25}}
+model: {{architecture: new-lesions-unet, params: {{features: [4, 4, 8, 8, 8, 4]}}}}
+patch: {{size: [32, 32, 32], batch_size: 2, lesion_fraction: 0.5}}
+augment: {{affine: 0.0, modality_dropout: 0.0}}
+optim: {{warmup_steps: 0}}
+train: {{max_epochs: 1, steps_per_epoch: 3, num_threads: 1}}
+infer: {{thresholds: [0.5], min_lesion_mm3: 3.0}}
+""")
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    assert card["architecture"] == "new-lesions-unet" and card["contrasts"] == ["baseline_FLAIR", "followup_FLAIR"]
+    out = tmp_path / "pred"
+    result = runner.invoke(app, _pair_args(tiny_pairs, 1, out) + ["--model", str(tmp_path / "run" / "model"), "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    prob = nib.load(str(out / "new_lesion_prob.nii.gz"))
+    assert prob.shape == (40, 40, 40) and np.allclose(prob.affine, nib.load(str(tiny_pairs / "p1" / "followup_FLAIR.nii.gz")).affine)
+
+
+def test_bad_inputs_are_one_line_errors_without_output(tiny_pairs: Path, tmp_path: Path, tiny_dataset: Path) -> None:
+    out = tmp_path / "out"
+    missing = runner.invoke(app, ["new-lesions", "--baseline-flair", str(tmp_path / "nope.nii.gz"),
+                                  "--followup-flair", str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz"), "--out", str(out), "--model", "subtraction"])
+    assert missing.exit_code == 2 and "nope.nii.gz" in missing.output and not out.exists()
+    wrong = runner.invoke(app, _pair_args(tiny_pairs, 0, out) + ["--model", str(tmp_path / "not_a_model")])
+    assert wrong.exit_code == 2 and not out.exists()
+    single = runner.invoke(app, _pair_args(tiny_pairs, 0, out) + ["--model", "default"])
+    assert single.exit_code == 2 and "not a new-lesion model" in single.output and not out.exists()
+    bigger = tmp_path / "bigger.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 41), np.float32), np.eye(4)), str(bigger))
+    grid = runner.invoke(app, ["new-lesions", "--baseline-flair", str(bigger), "--followup-flair", str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz"),
+                               "--out", str(out), "--model", "subtraction", "--preprocess", "no"])
+    assert grid.exit_code == 2 and "differs" in grid.output and not out.exists()
