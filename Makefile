@@ -8,7 +8,7 @@ export MSLESION_SHARED_DATA ?= $(abspath ../shared/data)
 # The default model's run folder is kept in the repo (runs/) so a later session can --resume it.
 RUN ?= runs/default
 
-.PHONY: install demo test test-all clean default-model
+.PHONY: install demo test test-all clean default-model new-lesions-model
 
 install: $(STAMP)
 
@@ -40,6 +40,19 @@ default-model: install
 	$(BIN)/mslesion train --config configs/default.yaml --out $(RUN) $(RESUME)
 	mkdir -p src/mslesion/data/models/default
 	cp $(RUN)/model/model.safetensors $(RUN)/model/model.json src/mslesion/data/models/default/
+
+# Rebuild the shipped new-lesion model (configs/new_lesions.yaml): synthetic and Draw-and-Erase pairs, training, install.
+NL_RUN ?= runs/new_lesions
+new-lesions-model: install
+	test -f build/newlesions/synth_pairs/manifest.csv || $(BIN)/mslesion synth --out build/newlesions/synth_pairs --n 32 \
+	  --sites 4 --seed 606 --longitudinal --lesion-masks $(MSLESION_SHARED_DATA)/lesjak-mni-masks
+	test -f build/newlesions/de_patient19/manifest.csv || $(BIN)/mslesion synth --pairs-from $(MSLESION_SHARED_DATA)/lesjak-mni/patient19 \
+	  --lesion-masks $(MSLESION_SHARED_DATA)/lesjak-mni-masks --out build/newlesions/de_patient19 --n 16 --seed 1
+	test -f build/newlesions/de_patient07/manifest.csv || $(BIN)/mslesion synth --pairs-from $(MSLESION_SHARED_DATA)/lesjak-mni/patient07 \
+	  --lesion-masks $(MSLESION_SHARED_DATA)/lesjak-mni-masks --out build/newlesions/de_patient07 --n 16 --seed 2
+	$(BIN)/mslesion train --config configs/new_lesions.yaml --out $(NL_RUN) $(RESUME)
+	mkdir -p src/mslesion/data/models/new-lesions
+	cp $(NL_RUN)/model/model.safetensors $(NL_RUN)/model/model.json src/mslesion/data/models/new-lesions/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

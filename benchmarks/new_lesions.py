@@ -113,19 +113,25 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    """A number for the table; NaN (None once written to JSON) as 'nan'."""
+    return "nan" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
+
+
 def markdown(summary: dict, rows: list[dict], command: str) -> str:
     lines = ["# New-lesion detection (issue 6)", "", f"`{command}`", "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only.", "",
-             "| method / cases | pairs | lesion F1 (MSSEG-2) | Dice | stable pairs | FP lesions on stable | FP mL on stable | s / pair |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | cases | pairs | lesion F1 (MSSEG-2) | Dice | stable pairs | FP lesions on stable | FP mL on stable | s / pair |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, s in summary.items():
-        lines.append(f"| {key} | {s['pairs']} | {s['lesion_f1']:.3f} | {s['dice']:.3f} | {s['stable_pairs']} | {s['fp_lesions_on_stable']:.2f} | {s['fp_volume_ml_on_stable']:.3f} | {s['seconds_per_pair']:.1f} |")
+        cells = [_fmt(s["lesion_f1"], ".3f"), _fmt(s["dice"], ".3f"), str(s["stable_pairs"]), _fmt(s["fp_lesions_on_stable"], ".2f"),
+                 _fmt(s["fp_volume_ml_on_stable"], ".3f"), _fmt(s["seconds_per_pair"], ".1f")]
+        lines.append(f"| {key} | {s['pairs']} | " + " | ".join(cells) + " |")
     lines += ["", "Lesion F1 and Dice are means over pairs WITH new lesions; FP columns over pairs without.",
               "Real pairs: the reference is the database's change mask (new, enlarging and shrinking lesions).", "",
               "| case | method | kind | F1 | Dice | ref lesions | pred lesions | pred mL | s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        f1 = "nan" if r["msseg_lesion_f1"] is None else f"{r['msseg_lesion_f1']:.3f}"
-        dice = "nan" if r["dice"] is None else f"{r['dice']:.3f}"
-        lines.append(f"| {r['case']} | {r['method']} | {r['kind']} | {f1} | {dice} | {r['n_ref_lesions']} | {r['msseg_n_pred']} | {r['msseg_pred_volume_ml']:.3f} | {r['seconds']} |")
+        lines.append(f"| {r['case']} | {r['method']} | {r['kind']} | {_fmt(r['msseg_lesion_f1'], '.3f')} | {_fmt(r['dice'], '.3f')} | "
+                     f"{r['n_ref_lesions']} | {r['msseg_n_pred']} | {_fmt(r['msseg_pred_volume_ml'], '.3f')} | {r['seconds']} |")
     return "\n".join(lines) + "\n"
 
 

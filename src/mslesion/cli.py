@@ -110,6 +110,8 @@ def synth(
     if implant_into is not None:
         from mslesion.synth.implant import write_implanted_cases
 
+        if longitudinal or bids:
+            raise InputError(None, "--implant-into cannot be combined with --longitudinal or --bids")
         if lesion_masks is None:
             raise InputError(implant_into, "--implant-into needs --lesion-masks (the lesions to draw)")
         written = write_implanted_cases(implant_into, lesion_masks, out, seed=seed)

@@ -140,3 +140,14 @@ def test_smoke_config_runs(tmp_path: Path) -> None:
     text = run_benchmark(config, tmp_path / "smoke")
     assert "| method | site0 | site1 | mean of sites |" in text
     assert len(_read(tmp_path / "smoke" / "metrics.csv")) == 6 * 2
+
+
+def test_synthesised_datasets_get_absolute_paths(tmp_path: Path, bench_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fold training configs live in OUT/runs/...: a relative --out must not leave them relative dataset paths."""
+    from mslesion.benchmark.config import load_benchmark
+    from mslesion.benchmark.run import prepare_datasets
+
+    config = bench_yaml(datasets={"ph": {"synth": {"n": 1, "sites": 1, "seed": 0, "resolution": 3.0, "deform": False}}})
+    monkeypatch.chdir(tmp_path)
+    paths = prepare_datasets(load_benchmark(config), Path("relative_out"))
+    assert paths["ph"].is_absolute() and (paths["ph"] / "manifest.csv").is_file()

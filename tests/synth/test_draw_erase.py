@@ -180,3 +180,14 @@ def test_two_real_pairs_from_patient19(shared_data: Path, tmp_path: Path) -> Non
         assert case.images["followup_FLAIR"].shape == (182, 218, 182)
         base, follow = (case.extra_masks[k].array > 0 for k in ("baseline_lesion", "followup_lesion"))
         np.testing.assert_array_equal(case.lesion.array > 0, follow & ~base)
+
+
+def test_cli_implant_into_excludes_pair_modes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mslesion.cli import app
+
+    base = ["synth", "--implant-into", str(tmp_path), "--lesion-masks", str(tmp_path), "--out", str(tmp_path / "o")]
+    for extra in (["--longitudinal"], ["--bids"]):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 2 and "--implant-into cannot be combined" in result.output

@@ -361,6 +361,7 @@ class Trainer:
 
         cfg, st = self.cfg, self.state
         started = time.perf_counter()
+        st.stopped = ""  # a resumed run says why THIS run stopped, not why the last one did
         bar = tqdm(total=self.total_steps, initial=st.step, disable=None if self.dist.main else True, desc="train")
         while st.epoch < cfg.train.max_epochs:
             if self._should_stop(started):
