@@ -326,20 +326,22 @@ def build_dlb(
     grid_affine: Sequence[Sequence[float]] | None = None,
     features: Sequence[int] = (16, 32, 64, 128),
     dropout: float = 0.5,
-    norm_groups: int = 8,
+    groups: int = 8,
 ) -> RegionalEnsemble:
     """The whole DeepLesionBrain model: one compact U-Net per network group, fused by vote.
 
     A model card stores the layout (`starts` per axis, `group_members`, the grid) so the
     model is rebuilt exactly; without them the paper's default layout on `grid_shape` is used.
+    `features`, `dropout` and `groups` (group-norm groups) are each regional net's, as in
+    `build_compact_unet`, so `model.params` mean the same for `dlb` and `dlb-unet`.
     """
     rs = regions_from_starts(region_size, starts) if starts is not None else regions(grid_shape, region_size)
     if tuple(max(r.start[a] + r.size[a] for r in rs) for a in range(3)) != tuple(int(v) for v in grid_shape):
         raise ValueError(f"regions {region_starts(rs)} of {tuple(region_size)} do not tile the grid {tuple(grid_shape)}")
     affine = None if grid_affine is None else np.asarray(grid_affine, dtype=float)
     if group_members is None:
-        groups = network_groups(rs, affine)
+        members = network_groups(rs, affine)
     else:
-        groups = {g: [(int(i), bool(f)) for i, f in members] for g, members in enumerate(group_members)}
-    networks = [build_compact_unet(in_channels, features, dropout, norm_groups) for _ in groups]
-    return RegionalEnsemble(networks, rs, groups, affine)
+        members = {g: [(int(i), bool(f)) for i, f in m] for g, m in enumerate(group_members)}
+    networks = [build_compact_unet(in_channels, features, dropout, groups) for _ in members]
+    return RegionalEnsemble(networks, rs, members, affine)

@@ -336,9 +336,8 @@ class RegionalTrainer:
 
     def model_params(self) -> dict[str, Any]:
         """Everything `models.dlb.build_dlb` needs to rebuild the ensemble (stored in model.json)."""
-        unet = {("norm_groups" if k == "groups" else k): v for k, v in self.unet_params.items()}
         return {
-            **unet,
+            **self.unet_params,
             "grid_shape": list(self.train_cases[0].grid_shape),
             "grid_affine": np.asarray(self.affine).round(6).tolist(),
             "region_size": list(self.regions[0].size),
