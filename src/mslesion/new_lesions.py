@@ -12,9 +12,7 @@ succeeded. Two methods:
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +22,15 @@ import numpy as np
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
 from mslesion.io.volume import Volume, load_volume, save_like
-from mslesion.pipeline import PREPROCESS_MODES, brain_from_images, prepare_out, publish_staged, resolve_model
+from mslesion.preprocess.raw import CONTRASTS as VISIT_CONTRASTS  # each visit: what the single-visit pipeline takes
+from mslesion.pipeline import PREPROCESS_MODES, brain_from_images, prepare_out, resolve_model, staged_output
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NEW_LESION_MODEL = "new-lesions"
 SUBTRACTION = "subtraction"  # listed in models.registry.UNTRAINED
-PAIR_CONTRASTS = ("FLAIR", "T1", "T2", "PD")
 # MSSEG-2's evaluation ignores components of at most 3 mm^3; the subtraction baseline removes them too.
 SUBTRACTION_MIN_MM3 = 3.0
-LESION_COLUMNS = ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k",
-                  "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "location"]
 
 
 @dataclass
@@ -78,9 +74,9 @@ def _load_method(model: str | Path) -> _Method:
 
 
 def _check_names(visit: str, images: dict[str, Path]) -> None:
-    unknown = sorted(set(images) - set(PAIR_CONTRASTS))
+    unknown = sorted(set(images) - set(VISIT_CONTRASTS))
     if unknown:
-        raise InputError(None, f"unknown {visit} contrast name(s) {unknown}; use {list(PAIR_CONTRASTS)}")
+        raise InputError(None, f"unknown {visit} contrast name(s) {unknown}; use {list(VISIT_CONTRASTS)}")
     if "FLAIR" not in images:
         raise InputError(None, f"the {visit} FLAIR is required (--{visit}-flair)")
 
@@ -135,7 +131,7 @@ def detect_new_lesions(
     image is already skull-stripped on the follow-up FLAIR's grid; "yes" always; "no" never.
     """
     from mslesion import __version__
-    from mslesion.postprocess.lesions import binarise, lesion_rows, lesion_table
+    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.report.new_lesions import write_new_lesion_report
 
@@ -204,19 +200,15 @@ def detect_new_lesions(
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }
-    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
-    try:
+    with staged_output(out) as staging:
         save_like(mask, fu_flair, staging / "new_lesion_mask.nii.gz", dtype=np.uint8)
         save_like(prob.astype(np.float32), fu_flair, staging / "new_lesion_prob.nii.gz", dtype=np.float32)
         save_like(brain.astype(np.uint8), fu_flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        write_csv_atomic(staging / "new_lesions.csv", rows, list(rows[0]) if rows else LESION_COLUMNS)
+        write_csv_atomic(staging / "new_lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS)
         write_json_atomic(staging / "summary.json", summary)
         report_summary = {**summary, "lesion_count": count, "model": summary["method"], "qc": {"lesion_locations": location_qc, **({"preprocessing": pair.qc} if pair else {})}}
         write_new_lesion_report(staging, case_id=out.resolve().name, baseline=bl_show, followup=fu_show, affine=fu_flair.affine,
                                 mask=mask, brain=brain, lesion_rows=rows, summary=report_summary)
-        publish_staged(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for message in warnings:
         logger.warning("warning: %s", message)
     return NewLesionResult(out=out, new_lesion_count=count, total_volume_ml=summary["total_volume_ml"], summary=summary)

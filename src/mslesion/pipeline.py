@@ -12,6 +12,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,18 @@ def prepare_out(out: Path) -> None:
         raise InputError(out, f"cannot write the output folder ({exc.strerror or exc.__class__.__name__})") from None
 
 
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A hidden staging folder inside `out` to write into; its files move into `out` only when
+    the block finishes without an error, and the folder is gone either way."""
+    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
+    try:
+        yield staging
+        publish_staged(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def publish_staged(staging: Path, out: Path) -> None:
     """Move every staged file into `out` (each move is an atomic rename), then drop staging."""
     for item in sorted(staging.iterdir()):
@@ -142,7 +156,7 @@ def segment(
     from mslesion import __version__
     from mslesion.infer.sliding import predict_probability
     from mslesion.models.store import load_model
-    from mslesion.postprocess.lesions import binarise, lesion_rows, lesion_table
+    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.report.write import write_report
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
@@ -229,20 +243,15 @@ def segment(
         "mslesion_version": __version__,
     }
     prepare_out(out)
-    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
-    try:
+    with staged_output(out) as staging:
         save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
         save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)
         if brain_computed:
             save_like(brain.astype(np.uint8), flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        columns = list(rows[0]) if rows else ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "location"]
-        write_csv_atomic(staging / "lesions.csv", rows, columns)
+        write_csv_atomic(staging / "lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS)
         write_json_atomic(staging / "summary.json", summary)
         write_report(staging, case_id=out.resolve().name, inputs=volumes, flair=flair, mask=mask, brain=brain,
                      lesions_rows=rows, summary=summary, qc=qc)
-        publish_staged(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for message in warnings:
         logger.warning("warning: %s", message)
     return SegmentResult(out=out, lesion_count=len(lesions), total_volume_ml=summary["total_volume_ml"], summary=summary)

@@ -62,6 +62,18 @@ def load_dataset(path: str | Path, fmt: DatasetFormat | str = DatasetFormat.AUTO
     return read_nnunet(path)
 
 
+def read_labelled_case_folder(case_dir: Path) -> Case:
+    """One case folder with a FLAIR and a lesion mask, all on one grid (e.g. lesjak-mni/patient19), or InputError."""
+    case_dir = Path(case_dir)
+    if not case_dir.is_dir():
+        raise InputError(case_dir, "case folder not found")
+    case = next((c for c in read_case_folders(case_dir.parent) if c.case_id == case_dir.name), None)
+    if case is None or case.lesion is None:
+        raise InputError(case_dir, "not a case folder with FLAIR.nii.gz and lesion.nii.gz")
+    case.check_same_grid()
+    return case
+
+
 def read_case_folders(root: Path) -> list[Case]:
     """One case per sub-folder holding `<CONTRAST>.nii.gz` files, `lesion.nii.gz`, `brain.nii.gz`.
 

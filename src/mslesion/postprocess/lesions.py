@@ -9,6 +9,12 @@ from scipy import ndimage
 
 from mslesion.components import label_components, min_voxels_above
 
+# Columns of a lesion table (lesions.csv / new_lesions.csv): `lesion_rows` plus the location
+# `postprocess.locations.annotate_locations` adds; the header an empty table still gets.
+LESION_TABLE_COLUMNS = ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k",
+                        "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "location"]
+
+
 def binarise(
     prob: np.ndarray, threshold: float, min_lesion_mm3: float, voxel_volume_mm3: float, connectivity: int = 26
 ) -> np.ndarray:

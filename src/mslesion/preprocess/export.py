@@ -7,7 +7,6 @@ only when all files are written, so a failure never leaves partial outputs.
 from __future__ import annotations
 
 import shutil
-import uuid
 from enum import StrEnum
 from pathlib import Path
 
@@ -49,30 +48,27 @@ def write_preprocessed(pre: Preprocessed, out: Path, space: Space | str = Space.
     `space='native'`: N4-corrected images co-registered on the native FLAIR grid (with skull)
     and the brain mask there, saved with the input FLAIR's affine.
     """
-    from mslesion.pipeline import prepare_out, publish_staged
+    from mslesion.pipeline import prepare_out, staged_output
 
     space = Space(space)
     prepare_out(out)
-    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
     names: list[str] = []
     try:
-        if space is Space.MNI:
-            images, brain, affine = pre.images, pre.brain, pre.working_affine
-        else:
-            images, brain, affine = pre.native_images(), pre.native_brain, pre.flair_grid.native_affine
-        for name, array in images.items():
-            save_volume(array.astype(np.float32), affine, staging / f"{name}.nii.gz", dtype=np.float32)
-            names.append(f"{name}.nii.gz")
-        save_volume(brain.astype(np.uint8), affine, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        names.append("brain_mask.nii.gz")
-        names += _write_transforms(pre, staging / "transforms")
-        qc = {**pre.qc, "space": space.value, "files": names + ["qc.json"], "inputs_paths": {k: str(v) for k, v in pre.inputs.items()}}
-        write_json_atomic(staging / "qc.json", qc)
-        if (out / "transforms").exists():
-            shutil.rmtree(out / "transforms")
-        publish_staged(staging, out)
+        with staged_output(out) as staging:
+            if space is Space.MNI:
+                images, brain, affine = pre.images, pre.brain, pre.working_affine
+            else:
+                images, brain, affine = pre.native_images(), pre.native_brain, pre.flair_grid.native_affine
+            for name, array in images.items():
+                save_volume(array.astype(np.float32), affine, staging / f"{name}.nii.gz", dtype=np.float32)
+                names.append(f"{name}.nii.gz")
+            save_volume(brain.astype(np.uint8), affine, staging / "brain_mask.nii.gz", dtype=np.uint8)
+            names.append("brain_mask.nii.gz")
+            names += _write_transforms(pre, staging / "transforms")
+            qc = {**pre.qc, "space": space.value, "files": names + ["qc.json"], "inputs_paths": {k: str(v) for k, v in pre.inputs.items()}}
+            write_json_atomic(staging / "qc.json", qc)
+            if (out / "transforms").exists():
+                shutil.rmtree(out / "transforms")
     except OSError as exc:
         raise InputError(out, f"cannot write outputs ({exc.strerror or type(exc).__name__})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return names

@@ -101,21 +101,14 @@ def rigid_square_root(matrix: np.ndarray) -> np.ndarray:
 def _visit_registration(followup: Preprocessed, baseline_flair: Volume, qc: dict[str, Any], warnings: list[str]) -> np.ndarray:
     """Rigid baseline -> follow-up FLAIR registration; returns R (follow-up point -> baseline point)."""
     from mslesion.preprocess.orient import reorient_canonical
-    from mslesion.preprocess.register import Init, register, registration_nmi
+    from mslesion.preprocess.raw import rigid_in_brain
     from mslesion.preprocess.sitkio import to_sitk
-    from mslesion.preprocess.skullstrip import dilate_mm
 
     fu_array, fu_affine = followup._corrected["FLAIR"]
-    fixed = to_sitk(fu_array, fu_affine)
     bl_array, bl_affine, _ = reorient_canonical(np.asarray(baseline_flair.array, dtype=np.float32), baseline_flair.affine)
     moving = to_sitk(bl_array, bl_affine)  # raw: mutual information does not mind the bias field
     brain = followup.flair_grid.to_canonical(followup.native_brain)
-    mask = to_sitk(dilate_mm(brain, 5.0, fixed.GetSpacing()).astype(np.uint8), fu_affine, dtype=np.uint8)
-    try:
-        reg = register(fixed, moving, "rigid", Init.IDENTITY, fixed_mask=mask, fixed_spacing_mm=1.5, name="baseline FLAIR to follow-up FLAIR")
-    except InputError as exc:
-        raise InputError(baseline_flair.path, exc.problem) from None
-    quality = registration_nmi(fixed, moving, reg.matrix, brain)
+    reg, quality = rigid_in_brain(to_sitk(fu_array, fu_affine), moving, brain, baseline_flair.path, "baseline FLAIR to follow-up FLAIR")
     angle = float(np.degrees(np.arccos(np.clip((np.trace(reg.matrix[:3, :3]) - 1) / 2, -1, 1))))
     qc["visit_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "translation_mm": round(float(np.linalg.norm(reg.matrix[:3, 3])), 2), "rotation_deg": round(angle, 2)}
     if not reg.converged:
@@ -146,8 +139,8 @@ def preprocess_pair(baseline: dict[str, Path | Volume], followup: dict[str, Path
     fu_map, bl_map = np.linalg.inv(half) @ fu.mni_to_flair, half @ fu.mni_to_flair
     bl = preprocess_raw(baseline, n4=n4, threads=threads, mni_to_flair=bl_map)
     warnings += [f"baseline: {w}" for w in bl.warnings]
-    fu = fu.moved(fu_map)
-    union = fu.brain | bl.brain
+    union = fu.working_brain(fu_map) | bl.brain
+    # Both visits resampled again, masked by the union (their first pass was masked by their own brain).
     fu, bl = fu.moved(fu_map, brain=union), bl.moved(bl_map, brain=union)
     images = {**{f"baseline_{k}": v for k, v in bl.images.items()}, **{f"followup_{k}": v for k, v in fu.images.items()}}
     qc.update({"followup": fu.qc, "baseline": bl.qc, "brain_volume_ml_union": round(float(union.sum()) / 1000.0, 1)})

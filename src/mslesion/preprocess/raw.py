@@ -115,12 +115,16 @@ class Preprocessed:
         """
         from dataclasses import replace
 
-        grid = self.flair_grid
         if brain is None:
-            canonical_brain = grid.to_canonical(self.native_brain).astype(np.float32)
-            brain = to_working(canonical_brain, grid.canonical_affine, mni_to_flair) > 0.5
+            brain = self.working_brain(mni_to_flair)
         images = _working_images(self._corrected, self.flair_to_contrast, mni_to_flair, brain)
         return replace(self, images=images, brain=brain, mni_to_flair=np.asarray(mni_to_flair, dtype=float).copy())
+
+    def working_brain(self, mni_to_flair: np.ndarray) -> np.ndarray:
+        """The native brain mask on the working grid through another working-grid -> FLAIR mapping."""
+        grid = self.flair_grid
+        canonical_brain = grid.to_canonical(self.native_brain).astype(np.float32)
+        return to_working(canonical_brain, grid.canonical_affine, mni_to_flair) > 0.5
 
     def native_images(self) -> dict[str, np.ndarray]:
         """Every contrast N4-corrected and co-registered on the native FLAIR grid (one interpolation; FLAIR none)."""
@@ -230,21 +234,29 @@ def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
 
 
-def _coregister(
-    name: str, path: Path, flair_img: Any, moving_img: Any, brain: np.ndarray, qc: dict[str, Any], warnings: list[str]
-) -> np.ndarray:
-    """Rigid contrast -> FLAIR registration inside the dilated brain; returns FLAIR -> contrast RAS matrix."""
+def rigid_in_brain(fixed_img: Any, moving_img: Any, brain: np.ndarray, path: Path | None, name: str) -> tuple[Any, float]:
+    """Rigid `moving` -> `fixed` registration (Mattes MI) inside the fixed brain dilated by 5 mm.
+
+    Returns the `register.Registration` (fixed point -> moving point) and its normalised
+    mutual information inside the brain; a failure is an InputError naming `path`.
+    """
     from mslesion.preprocess.register import Init, register, registration_nmi
     from mslesion.preprocess.sitkio import sitk_affine, to_sitk
     from mslesion.preprocess.skullstrip import dilate_mm
 
-    spacing = flair_img.GetSpacing()
-    mask = to_sitk(dilate_mm(brain, 5.0, spacing).astype(np.uint8), sitk_affine(flair_img), dtype=np.uint8)
+    mask = to_sitk(dilate_mm(brain, 5.0, fixed_img.GetSpacing()).astype(np.uint8), sitk_affine(fixed_img), dtype=np.uint8)
     try:
-        reg = register(flair_img, moving_img, "rigid", Init.IDENTITY, fixed_mask=mask, fixed_spacing_mm=1.5, name=f"{name} to FLAIR")
+        reg = register(fixed_img, moving_img, "rigid", Init.IDENTITY, fixed_mask=mask, fixed_spacing_mm=1.5, name=name)
     except InputError as exc:
         raise InputError(path, exc.problem) from None
-    quality = registration_nmi(flair_img, moving_img, reg.matrix, brain)
+    return reg, registration_nmi(fixed_img, moving_img, reg.matrix, brain)
+
+
+def _coregister(
+    name: str, path: Path, flair_img: Any, moving_img: Any, brain: np.ndarray, qc: dict[str, Any], warnings: list[str]
+) -> np.ndarray:
+    """Rigid contrast -> FLAIR registration inside the dilated brain; returns FLAIR -> contrast RAS matrix."""
+    reg, quality = rigid_in_brain(flair_img, moving_img, brain, path, f"{name} to FLAIR")
     moved_mm = float(np.linalg.norm(reg.matrix[:3, 3]))
     qc[f"{name}_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "translation_mm": round(moved_mm, 2)}
     if not reg.converged:

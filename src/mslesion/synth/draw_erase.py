@@ -542,18 +542,12 @@ def _paste_mask(part: np.ndarray, crop: tuple[slice, ...], shape: tuple[int, ...
 def _load_source(case_dir: Path, contrasts: Sequence[str]) -> tuple[Any, dict[str, Any]]:
     """The case folder's Case and its volumes of `contrasts`, or InputError."""
     from mslesion.errors import InputError
-    from mslesion.io.dataset import read_case_folders
+    from mslesion.io.dataset import read_labelled_case_folder
 
-    case_dir = Path(case_dir)
-    if not case_dir.is_dir():
-        raise InputError(case_dir, "case folder not found")
-    case = next((c for c in read_case_folders(case_dir.parent) if c.case_id == case_dir.name), None)
-    if case is None or case.lesion is None:
-        raise InputError(case_dir, "not a case folder with FLAIR.nii.gz and lesion.nii.gz")
+    case = read_labelled_case_folder(case_dir)
     missing = [c for c in contrasts if c not in case.images]
     if missing:
         raise InputError(case_dir, f"has no {', '.join(missing)} image (has {', '.join(sorted(case.images))})")
-    case.check_same_grid()
     return case, {c: case.images[c] for c in contrasts}
 
 

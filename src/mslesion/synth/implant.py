@@ -138,16 +138,12 @@ def write_implanted_cases(
     donor whose file name starts with the recipient's name is skipped. Each case keeps a
     random 50-100% of its donor's lesions. Written as `<out>/<recipient>-<donor>/`.
     """
-    from mslesion.errors import InputError
-    from mslesion.io.dataset import read_case_folders
+    from mslesion.io.dataset import read_labelled_case_folder
     from mslesion.io.volume import save_like
     from mslesion.synth.anatomy import mni_tissues_1mm
     from mslesion.synth.library import load_lesion_library
 
-    recipient = next((c for c in read_case_folders(recipient_dir.parent) if c.case_id == recipient_dir.name), None)
-    if recipient is None or recipient.lesion is None:
-        raise InputError(recipient_dir, "not a case folder with FLAIR.nii.gz and lesion.nii.gz")
-    recipient.check_same_grid()
+    recipient = read_labelled_case_folder(recipient_dir)
     library = load_lesion_library(masks_dir)
     vols = {c: recipient.images[c] for c in contrasts if c in recipient.images}
     images = {c: v.array.astype(np.float32) for c, v in vols.items()}
