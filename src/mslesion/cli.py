@@ -85,6 +85,10 @@ def synth(
     resolution: Annotated[float, typer.Option(help="Voxel size in mm of the output grid (1 = MNI 1 mm).")] = 1.0,
     bids: Annotated[bool, typer.Option(help="Write a BIDS dataset instead of per-case folders.")] = False,
     deform: Annotated[bool, typer.Option(help="Random smooth deformation of the anatomy per subject.")] = True,
+    dawm: Annotated[
+        float,
+        typer.Option(help="Add unlabelled dirty-appearing white matter of strength up to this (0 = none, 0.5 = strong) to each subject."),
+    ] = 0.0,
     implant_into: Annotated[
         Optional[Path],
         typer.Option(help="A real case folder on the MNI 1 mm grid: draw each --lesion-masks mask into it (one case per mask) instead of making phantoms."),
@@ -131,6 +135,7 @@ def synth(
         resolution_mm=resolution,
         layout="bids" if bids else "folders",
         deform=deform,
+        dawm=dawm,
     )
     typer.echo(f"wrote {n} {'pairs' if longitudinal else 'subjects'} to {out} ({manifest.name})")
 

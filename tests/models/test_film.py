@@ -130,3 +130,18 @@ def test_metadata_changes_output_after_one_step() -> None:
         out_none = net(image[:1])
     assert (out_a - out_b).abs().max() > 1e-3
     assert (out_a - out_none).abs().max() > 1e-3
+
+
+def test_film_false_ignores_metadata_even_after_the_heads_moved() -> None:
+    """The ablation `film: false` is the same U-Net with FiLM bypassed, whatever its heads hold."""
+    torch.manual_seed(0)
+    net = build_film_unet(1, features=SMALL, sites=("a", "b"), film=False).eval()
+    with torch.no_grad():
+        for p in net.generator.parameters():
+            p.add_(torch.randn_like(p))  # heads no longer at the identity
+        x = torch.randn(2, 1, 16, 16, 16)
+        out_a = net(x, net.encode_metadata([META_A, META_A]))
+        out_b = net(x, net.encode_metadata([META_B, META_B]))
+        assert torch.equal(out_a, out_b)
+        net.film_enabled = True
+        assert not torch.allclose(net(x, net.encode_metadata([META_A, META_A])), net(x, net.encode_metadata([META_B, META_B])))

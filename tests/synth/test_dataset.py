@@ -138,7 +138,7 @@ def test_longitudinal_bids_layout(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(n=0), dict(n_sites=0), dict(layout="nifti"), dict(resolution_mm=0.2), dict(lesion_masks_dir="/nonexistent"), dict(seed=-1)],
+    [dict(n=0), dict(n_sites=0), dict(layout="nifti"), dict(resolution_mm=0.2), dict(lesion_masks_dir="/nonexistent"), dict(seed=-1), dict(dawm=-0.1)],
 )
 def test_bad_arguments_are_input_errors(tmp_path, kwargs):
     args = dict(out_dir=tmp_path, n=1, seed=0, resolution_mm=3) | kwargs

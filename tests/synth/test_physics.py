@@ -79,3 +79,20 @@ def test_metadata_lists_each_lesion(phantom, nawm):
     assert sum(r["voxels"] for r in rows) == int((phantom.lesion > 0).sum())
     assert {r["kind"] for r in rows} <= {"periventricular", "juxtacortical", "deep_white_matter", "infratentorial"}
     assert meta["lesion_volume_ml"] == pytest.approx((phantom.lesion > 0).sum() * 8 / 1000)
+
+
+def test_dirty_appearing_white_matter_is_unlabelled_and_between_wm_and_lesion(phantom, sites, nawm) -> None:
+    """--dawm brightens FLAIR / darkens T1 in patches of white matter, never reaching a lesion, never labelled."""
+    from mslesion.synth import make_subject
+    from mslesion.synth.phantom import DAWM_CAP, dawm_field
+
+    clean = phantom  # seed 7 (the conftest's SEED), 2 mm, 40 lesions
+    dirty = make_subject(7, sites[0], resolution_mm=2, n_lesions=40, dawm=2.0)  # strength drawn in [0, 2]
+    assert np.array_equal(clean.lesion, dirty.lesion)  # DAWM is not lesion
+    wm = nawm(clean)
+    flair_ratio = dirty.images["FLAIR"][wm] / np.maximum(clean.images["FLAIR"][wm], 1e-6)
+    t1_ratio = dirty.images["T1"][wm] / np.maximum(clean.images["T1"][wm], 1e-6)
+    assert np.percentile(flair_ratio, 99) > 1.05 and np.percentile(t1_ratio, 1) < 0.97
+    assert np.median(flair_ratio) < 1.02  # patches, not a global shift
+    field = dawm_field((40, 40, 40), 2.0, 5.0, np.random.default_rng(0))
+    assert field.min() == 0.0 and field.max() == np.float32(DAWM_CAP) and 0.05 < (field > 0).mean() < 0.6

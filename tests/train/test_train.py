@@ -133,3 +133,27 @@ def test_normalisation_is_chosen_in_the_config_and_stored_with_the_model(tmp_pat
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(InputError, match="data.normalisation must be one of zscore_brain, wm_peak, nyul"):
         load_config(path)
+
+
+def test_model_init_fine_tunes_from_a_trained_model(tmp_path: Path, tiny_dataset: Path) -> None:
+    """model.init starts training from another run's weights; a mismatching model is refused at load time."""
+    from safetensors.torch import load_file
+
+    from mslesion.train.run import run_training
+
+    first = tmp_path / "first"
+    run_training(_config(tmp_path, tiny_dataset), first)
+    cfg = yaml.safe_load(_config(tmp_path, tiny_dataset).read_text())
+    cfg["model"]["init"] = str(first / "model")
+    cfg["train"].update(max_epochs=1, steps_per_epoch=1)
+    cfg["optim"]["lr"] = 1e-12  # one step that cannot move the weights
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_training(path, tmp_path / "second")
+    a, b = load_file(str(first / "model" / "model.safetensors")), load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+    cfg["data"]["contrasts"] = ["FLAIR"]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(InputError, match="model.init"):
+        load_config(path)

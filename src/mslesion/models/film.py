@@ -249,10 +249,14 @@ def build_film_unet(
     sites: Sequence[str] = (),
     hidden: int = 64,
     dropout: float = 0.0,
+    film: bool = True,
 ) -> FiLMUNet:
     """Vincent et al. 2020's FiLMed U-Net in 3D (4 poolings by default), identity FiLM at start.
 
     `sites` is the site vocabulary of the metadata encoding (store it in the model card:
-    the heads' input size depends on it).
+    the heads' input size depends on it). `film=False` is the same U-Net with its FiLM
+    layers bypassed: the ablation that isolates what the metadata adds.
     """
-    return FiLMUNet(in_channels, features=features, sites=sites, hidden=hidden, dropout=dropout)
+    net = FiLMUNet(in_channels, features=features, sites=sites, hidden=hidden, dropout=dropout)
+    net.film_enabled = bool(film)
+    return net

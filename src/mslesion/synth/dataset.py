@@ -328,13 +328,17 @@ def make_dataset(
     layout: str | Layout = Layout.FOLDERS,
     deform: bool = True,
     progress: ProgressCallback | None = None,
+    dawm: float = 0.0,
 ) -> Path:
     """Write `n` synthetic subjects (or longitudinal pairs) to `out_dir`; return the manifest path.
 
     `progress(done, total)` is called after each case. With `lesion_masks_dir`, lesion
-    shapes and positions come from real masks on the FSL MNI152 1 mm grid.
+    shapes and positions come from real masks on the FSL MNI152 1 mm grid. `dawm` > 0 adds
+    unlabelled dirty-appearing white matter (see `phantom.dawm_field`).
     """
     layout = _check_args(n, seed, n_sites, layout)
+    if not 0.0 <= dawm <= 2.0:
+        raise InputError(None, f"--dawm must be between 0 and 2, got {dawm}")
     r = check_resolution(resolution_mm)
     library = load_lesion_library(lesion_masks_dir) if lesion_masks_dir is not None else None
     root = Path(out_dir)
@@ -343,7 +347,7 @@ def make_dataset(
     except OSError as exc:
         raise InputError(root, f"cannot create output folder ({exc.strerror})") from None
     sites = make_sites(n_sites, seed)
-    options = {"resolution_mm": r, "deform": deform, "lesion_masks_dir": library}
+    options = {"resolution_mm": r, "deform": deform, "lesion_masks_dir": library, "dawm": dawm}
     rows = []
     for i in range(n):
         t0 = time.perf_counter()

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 
 SeedLike = int | np.random.Generator | np.random.SeedSequence
 TEXTURE_WAVELENGTH_MM = 12.0
+# Dirty-appearing white matter (DAWM): diffuse, ill-defined white-matter signal change
+# between normal WM and a lesion, which raters do not outline. Real FLAIR shows it (and
+# bright normal tracts) all over; phantoms without it teach a network that any WM
+# brightening is lesion, the false positives seen on real scans.
+DAWM_WAVELENGTH_MM = 16.0
+DAWM_CAP = 0.6  # never more than 60% of the way from WM to a mild lesion
 # A "new lesion" is a connected component (26-connectivity) of the follow-up mask that
 # shares no voxel with the baseline mask.
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
@@ -124,16 +130,29 @@ class _Subject:
     wm: np.ndarray
     brain: np.ndarray
     texture: np.ndarray
+    dawm: np.ndarray | None = None
 
 
-def _subject_anatomy(anatomy: Anatomy, rng: np.random.Generator, deform: bool) -> _Subject:
+def dawm_field(shape: tuple[int, int, int], spacing_mm: float, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Patchy DAWM map in [0, DAWM_CAP]: the fraction of the way from WM to a mild lesion.
+
+    The positive excursions (above 0.5 sd) of a smooth unit-sd field, times `strength`:
+    blotches a centimetre or more across, without the sharp edge of a lesion.
+    """
+    field = smooth_field(shape, spacing_mm, DAWM_WAVELENGTH_MM, rng)
+    return np.clip(strength * (field - 0.5), 0.0, DAWM_CAP).astype(np.float32)
+
+
+def _subject_anatomy(anatomy: Anatomy, rng: np.random.Generator, deform: bool, dawm: float = 0.0) -> _Subject:
+    """Warp the anatomy for one subject; `dawm` > 0 adds DAWM of a strength drawn in [0, dawm]."""
     r = anatomy.resolution_mm
     disp = random_displacement(anatomy.crop_shape, r, rng) if deform else None
     brain = (warp(anatomy.brain, disp) >= 0.5).astype(np.float32)
     gm = warp(anatomy.gm, disp) * brain
     wm = warp(anatomy.wm, disp) * brain
     texture = smooth_field(anatomy.crop_shape, r, TEXTURE_WAVELENGTH_MM, rng)
-    return _Subject(anatomy, disp, gm, wm, brain, texture)
+    patches = dawm_field(anatomy.crop_shape, r, float(rng.uniform(0.0, dawm)), rng) if dawm > 0 else None
+    return _Subject(anatomy, disp, gm, wm, brain, texture, patches)
 
 
 def _lesion_maps(subject: _Subject, rasters: list[Raster]) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +217,7 @@ def _phantom(
     images = {}
     for contrast in contrasts:
         table = lesion_means(specs, site.contrasts[contrast], n_ids)
-        img = render(tissues, contrast, site, table, subject.texture, acq[contrast])
+        img = render(tissues, contrast, site, table, subject.texture, acq[contrast], dawm=subject.dawm)
         if rigid is not None:
             img = np.maximum(apply_rigid(img, rigid, anatomy.resolution_mm), 0.0)
         images[contrast] = pad_to_grid(img, anatomy.crop, anatomy.shape)
@@ -263,12 +282,15 @@ def make_subject(
     n_lesions: int | None = None,
     jitter_mm: float = 0.0,
     contrasts: Sequence[str] = CONTRASTS,
+    dawm: float = 0.0,
 ) -> Phantom:
     """One synthetic MS subject as `site` would scan it.
 
     Lesions are synthetic (periventricular, juxtacortical, deep WM, infratentorial) or,
     with `lesion_masks_dir`, real components pasted at their own positions (plus up to
     `jitter_mm`). `n_lesions` fixes the count (otherwise drawn from `lesion_model`).
+    `dawm` > 0 adds unlabelled dirty-appearing white matter of strength up to `dawm`
+    (`dawm_field`; 0.5 is strong).
     """
     site = site or default_site()
     model = lesion_model or LesionModel()
@@ -277,7 +299,7 @@ def make_subject(
     streams = _streams(rng, ["anatomy", "lesions", "acquisition"])
     anatomy = load_anatomy(resolution_mm)
     library = _library(lesion_masks_dir)
-    subject = _subject_anatomy(anatomy, streams["anatomy"], deform)
+    subject = _subject_anatomy(anatomy, streams["anatomy"], deform, dawm)
     lrng = streams["lesions"]
     n = _lesion_count(lrng, model, n_lesions)
     rasters = sample_lesions(lrng, anatomy, model, n, library=library, jitter_mm=jitter_mm)
@@ -427,6 +449,7 @@ def make_longitudinal_pair(
     jitter_mm: float = 0.0,
     misregistration: tuple[float, float] | None = (1.0, 1.0),
     contrasts: Sequence[str] = ("FLAIR", "T1"),
+    dawm: float = 0.0,
 ) -> LongitudinalPair:
     """One subject at two visits: baseline lesions; at follow-up some are new, some enlarge, some shrink.
 
@@ -434,6 +457,7 @@ def make_longitudinal_pair(
     and, unless `misregistration` is None, moved by a small random rigid motion of up to
     (degrees, mm). `n_new` fixes the number of new lesions (otherwise negative binomial,
     zero in about a third of pairs). See `LongitudinalPair` for the label's definition.
+    `dawm` as in `make_subject` (the same DAWM at both visits).
     """
     site = site or default_site()
     model = lesion_model or LesionModel()
@@ -445,7 +469,7 @@ def make_longitudinal_pair(
     _check_contrasts(contrasts, followup_site)
     anatomy = load_anatomy(resolution_mm)
     library = _library(lesion_masks_dir)
-    subject = _subject_anatomy(anatomy, streams["anatomy"], deform)
+    subject = _subject_anatomy(anatomy, streams["anatomy"], deform, dawm)
     lrng = streams["lesions"]
     base = sample_lesions(
         lrng, anatomy, model, _lesion_count(lrng, model, n_lesions), library=library, jitter_mm=jitter_mm

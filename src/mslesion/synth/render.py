@@ -60,10 +60,18 @@ def lesion_means(specs: list[LesionSpec], model: ContrastModel, n_ids: int) -> n
     return table
 
 
-def mix(tissues: TissueMaps, model: ContrastModel, lesion_table: np.ndarray) -> np.ndarray:
-    """Ideal image: sum over tissues of partial volume x tissue mean."""
+def mix(
+    tissues: TissueMaps, model: ContrastModel, lesion_table: np.ndarray, dawm: np.ndarray | None = None
+) -> np.ndarray:
+    """Ideal image: sum over tissues of partial volume x tissue mean.
+
+    `dawm` (fraction of the way from WM to a mild lesion, per voxel) shifts the white
+    matter's mean towards the lesion's in every contrast: brighter on FLAIR/T2/PD, darker on T1.
+    """
     m = model.means
     img = tissues.gm * np.float32(m["GM"]) + tissues.wm * np.float32(m["WM"]) + tissues.csf * np.float32(m["CSF"])
+    if dawm is not None:
+        img += tissues.wm * dawm * np.float32(m["lesion_mild"] - m["WM"])
     where = np.nonzero(tissues.lesion)
     img[where] += tissues.lesion[where] * lesion_table[tissues.lesion_id[where]]
     return img
@@ -117,13 +125,14 @@ def render(
     lesion_table: np.ndarray,
     texture: np.ndarray | None,
     rng: np.random.Generator,
+    dawm: np.ndarray | None = None,
 ) -> np.ndarray:
     """One contrast as `site` acquires it (crop array, float32, zero outside the brain)."""
     from scipy import ndimage as ndi
 
     model = site.contrasts[contrast]
     r = tissues.spacing_mm
-    img = mix(tissues, model, lesion_table)
+    img = mix(tissues, model, lesion_table, dawm)
     if texture is not None:
         img *= 1.0 + np.float32(TEXTURE_AMPLITUDE) * texture
     np.maximum(img, 0.0, out=img)

@@ -39,6 +39,9 @@ class DataConfig:
 class ModelConfig:
     architecture: str = "unet"
     params: dict[str, Any] = field(default_factory=dict)
+    # Fine-tuning: a model folder or shipped model name whose weights start the training
+    # (same architecture, params and contrasts); None = random initialisation.
+    init: str | None = None
 
 
 @dataclass
@@ -244,4 +247,25 @@ def load_config(path: str | Path) -> TrainConfig:
     cfg.data.val_datasets = [resolve(p) for p in cfg.data.val_datasets]
     if not cfg.data.datasets:
         raise InputError(path, "data.datasets is empty")
+    if cfg.model.init is not None:
+        local = Path(resolve(cfg.model.init))
+        cfg.model.init = str(local) if local.exists() else cfg.model.init  # else a shipped model's name
+        initial_weights(cfg, path)  # fail now, not after preparing the data
     return cfg
+
+
+def initial_weights(cfg: TrainConfig, source: Path | None = None) -> dict[str, Any] | None:
+    """The state dict of `model.init` (safetensors only) if its architecture and contrasts match; None without one."""
+    if cfg.model.init is None:
+        return None
+    from mslesion.models.store import load_model
+    from mslesion.pipeline import resolve_model
+
+    net, card = load_model(resolve_model(cfg.model.init))
+    if card.architecture != cfg.model.architecture or list(card.contrasts) != list(cfg.data.contrasts):
+        raise InputError(
+            source,
+            f"model.init {cfg.model.init} is {card.architecture} on {card.contrasts}; "
+            f"the config trains {cfg.model.architecture} on {cfg.data.contrasts}",
+        )
+    return net.state_dict()

@@ -200,6 +200,13 @@ class Trainer:
         self.patch_size = whole_image_window(train_cases) if self.whole_image else tuple(cfg.patch.size)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.net = net if net is not None else build_network(cfg.model.architecture, len(cfg.data.contrasts), self.params)
+        if net is None and cfg.model.init is not None:
+            from mslesion.train.config import initial_weights
+
+            try:
+                self.net.load_state_dict(initial_weights(cfg))
+            except RuntimeError:
+                raise InputError(cfg.model.init, "model.init: its weights do not fit model.params") from None
         self.model: nn.Module = self.net
         if self.dist.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net)
