@@ -2,10 +2,18 @@
 
 Leave-site-out alone tells how a method does on a new scanner; the papers' claims are about
 the gap between that and its score on new subjects of the scanners it was trained on. One
-dataset of 30 subjects on 3 sites (`mslesion synth`, seed 4242, 2 mm) is split by subject:
+dataset of 42 subjects on 3 sites (`mslesion synth`, seed 4242, 2 mm) is split by subject:
 subjects 0-23 are the benchmark's dataset (`manifest_train.csv`: every site in turn is held
-out of training), subjects 24-29 are never trained on (`manifest_insite.csv`): each fold's
-model segments them, and those of its training sites are its in-site scores.
+out of training), subjects 24-41 are never trained on (`manifest_insite.csv`): each fold's
+model segments them, and those of its training sites are its in-site scores. (The first
+run had 30 subjects; each subject depends only on the seed and its index, so subjects 0-29
+are the same in both.)
+
+It also puts the two real Lesjak MNI cases on the phantoms' 2 mm grid (`real2mm/`): the
+models are trained at 2 mm and `segment` runs a model at the input's voxel size, so a
+1 mm scan would show them lesions twice the size they learnt. Images: Gaussian
+anti-aliasing (sigma 0.85 voxel of the 1 mm grid) then linear interpolation, zero outside
+the resampled brain; lesion and brain masks: the same on the 0/1 mask, kept where >= 0.5.
 
     MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/evidence_data.py
 """
@@ -20,9 +28,34 @@ from mslesion.io.atomic import write_csv_atomic
 from mslesion.synth import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "build" / "bench" / "evidence_data" / "synth30"
+OUT = ROOT / "build" / "bench" / "evidence_data" / "phantoms"
 SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", ROOT.parent / "shared" / "data"))
-N_TRAIN, N_TOTAL = 24, 30
+N_TRAIN, N_TOTAL = 24, 42
+
+
+def real_on_phantom_grid(case: Path, out: Path, reference: Path) -> None:
+    """FLAIR, T1, T2 and the lesion mask of one 1 mm Lesjak MNI case on `reference`'s grid."""
+    import nibabel as nib
+    import numpy as np
+    from nibabel.processing import resample_from_to
+    from scipy import ndimage as ndi
+
+    from mslesion.io.volume import save_volume
+
+    target = nib.load(reference)
+    grid = (target.shape, target.affine)
+
+    def down(img: nib.Nifti1Image) -> np.ndarray:
+        smooth = nib.Nifti1Image(ndi.gaussian_filter(np.asarray(img.dataobj, dtype=np.float32), 0.85), img.affine)
+        return np.asarray(resample_from_to(smooth, grid, order=1).dataobj, dtype=np.float32)
+
+    flair = nib.load(case / "FLAIR.nii.gz")
+    brain = down(nib.Nifti1Image((np.asarray(flair.dataobj) != 0).astype(np.float32), flair.affine)) >= 0.5
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("FLAIR", "T1", "T2"):
+        save_volume(down(nib.load(case / f"{name}.nii.gz")) * brain, target.affine, out / f"{name}.nii.gz")
+    lesion = down(nib.load(case / "lesion.nii.gz")) >= 0.5
+    save_volume(lesion.astype(np.uint8), target.affine, out / "lesion.nii.gz")
 
 
 def main() -> None:
@@ -34,6 +67,9 @@ def main() -> None:
     write_csv_atomic(OUT / "manifest_train.csv", rows[:N_TRAIN], columns)
     write_csv_atomic(OUT / "manifest_insite.csv", rows[N_TRAIN:], columns)
     print(f"{N_TRAIN} benchmark subjects and {N_TOTAL - N_TRAIN} held-out subjects of the same sites in {OUT}")
+    for name in ("patient07", "patient19"):
+        real_on_phantom_grid(SHARED / "lesjak-mni" / name, OUT / "real2mm" / name, OUT / rows[0]["FLAIR"])
+    print(f"the two real Lesjak cases on the phantoms' 2 mm grid in {OUT / 'real2mm'}")
 
 
 if __name__ == "__main__":

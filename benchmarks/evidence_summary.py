@@ -20,6 +20,18 @@ from mslesion.io.atomic import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("dice", "msseg_lesion_f1", "ltpr", "lfpr")
+# The papers' claims as paired comparisons (method, baseline, what the paper says).
+CLAIMS = (
+    ("SI-pearson", "BM", "Aslani 2020: the scanner-invariant regulariser beats BM on unseen sites"),
+    ("SI-random", "BM", "Aslani 2020 (randomised-label loss)"),
+    ("SI-uniform", "BM", "Aslani 2020 (uniform-target loss)"),
+    ("BM-seed1", "BM", "noise floor: the same method trained with another seed"),
+    ("DLB", "DLB-noIQ", "Kamraoui 2022: image-quality augmentation helps across sites"),
+    ("DLB", "DLB-nospec", "Kamraoui 2022: hierarchical specialisation helps"),
+    ("CEN", "U-Net", "Brosch 2016 vs deeper nets: CEN trails"),
+    ("FiLM", "FiLM-off", "Vincent 2020: FiLM matches its U-Net when metadata is uninformative"),
+    ("FiLM-seed1", "FiLM", "noise floor: FiLM with another seed"),
+)
 
 
 def _group(row: dict[str, str], held_out: str) -> str:
@@ -27,6 +39,8 @@ def _group(row: dict[str, str], held_out: str) -> str:
         return "held-out site"
     if row["dataset"] == "insite":
         return "held-out site (new subjects)" if row["site"] == held_out else "in-site (new subjects)"
+    if row["dataset"] == "real":
+        return "real scans (Lesjak patient07, patient19)"
     return f"unseen sites ({row['dataset']})"
 
 
@@ -35,6 +49,38 @@ def _cell(values: list[float]) -> str:
     if not finite:
         return "nan"
     return f"{np.mean(finite):.3f} ± {np.std(finite):.3f} (n={len(finite)})"
+
+
+def _claims(out: Path) -> list[str]:
+    """Paired Dice differences (method - baseline) with two-sided Wilcoxon p, on the held-out
+    site and on every never-trained phantom (held-out site + new subjects + unseen sites)."""
+    from mslesion.evaluate.stats import paired_wilcoxon
+
+    dice: dict[str, dict[tuple[str, str], float]] = {}
+    held_out: dict[str, dict[tuple[str, str], float]] = {}
+    for path in sorted(out.glob("runs/*/*/metrics.csv")):
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row["dataset"] == "real":
+                    continue  # two cases: no test
+                key = (row["dataset"], row["case_id"])
+                dice.setdefault(row["method"], {})[key] = float(row["dice"])
+                if row["role"] == "test":
+                    held_out.setdefault(row["method"], {})[key] = float(row["dice"])
+    lines = ["## Claims: paired Dice differences (method - baseline), two-sided Wilcoxon", "",
+             "| method | baseline | claim | held-out site: mean diff, p (n) | all never-trained phantoms: mean diff, p (n) |",
+             "|---|---|---|---|---|"]
+    for method, baseline, claim in CLAIMS:
+        if method not in dice or baseline not in dice:
+            continue
+        cells = []
+        for table in (held_out, dice):
+            keys = sorted(set(table[method]) & set(table[baseline]))
+            a, b = [table[method][k] for k in keys], [table[baseline][k] for k in keys]
+            test = paired_wilcoxon(a, b)
+            cells.append(f"{np.nanmean(np.subtract(a, b)):+.3f}, p={test.p_value:.3f} (n={test.n})")
+        lines.append(f"| {method} | {baseline} | {claim} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
 
 
 def main() -> None:
@@ -63,6 +109,7 @@ def main() -> None:
         for method in methods:
             lines.append(f"| {method} | " + " | ".join(_cell(table.get((method, g), {}).get(metric, [])) for g in groups) + " |")
         lines.append("")
+    lines += _claims(args.out)
     text = "\n".join(lines)
     write_text_atomic(ROOT / "benchmarks" / "results" / f"{args.name}.md", text)
     print(text)
