@@ -9,9 +9,9 @@ model segments them, and those of its training sites are its in-site scores. (Th
 run had 30 subjects; each subject depends only on the seed and its index, so subjects 0-29
 are the same in both.)
 
-It also puts the two real Lesjak MNI cases on the phantoms' 2 mm grid (`real2mm/`): the
-models are trained at 2 mm and `segment` runs a model at the input's voxel size, so a
-1 mm scan would show them lesions twice the size they learnt. Images: Gaussian
+It also puts the two real Lesjak MNI cases on the phantoms' 2 mm grid (`real2mm/`), the
+grid the models were trained on, so every method (DeepLesionBrain's regions included,
+which are fixed on the model's grid) sees them as it saw its training data. Images: Gaussian
 anti-aliasing (sigma 0.85 voxel of the 1 mm grid) then linear interpolation, zero outside
 the resampled brain; lesion and brain masks: the same on the 0/1 mask, kept where >= 0.5.
 

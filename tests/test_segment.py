@@ -100,3 +100,37 @@ def test_bad_inputs_exit_2_without_outputs(tmp_path: Path, tiny_model: Path, sca
     blocker.write_text("a file where the output folder should be")
     result = runner.invoke(app, ["segment", "--flair", str(scans["flair"]), "--out", str(blocker / "o"), "--model", str(tiny_model)])
     assert result.exit_code == 2 and "cannot" in result.output
+
+
+def test_model_spacing_grid_keeps_the_field_of_view() -> None:
+    """The input's box at the model's voxel size: same outer corners, voxels of the model's size."""
+    from mslesion.pipeline import model_spacing_grid
+
+    affine = np.array([[-1.0, 0, 0, 80], [0, 1.0, 0, -100], [0, 0, 1.2, -60], [0, 0, 0, 1]])
+    assert model_spacing_grid(affine, (40, 44, 36), (1.0, 1.0, 1.0)) is None  # within 0.2 mm
+    new_affine, shape = model_spacing_grid(affine, (40, 44, 36), (2.0, 2.0, 2.0))
+    assert shape == (20, 22, 22)  # 36 x 1.2 mm = 43.2 mm -> 22 voxels of 2 mm
+    np.testing.assert_allclose(np.sqrt((new_affine[:3, :3] ** 2).sum(axis=0)), [2.0, 2.0, 2.0])
+    corner = lambda a: a @ np.array([-0.5, -0.5, -0.5, 1.0])  # noqa: E731 - the outer corner of voxel 0
+    np.testing.assert_allclose(corner(new_affine), corner(affine))
+
+
+def test_a_coarser_model_segments_a_finer_scan_at_its_own_voxel_size(tmp_path: Path, tiny_model: Path, scans) -> None:
+    """A 2 mm model on a 1 x 1 x 1.2 mm scan: inference on a 2 mm grid, outputs on the input grid."""
+    card_path = tiny_model / "model.json"
+    card = json.loads(card_path.read_text())
+    card["spacing_mm"] = [2.0, 2.0, 2.0]
+    card_path.write_text(json.dumps(card))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["segment", "--flair", str(scans["flair"]), "--t1", str(scans["t1"]), "--out", str(out),
+                                 "--model", str(tiny_model), "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resampled_to_model_spacing_mm"] == [2.0, 2.0, 2.0]
+    assert not any("differs from the model" in w for w in summary["warnings"])
+    prob = nib.load(str(out / "lesion_prob.nii.gz"))
+    assert prob.shape == (40, 44, 36)
+    np.testing.assert_allclose(prob.affine, scans["affine"], atol=1e-5)
+    brain = np.asarray(nib.load(str(out / "brain_mask.nii.gz")).dataobj) > 0
+    values = np.asarray(prob.dataobj)
+    assert values[~brain].max() == 0.0 and 0.0 <= values.min() and values.max() <= 1.0

@@ -95,6 +95,30 @@ def preprocessing_reason(volumes: dict[str, Volume], flair: Volume, spacing_mm: 
     return None
 
 
+# Inputs whose voxels differ from the model's by more than this (mm, any axis) are resampled to
+# the model's voxel size for inference and the probabilities brought back, as nnU-Net does.
+SPACING_TOLERANCE_MM = 0.2
+
+
+def model_spacing_grid(
+    affine: np.ndarray, shape: tuple[int, ...], spacing_mm: tuple[float, ...]
+) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+    """The input's field of view at the model's voxel size (affine, shape); None when the voxels already match.
+
+    Same orientation and the same outer corner of the field of view; each axis gets
+    ceil(n * s / t) voxels of size t (s: input voxel size, t: the model's).
+    """
+    current = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+    if all(abs(s - t) <= SPACING_TOLERANCE_MM for s, t in zip(current, spacing_mm)):
+        return None
+    factor = np.asarray(spacing_mm, float) / current
+    to_input_voxels = np.eye(4)
+    to_input_voxels[:3, :3] = np.diag(factor)
+    to_input_voxels[:3, 3] = -0.5 + 0.5 * factor  # voxel j's centre, in input voxel coordinates
+    new_shape = tuple(int(np.ceil(n / f - 1e-6)) for n, f in zip(shape[:3], factor))
+    return np.asarray(affine, float) @ to_input_voxels, new_shape  # type: ignore[return-value]
+
+
 def _brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.ndarray, bool]:
     """The given brain mask (checked against the FLAIR grid), or non-zero FLAIR; and whether it was computed."""
     if brain_mask is None:
@@ -184,6 +208,12 @@ def segment(
         brain, brain_computed = _brain_of_ready_input(flair, brain_mask)
         model_images, model_brain = {n: v.array for n, v in volumes.items()}, brain
     regional = getattr(net, "regional", False)  # DeepLesionBrain: regions fixed on the model's (MNI) grid
+    grid = None if pre is not None or regional else model_spacing_grid(flair.affine, flair.shape, card.spacing_mm)
+    if grid is not None:  # e.g. a 2 mm model on a 1 mm scan: it would see lesions twice the size it learnt
+        from mslesion.preprocess.resample import resample
+
+        model_images = {n: resample(a, flair.affine, *grid) for n, a in model_images.items()}
+        model_brain = resample(brain.astype(np.uint8), flair.affine, *grid, is_label=True) > 0
     if regional:
         from mslesion.infer.regional import check_grid, predict_regional
 
@@ -195,7 +225,7 @@ def segment(
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
     unused = sorted(set(volumes) - set(card.contrasts))
     warnings += [f"{c} given but the model does not use it" for c in unused]
-    if pre is None and any(abs(s - t) > 0.2 for s, t in zip(flair.spacing, card.spacing_mm)):  # preprocessing resamples
+    if regional and pre is None and any(abs(s - t) > SPACING_TOLERANCE_MM for s, t in zip(flair.spacing, card.spacing_mm)):
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
     if pre is not None:
         warnings += pre.warnings
@@ -213,6 +243,9 @@ def segment(
     else:
         prob = predict_probability(net, x, model_brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata)
     prob[~model_brain] = 0.0
+    if grid is not None:  # back onto the input grid, thresholded there like the preprocessed path
+        prob = np.clip(resample(prob, grid[0], flair.affine, flair.shape), 0.0, 1.0)
+        prob[~brain] = 0.0
     if pre is not None:  # back onto the native FLAIR grid; threshold there so thin lesions survive thick slices
         prob = np.clip(pre.to_native(prob, is_label=False), 0.0, 1.0)
         vote = None if vote is None else pre.to_native(vote.astype(np.uint8), is_label=True) > 0
@@ -238,6 +271,7 @@ def segment(
         "inputs": {name: {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]} for name, v in volumes.items()},
         "brain_mask": str(brain_mask) if not brain_computed else ("computed (template + intensity)" if pre else "computed (non-zero FLAIR)"),
         "preprocessing": None if pre is None else {"reason": reason or "requested", **pre.qc},
+        "resampled_to_model_spacing_mm": None if grid is None else list(card.spacing_mm),
         "warnings": warnings,
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
