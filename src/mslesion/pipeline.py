@@ -239,7 +239,7 @@ def segment(
         metadata = net.metadata_spec.encode(given)
     vote = None
     if regional:  # majority vote of the regional networks, then the usual minimum lesion size
-        prob, vote = predict_regional(net, x, card.threshold)
+        prob, vote = predict_regional(net, x, card.threshold, flips=flips)
     else:
         prob = predict_probability(net, x, model_brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata)
     prob[~model_brain] = 0.0

@@ -234,3 +234,21 @@ def test_build_dlb_rebuilds_the_layout_and_votes_over_thresholds() -> None:
     mask, same_probability = model.predict_volume(image, 0.5)
     assert votes.shape == (3, *SMALL["shape"]) and (votes[0] >= votes[1]).all() and (votes[1] >= votes[2]).all()
     assert torch.equal(mask, 2 * votes[1].int() > cover.int()) and torch.equal(probability, same_probability)
+
+
+def test_left_right_flip_tta_joins_the_vote() -> None:
+    """flips=2: the mirrored image's region votes, mirrored back, double the electorate of every voxel."""
+    # Regions along x as in the tie test; region 0 says lesion, 1 and 2 say background.
+    rs = regions(shape=(12, 3, 2), size=(8, 3, 2), stride=(2, 3, 2))
+    separate = {i: [(i, False)] for i in range(3)}
+    ensemble = RegionalEnsemble([ConstantNet(10.0), ConstantNet(-10.0), ConstantNet(-10.0)], rs, separate)
+    image = torch.zeros(1, 12, 3, 2)
+    plain, _ = ensemble.predict_volume(image)
+    assert plain[:, 0, 0].tolist() == [True, True] + [False] * 10  # x 0-1: 1 of 1; x 2-7: at most 1 of 2 or 3
+    mask, probability = ensemble.predict_volume(image, flips=2)
+    votes, cover, p = ensemble.vote(image, [0.5])
+    m_votes, m_cover, m_p = ensemble.vote(image.flip(1), [0.5])
+    assert torch.equal(mask, 2 * (votes[0] + m_votes[0].flip(0)).int() > (cover + m_cover.flip(0)).int())
+    assert torch.allclose(probability, 0.5 * (p + m_p.flip(0)))
+    # Mirrored, region 0's "lesion" lands on x 4-11; x 0-1 keeps 1 of 1 + 0 of 1: a tie, background now.
+    assert mask[:, 0, 0].tolist()[:2] == [False, False]

@@ -299,7 +299,9 @@ class RegionalEnsemble(nn.Module):
         return votes, cover, prob_sum / cover.clamp(min=1)
 
     @torch.no_grad()
-    def predict_volume(self, image: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_volume(
+        self, image: torch.Tensor, threshold: float = 0.5, flips: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Lesion mask (D, H, W, bool) by majority vote, and the mean probability map (float32).
 
         Each region's network predicts its sub-volume (flipped along x in, and back out, for
@@ -307,8 +309,17 @@ class RegionalEnsemble(nn.Module):
         is lesion when more than half of the regions covering it vote lesion: a tie (e.g.
         1 of 2) is background, the conservative reading of the paper's majority vote. The
         mean probability is the average over the covering regions.
+        `flips` >= 2 adds the left-right mirrored image as test-time augmentation: its votes
+        (mirrored back) join the vote, so each voxel is decided by twice the regions. Only
+        the left-right flip: the regional networks are tied to positions in MNI space, and
+        only that flip maps the brain onto itself (to one voxel on the FSL grid).
         """
         votes, cover, probability = self.vote(image, [threshold])
+        if flips >= 2:
+            mirrored_votes, mirrored_cover, mirrored_probability = self.vote(image.flip(1), [threshold])
+            votes = votes + mirrored_votes.flip(1)
+            cover = cover + mirrored_cover.flip(0)
+            probability = 0.5 * (probability + mirrored_probability.flip(0))
         return majority(votes[0], cover), probability
 
 
