@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
@@ -108,7 +109,7 @@ def model_spacing_grid(
     Same orientation and the same outer corner of the field of view; each axis gets
     ceil(n * s / t) voxels of size t (s: input voxel size, t: the model's).
     """
-    current = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+    current = voxel_sizes(np.asarray(affine, float))
     if all(abs(s - t) <= SPACING_TOLERANCE_MM for s, t in zip(current, spacing_mm)):
         return None
     factor = np.asarray(spacing_mm, float) / current

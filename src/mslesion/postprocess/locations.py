@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from mslesion.components import label_components
@@ -168,7 +169,7 @@ def classify_lesions(labels: np.ndarray, affine: np.ndarray, to_mni: np.ndarray 
     vox_to_mni = (np.eye(4) if to_mni is None else np.asarray(to_mni, dtype=float)) @ np.asarray(affine, dtype=float)
     idx, inside = _atlas_index(ijk.astype(float), vox_to_mni, atlas)
     at = tuple(idx.T)
-    spacing = np.sqrt((vox_to_mni[:3, :3] ** 2).sum(axis=0))
+    spacing = voxel_sizes(vox_to_mni)
     slack = max(0.0, (float(spacing.max()) - 1.0) / 2.0)
     infra = ndimage.mean(atlas.infratentorial[at] & inside, lab, ids)
     in_fov = ndimage.maximum(inside, lab, ids)

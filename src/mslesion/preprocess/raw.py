@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume, load_volume
@@ -229,7 +230,7 @@ def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path
 
     _, template_brain, template_affine = mni_arrays()
     prior = resample(template_brain, template_affine, affine, flair.shape, np.linalg.inv(mni_to_flair)) > 0.5
-    spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    spacing = tuple(float(s) for s in voxel_sizes(affine))
     mask = refine_brain_mask(flair, prior, spacing)
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
 
@@ -329,7 +330,7 @@ def preprocess_raw(
     if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
         warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
     qc["inputs"] = {
-        name: {"shape": list(loaded[name][2].native_shape), "spacing_mm": [round(float(s), 4) for s in np.sqrt((loaded[name][2].native_affine[:3, :3] ** 2).sum(axis=0))], "axcodes": loaded[name][2].to_json()["native_axcodes"]}
+        name: {"shape": list(loaded[name][2].native_shape), "spacing_mm": [round(float(s), 4) for s in voxel_sizes(loaded[name][2].native_affine)], "axcodes": loaded[name][2].to_json()["native_axcodes"]}
         for name in paths
     }
     qc["n4"] = bool(n4)

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 import SimpleITK as sitk
 
 # RAS <-> LPS: negate x and y (the same matrix both ways).
@@ -37,7 +38,7 @@ def to_sitk(array: np.ndarray, affine: np.ndarray, dtype: type = np.float32) -> 
     affine = np.asarray(affine, dtype=float)
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, dtype=dtype).transpose(2, 1, 0)))
     lps = RAS_LPS @ affine
-    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
+    spacing = voxel_sizes(lps)
     direction = lps[:3, :3] / spacing
     image.SetSpacing(tuple(float(s) for s in spacing))
     image.SetDirection(tuple(float(d) for d in direction.ravel()))

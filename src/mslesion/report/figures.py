@@ -21,7 +21,7 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[flo
     """The array on its closest RAS axes (no resampling) and the voxel sizes along them."""
     ornt = nib.orientations.io_orientation(affine)
     ras = nib.orientations.apply_orientation(array, ornt)
-    spacing = np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+    spacing = nib.affines.voxel_sizes(np.asarray(affine, dtype=float))
     order = ornt[:, 0].astype(int)
     sizes = np.empty(3)
     sizes[order] = spacing

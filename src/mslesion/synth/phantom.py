@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 from mslesion.synth.anatomy import Anatomy, LesionKind, load_anatomy
 from mslesion.synth.fields import apply_rigid, random_displacement, random_rigid, smooth_field, warp, warp_labels
@@ -417,7 +418,7 @@ def _pair_meta(
     from scipy import ndimage as ndi
 
     changes = [row["change"] for row in followup.lesions if row["voxels"]]
-    voxel_ml = float(np.prod(np.sqrt((followup.affine[:3, :3] ** 2).sum(axis=0)))) / 1000.0
+    voxel_ml = float(np.prod(voxel_sizes(followup.affine))) / 1000.0
     return {
         "baseline_site": sites[0].name,
         "followup_site": sites[1].name,
