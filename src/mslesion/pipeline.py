@@ -209,7 +209,10 @@ def segment(
         brain, brain_computed = _brain_of_ready_input(flair, brain_mask)
         model_images, model_brain = {n: v.array for n, v in volumes.items()}, brain
     regional = getattr(net, "regional", False)  # DeepLesionBrain: regions fixed on the model's (MNI) grid
-    grid = None if pre is not None or regional else model_spacing_grid(flair.affine, flair.shape, card.spacing_mm)
+    # Ready input on other voxels than the model's: resampled for inference (regional models
+    # cannot be: their regions are fixed on the model's grid, so they only warn below).
+    mismatch = None if pre is not None else model_spacing_grid(flair.affine, flair.shape, card.spacing_mm)
+    grid = None if regional else mismatch
     if grid is not None:  # e.g. a 2 mm model on a 1 mm scan: it would see lesions twice the size it learnt
         from mslesion.preprocess.resample import resample
 
@@ -226,7 +229,7 @@ def segment(
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
     unused = sorted(set(volumes) - set(card.contrasts))
     warnings += [f"{c} given but the model does not use it" for c in unused]
-    if regional and pre is None and any(abs(s - t) > SPACING_TOLERANCE_MM for s, t in zip(flair.spacing, card.spacing_mm)):
+    if regional and mismatch is not None:
         warnings.append(f"voxel size {tuple(round(s, 2) for s in flair.spacing)} mm differs from the model's {card.spacing_mm}")
     if pre is not None:
         warnings += pre.warnings
