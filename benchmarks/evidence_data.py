@@ -35,27 +35,26 @@ N_TRAIN, N_TOTAL = 24, 42
 
 def real_on_phantom_grid(case: Path, out: Path, reference: Path) -> None:
     """FLAIR, T1, T2 and the lesion mask of one 1 mm Lesjak MNI case on `reference`'s grid."""
-    import nibabel as nib
     import numpy as np
-    from nibabel.processing import resample_from_to
     from scipy import ndimage as ndi
 
-    from mslesion.io.volume import save_volume
+    from mslesion.io.volume import load_volume, save_volume
+    from mslesion.preprocess.resample import resample
 
-    target = nib.load(reference)
-    grid = (target.shape, target.affine)
+    target = load_volume(reference)
 
-    def down(img: nib.Nifti1Image) -> np.ndarray:
-        smooth = nib.Nifti1Image(ndi.gaussian_filter(np.asarray(img.dataobj, dtype=np.float32), 0.85), img.affine)
-        return np.asarray(resample_from_to(smooth, grid, order=1).dataobj, dtype=np.float32)
+    def down(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        smooth = ndi.gaussian_filter(np.asarray(array, dtype=np.float32), 0.85)
+        return resample(smooth, affine, target.affine, target.shape)
 
-    flair = nib.load(case / "FLAIR.nii.gz")
-    brain = down(nib.Nifti1Image((np.asarray(flair.dataobj) != 0).astype(np.float32), flair.affine)) >= 0.5
+    flair = load_volume(case / "FLAIR.nii.gz")
+    brain = down(flair.array != 0, flair.affine) >= 0.5
     out.mkdir(parents=True, exist_ok=True)
     for name in ("FLAIR", "T1", "T2"):
-        save_volume(down(nib.load(case / f"{name}.nii.gz")) * brain, target.affine, out / f"{name}.nii.gz")
-    lesion = down(nib.load(case / "lesion.nii.gz")) >= 0.5
-    save_volume(lesion.astype(np.uint8), target.affine, out / "lesion.nii.gz")
+        image = flair if name == "FLAIR" else load_volume(case / f"{name}.nii.gz")
+        save_volume(down(image.array, image.affine) * brain, target.affine, out / f"{name}.nii.gz")
+    lesion = load_volume(case / "lesion.nii.gz")
+    save_volume((down(lesion.array, lesion.affine) >= 0.5).astype(np.uint8), target.affine, out / "lesion.nii.gz")
 
 
 def main() -> None:

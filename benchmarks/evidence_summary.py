@@ -10,12 +10,13 @@ unseen-site scores, and works on a run still in progress (finished folds only).
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from mslesion.benchmark.run import read_rows
 from mslesion.io.atomic import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,22 +52,20 @@ def _cell(values: list[float]) -> str:
     return f"{np.mean(finite):.3f} ± {np.std(finite):.3f} (n={len(finite)})"
 
 
-def _claims(out: Path) -> list[str]:
+def _claims(rows: list[dict[str, Any]]) -> list[str]:
     """Paired Dice differences (method - baseline) with two-sided Wilcoxon p, on the held-out
     site and on every never-trained phantom (held-out site + new subjects + unseen sites)."""
     from mslesion.evaluate.stats import paired_wilcoxon
 
     dice: dict[str, dict[tuple[str, str], float]] = {}
     held_out: dict[str, dict[tuple[str, str], float]] = {}
-    for path in sorted(out.glob("runs/*/*/metrics.csv")):
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                if row["dataset"] == "real":
-                    continue  # two cases: no test
-                key = (row["dataset"], row["case_id"])
-                dice.setdefault(row["method"], {})[key] = float(row["dice"])
-                if row["role"] == "test":
-                    held_out.setdefault(row["method"], {})[key] = float(row["dice"])
+    for row in rows:
+        if row["dataset"] == "real":
+            continue  # two cases: no test
+        key = (row["dataset"], row["case_id"])
+        dice.setdefault(row["method"], {})[key] = float(row["dice"])
+        if row["role"] == "test":
+            held_out.setdefault(row["method"], {})[key] = float(row["dice"])
     lines = ["## Claims: paired Dice differences (method - baseline), two-sided Wilcoxon", "",
              "| method | baseline | claim | held-out site: mean diff, p (n) | all never-trained phantoms: mean diff, p (n) |",
              "|---|---|---|---|---|"]
@@ -88,18 +87,18 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the benchmark's --out folder")
     parser.add_argument("--name", default="cpu_evidence")
     args = parser.parse_args()
+    # Every finished fold's per-case rows (numbers parsed by the harness's own reader).
+    rows = [row for path in sorted(args.out.glob("runs/*/*/metrics.csv")) for row in read_rows(path)]
     table: dict[tuple[str, str], dict[str, list[float]]] = {}
     methods: list[str] = []
-    for path in sorted(args.out.glob("runs/*/*/metrics.csv")):
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                held_out = row["fold"].removeprefix("site-")
-                key = (row["method"], _group(row, held_out))
-                if row["method"] not in methods:
-                    methods.append(row["method"])
-                cells = table.setdefault(key, {m: [] for m in METRICS})
-                for m in METRICS:
-                    cells[m].append(float(row[m]) if row[m] not in ("", "nan", "None") else math.nan)
+    for row in rows:
+        held_out = row["fold"].removeprefix("site-")
+        key = (row["method"], _group(row, held_out))
+        if row["method"] not in methods:
+            methods.append(row["method"])
+        cells = table.setdefault(key, {m: [] for m in METRICS})
+        for m in METRICS:
+            cells[m].append(row[m] if isinstance(row[m], float) else math.nan)  # "" / "None": undefined
     groups = sorted({g for _, g in table})
     lines = [f"# {args.name}: scores by method and test group (finished folds only)", "",
              f"`.venv/bin/python benchmarks/evidence_summary.py {args.out} --name {args.name}`", "",
@@ -109,7 +108,7 @@ def main() -> None:
         for method in methods:
             lines.append(f"| {method} | " + " | ".join(_cell(table.get((method, g), {}).get(metric, [])) for g in groups) + " |")
         lines.append("")
-    lines += _claims(args.out)
+    lines += _claims(rows)
     text = "\n".join(lines)
     write_text_atomic(ROOT / "benchmarks" / "results" / f"{args.name}.md", text)
     print(text)
