@@ -187,12 +187,16 @@ def segment(
     preprocess: Annotated[
         str, typer.Option(help="'auto': raw scans (skull, other grids, thick slices) are preprocessed first; 'yes': always; 'no': never.")
     ] = "auto",
+    brain_extraction: Annotated[
+        str, typer.Option(help="Raw scans: 'template' (MNI mask through registration, seconds) or 'hdbet' (trained HD-BET network, any contrast and scanner; minutes on a CPU).")
+    ] = "template",
 ) -> None:
     """Segment MS lesions: lesion mask, probabilities, lesions.csv, summary.json and report.html on the FLAIR grid."""
     from mslesion.pipeline import segment as run_segment
 
     images = _contrast_images(flair, t1, t2, pd)
-    result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips, preprocess=preprocess)
+    result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips, preprocess=preprocess,
+                         brain_extraction=brain_extraction)
     typer.echo(f"{result.lesion_count} lesions, {result.total_volume_ml:.2f} mL -> {result.out}")
 
 
@@ -249,6 +253,9 @@ def preprocess(
     t2: Annotated[Optional[Path], typer.Option(help="Raw T2-weighted image.")] = None,
     pd: Annotated[Optional[Path], typer.Option(help="Raw PD-weighted image.")] = None,
     space: Annotated[str, typer.Option(help="'mni': the model's 1 mm MNI grid (skull-stripped); 'native': the FLAIR grid.")] = "mni",
+    brain_extraction: Annotated[
+        str, typer.Option(help="Raw scans: 'template' (MNI mask through registration, seconds) or 'hdbet' (trained HD-BET network, any contrast and scanner; minutes on a CPU).")
+    ] = "template",
 ) -> None:
     """Preprocess raw scans: reorient, N4, register (contrasts to FLAIR, FLAIR to MNI), brain mask, resample."""
     from mslesion.preprocess.export import Space, write_preprocessed
@@ -256,7 +263,7 @@ def preprocess(
 
     if space not in {s.value for s in Space}:
         raise InputError(None, f"--space must be one of {[s.value for s in Space]}, not {space!r}")
-    result = preprocess_raw(_contrast_images(flair, t1, t2, pd))
+    result = preprocess_raw(_contrast_images(flair, t1, t2, pd), brain_extraction=brain_extraction)
     write_preprocessed(result, out, space)  # warnings were logged by preprocess_raw
     typer.echo(f"brain {result.qc['brain_volume_ml']:.0f} mL, MNI NMI {result.qc['mni_registration']['nmi']:.3f} -> {out}")
 

@@ -171,12 +171,14 @@ def segment(
     flips: int = 2,
     overlap: float = 0.25,
     preprocess: str = "auto",
+    brain_extraction: str = "template",
 ) -> SegmentResult:
     """Segment lesions; write mask, probabilities, tables and report on the input FLAIR grid.
 
     `preprocess`: "auto" runs the raw-scan pipeline (N4, registration, brain extraction,
     1 mm MNI working grid; `preprocess.raw`) only when the input is not ready for the model
     (`preprocessing_reason`), "yes" always, "no" never (not-ready input is then an error).
+    `brain_extraction` ("template" or "hdbet", `preprocess.raw.BrainExtraction`) is how raw scans lose their skull.
     """
     from mslesion import __version__
     from mslesion.infer.sliding import predict_probability
@@ -189,6 +191,9 @@ def segment(
     start = time.perf_counter()
     if preprocess not in PREPROCESS_MODES:
         raise InputError(None, f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, not {preprocess!r}")
+    from mslesion.preprocess.raw import BrainExtraction
+
+    extraction = BrainExtraction.parse(brain_extraction)
     model_dir = resolve_model(model)
     net, card = load_model(model_dir)
     if card.architecture == "new-lesions-unet":
@@ -202,7 +207,7 @@ def segment(
         from mslesion.preprocess.raw import preprocess_raw
 
         logger.info("preprocessing the scans (%s)", reason or "requested")
-        pre = preprocess_raw(volumes, brain_mask=brain_mask)  # the volumes already read and validated
+        pre = preprocess_raw(volumes, brain_mask=brain_mask, brain_extraction=extraction)  # volumes already read and validated
         model_images, model_brain = pre.images, pre.brain
         brain, brain_computed = pre.native_brain, brain_mask is None
     else:

@@ -41,6 +41,21 @@ def test_report_is_self_contained_and_holds_the_table(tmp_path: Path, small_scan
     assert data["model"]["name"] == "default" and "path" not in data["model"]
     assert "FLAIR to MNI registration is poor" in data["warnings"]
     assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert 'class="alert"' not in text  # no QC flag, no red notice
+
+
+def test_flagged_brain_mask_gets_a_red_notice_with_its_overlay(tmp_path: Path, small_scan) -> None:
+    flair_array, lesion, affine = small_scan
+    flair = Volume.from_array(flair_array, affine)
+    summary = {"lesion_count": 0, "total_volume_ml": 0.0, "locations": {}, "model": {}, "warnings": [], "mslesion_version": "0.1.0"}
+    qc = {"brain_volume_ml": 2108.0, "flags": ["brain_volume", "mni_registration_not_converged"],
+          "warnings": ["brain mask volume 2108 mL is outside the usual 900-1900 mL"]}
+    text = write_report(tmp_path, case_id="c", inputs={"FLAIR": flair}, flair=flair, mask=lesion, brain=flair_array > 0,
+                        lesions_rows=[], summary=summary, qc=qc).read_text()
+    alert = text.index('class="alert"')
+    assert "brain_volume, mni_registration_not_converged" in text[alert:alert + 300]
+    assert text.count('alt="Brain mask overlay"') == 2  # beside the notice, and in the QC section
+    assert alert < text.index("Lesions by location")
 
 
 def test_segment_writes_report_and_locations(tmp_path: Path, tiny_model: Path, small_scan, nifti_writer) -> None:

@@ -7,7 +7,9 @@
 3. affine registration of FLAIR to the MNI152 2009a template nilearn ships, and rigid
    registration of T1/T2/PD to FLAIR (`register.register`, Mattes MI), each with a
    normalised-mutual-information quality number and a warning when it is poor;
-4. brain extraction: MNI brain mask carried onto FLAIR, refined by intensity (`skullstrip`);
+4. brain extraction: HD-BET (`hdbet`, registration then brain to brain) or the MNI brain
+   mask carried onto FLAIR and refined by intensity (`skullstrip`); QC flags for an
+   implausible volume, a mask far outside the registered MNI brain, or no convergence;
 5. resampling of every contrast in ONE interpolation onto the model's working grid, the
    FSL MNI152 1 mm grid 182x218x182 of the training data (`resample`).
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +59,34 @@ CONTRASTS = ("FLAIR", "T1", "T2", "PD")
 MIN_NMI_MNI = 1.01
 MIN_NMI_CONTRAST = 1.03
 # A plausible adult brain on the scan (mL); outside it the mask is flagged.
-BRAIN_ML_RANGE = (700.0, 2100.0)
+BRAIN_ML_RANGE = (900.0, 1900.0)
+# Share of the brain mask farther than OUTSIDE_MNI_MM from the registered MNI brain above which it is flagged.
+MAX_OUTSIDE_MNI = 0.05
+OUTSIDE_MNI_MM = 10.0
 # Linear scale of the MNI registration (cube root of the determinant) outside this range is implausible.
 MNI_SCALE_RANGE = (0.7, 1.4)
 MIN_OVERLAP = 0.5
+
+
+class BrainExtraction(StrEnum):
+    """How the brain is found on a raw scan.
+
+    HDBET: the trained HD-BET network (any contrast, any scanner; `preprocess.hdbet`); the MNI
+    registration then runs brain to brain, started from the brains' centres of mass.
+    TEMPLATE: the MNI152 brain mask carried through a whole-head registration and refined by
+    intensity (`preprocess.skullstrip`); fast, no network, but only as good as that registration.
+    """
+
+    HDBET = "hdbet"
+    TEMPLATE = "template"
+
+    @classmethod
+    def parse(cls, value: "str | BrainExtraction") -> "BrainExtraction":
+        """The enum member, or a one-line InputError naming the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InputError(None, f"brain extraction must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
 
 
 @dataclass
@@ -199,15 +226,23 @@ def _overlap(flair_mask: np.ndarray, flair_affine: np.ndarray, shape: tuple[int,
     return float(inside.mean())
 
 
-def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: list[str]) -> np.ndarray:
-    """Affine FLAIR -> MNI registration; returns the MNI -> FLAIR RAS matrix and fills QC."""
+def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: list[str], brain: np.ndarray | None = None) -> np.ndarray:
+    """Affine FLAIR -> MNI registration; returns the MNI -> FLAIR RAS matrix and fills QC.
+
+    With a `brain` mask (canonical FLAIR grid) the skull-stripped FLAIR is registered to the
+    skull-stripped template, both started from their centres of mass (image moments): neck,
+    eyes and scalp in the field of view no longer pull the fit.
+    """
     from mslesion.preprocess.register import Init, register, registration_nmi
+    from mslesion.preprocess.sitkio import from_sitk, sitk_affine, to_sitk
     from mslesion.preprocess.template import registration_brain, registration_target
 
     template, fixed_mask = registration_target(2.0)
+    moving = flair_img if brain is None else to_sitk(from_sitk(flair_img) * brain, sitk_affine(flair_img))
+    qc["mni_registration_input"] = "brain" if brain is not None else "whole head"
     try:
         reg = register(
-            template, flair_img, "affine", Init.MOMENTS, fixed_mask=fixed_mask, fixed_spacing_mm=None, name="FLAIR to the MNI152 template"
+            template, moving, "affine", Init.MOMENTS, fixed_mask=fixed_mask, fixed_spacing_mm=None, name="FLAIR to the MNI152 template"
         )
     except InputError as exc:
         raise InputError(path, exc.problem) from None
@@ -215,6 +250,7 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
     scale = float(abs(np.linalg.det(reg.matrix[:3, :3])) ** (1 / 3))
     qc["mni_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "scale": round(scale, 4)}
     if not reg.converged:
+        qc.setdefault("flags", []).append("mni_registration_not_converged")
         warnings.append("registration of FLAIR to MNI stopped at its iteration limit without converging: check the brain-mask overlay")
     if not quality >= MIN_NMI_MNI:
         warnings.append(f"registration of FLAIR to MNI looks poor (NMI {quality:.3f} < {MIN_NMI_MNI})")
@@ -233,6 +269,42 @@ def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path
     spacing = tuple(float(s) for s in voxel_sizes(affine))
     mask = refine_brain_mask(flair, prior, spacing)
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
+
+
+def _hdbet_brain(flair: np.ndarray, affine: np.ndarray, path: Path, threads: int) -> np.ndarray:
+    """HD-BET's brain mask on the canonical FLAIR grid (`preprocess.hdbet`)."""
+    from mslesion.preprocess.hdbet import hdbet_brain_mask
+    from mslesion.preprocess.skullstrip import brain_mask_or_fail
+
+    mask = hdbet_brain_mask(flair, affine, threads=threads)
+    return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
+
+
+def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, qc: dict[str, Any], warnings: list[str]) -> None:
+    """QC of the brain mask: its volume, and how much of it lies far outside the registered MNI brain.
+
+    Either failing is a flag in `qc["flags"]` and a warning: a mask that took in the scalp, or a
+    registration that put the template somewhere else, must not pass silently.
+    """
+    from mslesion.preprocess.skullstrip import dilate_mm
+    from mslesion.preprocess.template import mni_arrays
+
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    brain_ml = float(brain.sum()) * voxel_ml
+    qc["brain_volume_ml"] = round(brain_ml, 1)
+    flags = qc.setdefault("flags", [])
+    if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
+        flags.append("brain_volume")
+        warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
+    _, template_brain, template_affine = mni_arrays()
+    prior = resample(template_brain, template_affine, affine, brain.shape, np.linalg.inv(mni_to_flair)) > 0.5
+    near = dilate_mm(prior, OUTSIDE_MNI_MM, tuple(float(s) for s in voxel_sizes(affine)))
+    outside = float((brain & ~near).sum()) / max(int(brain.sum()), 1)
+    qc["brain_outside_mni_brain"] = round(outside, 4)
+    if outside > MAX_OUTSIDE_MNI:
+        flags.append("brain_outside_mni")
+        warnings.append(f"{outside:.0%} of the brain mask lies more than {OUTSIDE_MNI_MM:.0f} mm outside the registered MNI brain: "
+                        "check the brain mask and the registration")
 
 
 def rigid_in_brain(fixed_img: Any, moving_img: Any, brain: np.ndarray, path: Path | None, name: str) -> tuple[Any, float]:
@@ -273,12 +345,13 @@ def preprocess_raw(
     n4: bool = True,
     threads: int = 2,
     mni_to_flair: np.ndarray | None = None,
+    brain_extraction: BrainExtraction | str = BrainExtraction.TEMPLATE,
 ) -> Preprocessed:
     """Preprocess raw scans (FLAIR required; T1, T2, PD optional) onto the working grid.
 
     `images` maps contrast names ('FLAIR', 'T1', 'T2', 'PD') to NIfTI files (or DICOM
     folders, or volumes already loaded by the caller) of any orientation/resolution, with skull. `brain_mask`, when given, is a mask on the native
-    FLAIR grid used instead of brain extraction. `mni_to_flair`, when given (e.g. a second
+    FLAIR grid used instead of brain extraction (`brain_extraction`, see `BrainExtraction`). `mni_to_flair`, when given (e.g. a second
     visit placed through the first visit's registration), replaces the MNI registration.
     Bad input raises `InputError` (one line);
     poor registrations or an odd brain volume become `warnings` (also in `qc`).
@@ -287,6 +360,7 @@ def preprocess_raw(
     from mslesion.preprocess.sitkio import from_sitk, itk_threads, to_sitk
 
     _check_names(images)
+    method = BrainExtraction.parse(brain_extraction)
     volumes = {name: src if isinstance(src, Volume) else load_volume(Path(src)).validate() for name, src in images.items()}
     paths = {name: vol.path for name, vol in volumes.items()}
     timer = _Timer()
@@ -308,14 +382,19 @@ def preprocess_raw(
             sitk_images[name] = img
             corrected[name] = (from_sitk(img).astype(np.float32), affine)
         timer.lap("n4")
-        if mni_to_flair is None:
-            mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings)
-        timer.lap("register_mni")
-        if brain_mask is None:
-            brain = _brain(corrected["FLAIR"][0], flair_affine, mni_to_flair, paths["FLAIR"])
-        else:
+        brain = None
+        if brain_mask is not None:
             brain = _given_brain(brain_mask, flair_grid)
+        elif method is BrainExtraction.HDBET:
+            brain = _hdbet_brain(corrected["FLAIR"][0], flair_affine, paths["FLAIR"], threads)
         timer.lap("brain")
+        if mni_to_flair is None:
+            mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings, brain)
+        timer.lap("register_mni")
+        if brain is None:
+            brain = _brain(corrected["FLAIR"][0], flair_affine, mni_to_flair, paths["FLAIR"])
+            timer.lap("brain")
+        _check_brain(brain, flair_affine, mni_to_flair, qc, warnings)
         flair_to_contrast: dict[str, np.ndarray] = {}
         for name in (n for n in CONTRASTS if n in paths and n != "FLAIR"):
             flair_to_contrast[name] = _coregister(name, paths[name], sitk_images["FLAIR"], sitk_images[name], brain, qc, warnings)
@@ -323,12 +402,8 @@ def preprocess_raw(
         working_brain = to_working(brain.astype(np.float32), flair_affine, mni_to_flair) > 0.5
         working = _working_images(corrected, flair_to_contrast, mni_to_flair, working_brain)
         timer.lap("resample")
-    voxel_ml = float(abs(np.linalg.det(flair_affine[:3, :3]))) / 1000.0
-    brain_ml = float(brain.sum()) * voxel_ml
-    qc["brain_volume_ml"] = round(brain_ml, 1)
-    qc["brain_mask"] = "given" if brain_mask is not None else "MNI152 mask warped and refined by intensity"
-    if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
-        warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
+    qc["brain_mask"] = "given" if brain_mask is not None else {
+        BrainExtraction.HDBET: "HD-BET (fold 0)", BrainExtraction.TEMPLATE: "MNI152 mask warped and refined by intensity"}[method]
     qc["inputs"] = {
         name: {"shape": list(loaded[name][2].native_shape), "spacing_mm": [round(float(s), 4) for s in voxel_sizes(loaded[name][2].native_affine)], "axcodes": loaded[name][2].to_json()["native_axcodes"]}
         for name in paths

@@ -19,6 +19,7 @@ h2{font-size:17px;margin:4px 0 10px;color:#1d3557}
 table{border-collapse:collapse;font-size:13px;width:100%}
 th,td{border-bottom:1px solid #e3e6ec;padding:4px 8px;text-align:left} th{background:#eef1f6}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.alert{background:#fde8e8;border-left:6px solid #dc2626;color:#7f1d1d;padding:10px 12px;margin:6px 0;font-weight:600}
 .warn{background:#fff4e5;border-left:4px solid #f59e0b;padding:6px 10px;margin:4px 0;font-size:13px}
 .ok{color:#15803d;font-size:13px}
 img{max-width:100%;border-radius:4px;display:block}
@@ -49,6 +50,15 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: s
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def qc_alert(flags: list[str], brain_png: bytes | None) -> str:
+    """A red notice, with the brain-mask overlay, when preprocessing QC flagged the brain mask or registration."""
+    if not flags:
+        return ""
+    figure = f'<img alt="Brain mask overlay" src="{data_uri(brain_png)}">' if brain_png else ""
+    return (f'<div class="alert">Do not trust this result before checking the brain mask below: '
+            f'preprocessing QC flagged {escape(", ".join(flags))} (see the warnings).</div>{figure}')
 
 
 def warnings_block(warnings: list[str]) -> str:

@@ -52,13 +52,18 @@ def flatten_qc(data: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
     return rows
 
 
-def qc_warnings(qc: dict[str, Any]) -> list[str]:
-    """Every `warnings` list in the (nested) QC dict, in order."""
-    found = list(qc.get("warnings", []))
+def qc_entries(qc: dict[str, Any], key: str) -> list[str]:
+    """Every `key` list ("warnings", "flags") in the (nested) QC dict, in order (e.g. a pair's two visits)."""
+    found = list(qc.get(key, []))
     for value in qc.values():
         if isinstance(value, dict):
-            found += qc_warnings(value)
+            found += qc_entries(value, key)
     return found
+
+
+def qc_warnings(qc: dict[str, Any]) -> list[str]:
+    """Every `warnings` list in the (nested) QC dict, in order."""
+    return qc_entries(qc, "warnings")
 
 
 def report_data(*, case_id: str, inputs: dict[str, Volume], lesions_rows: list[dict[str, Any]], summary: dict[str, Any],
@@ -119,7 +124,7 @@ def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | Non
     model_rows = [{"name": k.replace("_", " "), "value": v} for k, v in model.items()]
     model_rows.append({"name": "mslesion version", "value": data["mslesion_version"]})
     sections = [
-        ("Summary", card_html + "<h2>Lesions by location (McDonald 2017)</h2>" + locations + html.warnings_block(data["warnings"])),
+        ("Summary", html.qc_alert(qc_entries(data["qc"], "flags"), brain_png) + card_html + "<h2>Lesions by location (McDonald 2017)</h2>" + locations + html.warnings_block(data["warnings"])),
         ("Images", images),
         (f"Lesions ({len(rows)})", f'{lesion_table}<p class="note">Lesions are 26-connected components, numbered by decreasing volume; '
                                     "centroids in the input's world coordinates (RAS mm). Locations come from MNI152 template regions (docs/locations.md).</p>"),

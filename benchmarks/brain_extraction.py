@@ -1,0 +1,132 @@
+"""Brain extraction on raw clinical FLAIR (issue 12); writes benchmarks/results/brain_extraction.{md,json}.
+
+- Every raw FLAIR of `lesjak-longitudinal` (2 patients x 2 visits): our mask, computed on the
+  raw FLAIR grid, is carried into the database's common space through its ITK transform
+  (`studyY_FLAIR_to_common_space.txt`: common point -> raw FLAIR point) and scored by Dice
+  against the database's `brainmask.nii.gz`.
+- The raw ISBI FLAIR (another scanner, 4.4 mm slices): brain volume, the share of each
+  rater's lesion voxels inside the mask, and a figure of 5 axial slices with the mask outline.
+Seconds are wall-clock on this machine for the brain mask alone (N4 not included).
+
+    MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/brain_extraction.py [--methods hdbet template]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.preprocess.orient import reorient_canonical
+from mslesion.preprocess.raw import BrainExtraction, _brain, _mni_registration
+from mslesion.preprocess.sitkio import to_sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def brain_mask(path: Path, method: BrainExtraction) -> tuple[np.ndarray, float]:
+    """(mask on the native grid of `path`, seconds) with `method`, as `preprocess_raw` computes it (N4 first)."""
+    import nibabel as nib
+
+    from mslesion.preprocess.bias import n4_correct
+    from mslesion.preprocess.hdbet import hdbet_brain_mask
+    from mslesion.preprocess.sitkio import from_sitk
+
+    image = nib.load(path)
+    array, affine, grid = reorient_canonical(np.asarray(image.dataobj, np.float32), image.affine)
+    corrected, _ = n4_correct(to_sitk(array, affine))
+    start = time.perf_counter()
+    if method is BrainExtraction.HDBET:
+        mask = hdbet_brain_mask(from_sitk(corrected), affine)
+    else:
+        mni_to_flair = _mni_registration(corrected, path, {}, [])
+        mask = _brain(from_sitk(corrected), affine, mni_to_flair, path)
+    return grid.to_native(mask), round(time.perf_counter() - start, 1)
+
+
+def dice_in_common_space(mask: np.ndarray, flair: Path, transform: Path, reference: Path) -> float:
+    """Dice of `mask` (raw FLAIR grid) against the database's brain mask, in its common space."""
+    raw = sitk.ReadImage(str(flair))
+    moving = sitk.GetImageFromArray(mask.transpose(2, 1, 0).astype(np.float32))
+    moving.CopyInformation(raw)
+    ref_img = sitk.ReadImage(str(reference))
+    mapped = sitk.GetArrayFromImage(sitk.Resample(moving, ref_img, sitk.ReadTransform(str(transform)), sitk.sitkLinear, 0.0)) > 0.5
+    ref = sitk.GetArrayFromImage(ref_img) > 0
+    return round(float(2 * (mapped & ref).sum() / (mapped.sum() + ref.sum())), 4)
+
+
+def isbi(method: BrainExtraction) -> dict:
+    """Brain volume, rater lesions inside, and the figure for the raw ISBI FLAIR."""
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    folder = SHARED / "isbi-raw" / "training01"
+    mask, seconds = brain_mask(folder / "FLAIR.nii.gz", method)
+    flair = nib.load(folder / "FLAIR.nii.gz")
+    row = {"seconds": seconds, "brain_ml": round(float(mask.sum() * np.prod(flair.header.get_zooms()[:3])) / 1000, 1)}
+    for name in ("mask1", "mask2"):
+        rater = nib.load(folder / f"{name}.nii.gz")
+        rater = nib.Nifti1Image((np.asarray(rater.dataobj) > 0).astype(np.float32), rater.affine)
+        ref = np.asarray(resample_from_to(rater, flair, order=1).dataobj) > 0.5
+        row[f"{name}_lesion_voxels_inside"] = round(float((ref & mask).sum() / max(ref.sum(), 1)), 4)
+    figure(np.asarray(flair.dataobj, np.float32), mask, RESULTS / f"brain_extraction_isbi_{method.value}.png")
+    return row
+
+
+def figure(image: np.ndarray, mask: np.ndarray, path: Path) -> None:
+    """5 axial slices with the mask outline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    slices = np.linspace(0.2, 0.8, 5) * image.shape[2]
+    fig, axes = plt.subplots(1, 5, figsize=(15, 3.4))
+    for ax, k in zip(axes, slices.astype(int)):
+        ax.imshow(np.rot90(image[:, :, k]), cmap="gray")
+        ax.contour(np.rot90(mask[:, :, k]), levels=[0.5], colors="cyan", linewidths=0.8)
+        ax.set_title(f"slice {k}")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=[m.value for m in BrainExtraction])
+    args = parser.parse_args()
+    result: dict = {}
+    for method in (BrainExtraction.parse(m) for m in args.methods):
+        rows = []
+        for patient in ("patient01", "patient03"):
+            folder = SHARED / "lesjak-longitudinal" / patient
+            for study in ("study1", "study2"):
+                flair = folder / f"{study}_FLAIR.nii.gz"
+                mask, seconds = brain_mask(flair, method)
+                dice = dice_in_common_space(mask, flair, folder / f"{study}_FLAIR_to_common_space.txt", folder / "brainmask.nii.gz")
+                rows.append({"scan": f"{patient}/{study}", "dice": dice, "seconds": seconds})
+                print(method.value, rows[-1], flush=True)
+        result[method.value] = {"lesjak": rows, "isbi": isbi(method)}
+        print(method.value, result[method.value]["isbi"], flush=True)
+    write_json_atomic(RESULTS / "brain_extraction.json", result)
+    lines = ["# Brain extraction on raw clinical FLAIR", "", "Written by `benchmarks/brain_extraction.py`.", "",
+             "| method | Lesjak brain Dice (4 raw FLAIR) | s per scan | ISBI brain mL | ISBI rater lesions inside (1 / 2) |", "|---|---|---|---|---|"]
+    for method, r in result.items():
+        dices = ", ".join(f"{x['dice']:.3f}" for x in r["lesjak"])
+        seconds = np.median([x["seconds"] for x in r["lesjak"]])
+        i = r["isbi"]
+        lines.append(f"| {method} | {dices} | {seconds:.0f} | {i['brain_ml']} | {i['mask1_lesion_voxels_inside']} / {i['mask2_lesion_voxels_inside']} |")
+    write_text_atomic(RESULTS / "brain_extraction.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

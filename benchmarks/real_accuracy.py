@@ -1,0 +1,242 @@
+"""Choose the default model's recipe on real scans (issue 13); write benchmarks/results/real_accuracy.{md,json}.
+
+For every recipe (a training YAML on the real Lesjak cases):
+1. leave-one-out: train with patient19 and test on patient07, and the reverse
+   (`mslesion train`, resumable: a fold without its `done.json` is resumed);
+2. the lesion probability of each held-out case, FLAIR + T1 and FLAIR alone (`segment`, flips 2);
+3. postprocessing chosen on those leave-one-out maps, never on a test case alone: the
+   threshold and minimum lesion size that maximise the mean of Dice and MSSEG-2 lesion F1
+   over both folds and both input sets (nnU-Net chooses its postprocessing the same way,
+   on its cross-validation predictions);
+4. the raw ISBI 2015 FLAIR (another scanner, never trained on) through `segment` with the
+   fold model trained on patient19 and that postprocessing, scored against each rater on
+   the native FLAIR grid.
+
+`--ship RECIPE` then trains RECIPE on both real cases (runs/real/ship), writes the chosen
+postprocessing into its card, scores it on ISBI and installs it as the shipped `default`.
+
+    MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/real_accuracy.py \
+        configs/real/baseline.yaml configs/real/augmented.yaml [--ship best]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mslesion.evaluate.case_metrics import evaluate_case
+from mslesion.evaluate.lesion import msseg_lesion_detection
+from mslesion.evaluate.voxel import dice
+from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.io.volume import load_volume
+from mslesion.postprocess.lesions import binarise
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+RUNS = ROOT / "runs" / "real"
+CACHE = ROOT / "build" / "real_accuracy"
+RESULTS = ROOT / "benchmarks" / "results"
+MSLESION = str(Path(sys.executable).with_name("mslesion"))
+
+CASES = ("patient07", "patient19")
+FOLDS = {"train-p19_test-p07": "patient07", "train-p07_test-p19": "patient19"}  # fold -> held-out case
+INPUTS = {"FLAIR+T1": ("FLAIR", "T1"), "FLAIR": ("FLAIR",)}
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+MIN_SIZES_MM3 = (0.0, 5.0, 10.0, 20.0, 30.0, 50.0)
+
+
+def train(recipe: Path, out: Path, exclude: list[str]) -> float:
+    """Train `recipe` with `exclude` held out (resuming an unfinished run); minutes of training epochs."""
+    if not (out / "done.json").is_file():
+        cfg = yaml.safe_load(recipe.read_text())
+        cfg["data"]["exclude"] = exclude
+        out.mkdir(parents=True, exist_ok=True)
+        fold_cfg = out.parent / f"{out.name}.yaml"
+        fold_cfg.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        command = [MSLESION, "train", "--config", str(fold_cfg), "--out", str(out)]
+        if (out / "checkpoint" / "state.json").is_file():
+            command.append("--resume")
+        print(" ".join(command), flush=True)
+        subprocess.run(command, check=True, env={**os.environ, "MSLESION_SHARED_DATA": str(SHARED)})
+        write_json_atomic(out / "done.json", {"recipe": str(recipe.relative_to(ROOT)), "exclude": exclude})
+    with open(out / "log.csv", newline="") as handle:
+        return round(sum(float(row["seconds"] or 0) for row in csv.DictReader(handle)) / 60, 1)
+
+
+def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None = None) -> float:
+    """`segment` once into `out` (kept, so scoring can be redone); seconds, or 0 when cached."""
+    if (out / "lesion_prob.nii.gz").is_file():
+        return json.loads((out / "seconds.json").read_text())["seconds"]
+    from mslesion.pipeline import segment
+
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        start = time.perf_counter()
+        segment(images, Path(tmp), model=model, brain_mask=brain, flips=2)
+        seconds = round(time.perf_counter() - start, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(tmp, out)
+    write_json_atomic(out / "seconds.json", {"seconds": seconds})
+    return seconds
+
+
+def choose_postprocessing(maps: list[tuple[np.ndarray, np.ndarray, tuple]]) -> tuple[dict, list[dict]]:
+    """The (threshold, min size) maximising mean (Dice + MSSEG-2 F1) / 2 over `maps`; and the whole grid."""
+    grid = []
+    for t, m in itertools.product(THRESHOLDS, MIN_SIZES_MM3):
+        scores = []
+        for prob, ref, spacing in maps:
+            mask = binarise(prob, t, m, float(np.prod(spacing)))
+            scores.append((dice(mask, ref), msseg_lesion_detection(mask, ref, spacing).f1))
+        d, f = np.mean(scores, axis=0)
+        grid.append({"threshold": t, "min_lesion_mm3": m, "dice": round(float(d), 4), "f1": round(float(f), 4),
+                     "score": round(float(d + f) / 2, 4)})
+    return max(grid, key=lambda g: g["score"]), grid
+
+
+def score(prob: np.ndarray, ref: np.ndarray, spacing: tuple, post: dict) -> dict:
+    """The table's metrics of `prob` binarised with `post` against `ref`."""
+    mask = binarise(prob, post["threshold"], post["min_lesion_mm3"], float(np.prod(spacing)))
+    m = evaluate_case(mask, ref, spacing)
+    keys = ("dice", "msseg_lesion_f1", "msseg_lesion_sensitivity", "msseg_lesion_ppv", "msseg_n_ref", "msseg_n_pred", "vol_pred_ml", "vol_ref_ml")
+    return {k: (round(float(m[k]), 4) if isinstance(m[k], float) else int(m[k])) for k in keys}
+
+
+def isbi_raters() -> tuple[Path, list[np.ndarray]]:
+    """The raw ISBI FLAIR and each rater's mask on its grid (linear interpolation by world coordinates, > 0.5)."""
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    folder = SHARED / "isbi-raw" / "training01"
+    flair = nib.load(folder / "FLAIR.nii.gz")
+    masks = []
+    for name in ("mask1.nii.gz", "mask2.nii.gz"):
+        rater = nib.load(folder / name)
+        rater = nib.Nifti1Image((np.asarray(rater.dataobj) > 0).astype(np.float32), rater.affine)
+        masks.append(np.asarray(resample_from_to(rater, flair, order=1).dataobj) > 0.5)
+    return folder / "FLAIR.nii.gz", masks
+
+
+def isbi(model: Path, post: dict, out: Path) -> dict:
+    """`segment` on the raw ISBI FLAIR with `post` applied to its probabilities; Dice etc. per rater."""
+    flair, raters = isbi_raters()
+    seconds = predict(model, {"FLAIR": flair}, out)
+    prob = load_volume(out / "lesion_prob.nii.gz")
+    brain = load_volume(out / "brain_mask.nii.gz").array > 0
+    row: dict = {"seconds": seconds, "brain_ml": round(float(brain.sum() * np.prod(prob.spacing)) / 1000, 1)}
+    for i, ref in enumerate(raters, 1):
+        row[f"rater{i}"] = score(prob.array, ref, prob.spacing, post)
+        row[f"rater{i}"]["lesion_voxels_in_brain"] = round(float((ref & brain).sum() / max(ref.sum(), 1)), 4)
+    return row
+
+
+def evaluate_recipe(recipe: Path) -> dict:
+    """Leave-one-out training, prediction, postprocessing choice and ISBI for one recipe."""
+    name = recipe.stem
+    result: dict = {"recipe": str(recipe.relative_to(ROOT)), "folds": {}}
+    maps, where = [], []
+    for fold, test_case in FOLDS.items():
+        run = RUNS / name / fold
+        minutes = train(recipe, run, [test_case])
+        result["folds"][fold] = {"train_minutes": minutes}
+        case = SHARED / "lesjak-mni" / test_case
+        ref = load_volume(case / "lesion.nii.gz")
+        for inputs, contrasts in INPUTS.items():
+            out = CACHE / name / fold / inputs
+            seconds = predict(run / "model", {c: case / f"{c}.nii.gz" for c in contrasts}, out)
+            prob = load_volume(out / "lesion_prob.nii.gz")
+            maps.append((prob.array, ref.array > 0, prob.spacing))
+            where.append((fold, inputs, seconds))
+    post, grid = choose_postprocessing(maps)
+    result["postprocessing"] = post
+    result["postprocessing_grid"] = grid
+    for (fold, inputs, seconds), (prob, ref, spacing) in zip(where, maps):
+        result["folds"][fold][inputs] = {**score(prob, ref, spacing, post), "seconds": seconds}
+    result["isbi"] = isbi(RUNS / name / "train-p19_test-p07" / "model", post, CACHE / name / "isbi")
+    return result
+
+
+def ship(recipe: Path, post: dict) -> dict:
+    """Train `recipe` on both real cases, store `post` in its card, score it on ISBI, install it as `default`."""
+    run = RUNS / "ship"
+    minutes = train(recipe, run, [])
+    card_path = run / "model" / "model.json"
+    card = json.loads(card_path.read_text())
+    card["threshold"], card["min_lesion_mm3"] = post["threshold"], post["min_lesion_mm3"]
+    write_json_atomic(card_path, card)
+    row = {"recipe": str(recipe.relative_to(ROOT)), "train_minutes": minutes, "postprocessing": post,
+           "isbi": isbi(run / "model", post, CACHE / "ship" / "isbi")}
+    return row
+
+
+def recipe_line(r: dict) -> str:
+    """One table row: per input set, leave-one-out means over the two folds (and each fold), then ISBI."""
+    folds = list(r["folds"].values())
+    cells = [f"`{Path(r['recipe']).stem}`", f"{sum(f['train_minutes'] for f in folds):.0f}",
+             f"t {r['postprocessing']['threshold']}, min {r['postprocessing']['min_lesion_mm3']:g} mm3"]
+    for inputs in INPUTS:
+        rows = [f[inputs] for f in folds]
+        for key in ("dice", "msseg_lesion_f1", "msseg_lesion_sensitivity", "msseg_lesion_ppv"):
+            each = " / ".join(f"{x[key]:.2f}" for x in rows)
+            cells.append(f"{np.mean([x[key] for x in rows]):.2f} ({each})")
+    i = r["isbi"]
+    cells.append(f"{i['rater1']['dice']:.2f} / {i['rater2']['dice']:.2f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def write_table(results: list[dict], shipped: dict | None) -> None:
+    """benchmarks/results/real_accuracy.{json,md} from every recipe's result."""
+    write_json_atomic(RESULTS / "real_accuracy.json", {"recipes": results, "shipped": shipped})
+    head = ["recipe", "train min (2 folds)", "postprocessing (chosen on LOO)"]
+    for inputs in INPUTS:
+        head += [f"{inputs} Dice", f"{inputs} F1", f"{inputs} lesion sens.", f"{inputs} lesion PPV"]
+    head.append("ISBI raw FLAIR Dice (rater 1 / 2)")
+    lines = ["# Real accuracy: leave-one-out on the two Lesjak cases, ISBI raw FLAIR as an unseen scanner", "",
+             "Written by `benchmarks/real_accuracy.py`. Cells: mean of the two folds (train p19 -> test p07 / train p07 -> test p19).",
+             "F1, sensitivity and PPV are MSSEG-2's lesion-wise (Anima) metrics. ISBI: the fold model trained on patient19, raw FLAIR through `segment`.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [recipe_line(r) for r in results]
+    if shipped:
+        i = shipped["isbi"]
+        lines += ["", f"Shipped default: `{shipped['recipe']}` trained on both real cases ({shipped['train_minutes']} min), "
+                  f"postprocessing t {shipped['postprocessing']['threshold']}, min {shipped['postprocessing']['min_lesion_mm3']:g} mm3. "
+                  f"ISBI raw FLAIR: Dice {i['rater1']['dice']:.3f} (rater 1) / {i['rater2']['dice']:.3f} (rater 2), "
+                  f"lesion F1 {i['rater1']['msseg_lesion_f1']:.3f} / {i['rater2']['msseg_lesion_f1']:.3f}, brain {i['brain_ml']} mL, "
+                  f"{i['seconds']} s end to end."]
+    write_text_atomic(RESULTS / "real_accuracy.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="+", type=Path)
+    parser.add_argument("--ship", help="train this recipe (a path, or `best`: the highest leave-one-out score) on both real cases and install it as `default`")
+    args = parser.parse_args()
+    results = [evaluate_recipe(r.resolve()) for r in args.recipes]
+    shipped = None
+    if args.ship:
+        if args.ship == "best":
+            chosen = max(results, key=lambda r: r["postprocessing"]["score"])
+        else:
+            chosen = next(r for r in results if Path(r["recipe"]).stem == Path(args.ship).stem)
+        shipped = ship(ROOT / chosen["recipe"], chosen["postprocessing"])
+        target = ROOT / "src" / "mslesion" / "data" / "models" / "default"
+        for name in ("model.safetensors", "model.json"):
+            shutil.copy2(RUNS / "ship" / "model" / name, target / name)
+    write_table(results, shipped)
+
+
+if __name__ == "__main__":
+    main()
