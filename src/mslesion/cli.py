@@ -188,8 +188,8 @@ def segment(
         str, typer.Option(help="'auto': raw scans (skull, other grids, thick slices) are preprocessed first; 'yes': always; 'no': never.")
     ] = "auto",
     brain_extraction: Annotated[
-        str, typer.Option(help="Raw scans: 'template' (MNI mask through registration, seconds) or 'hdbet' (trained HD-BET network, any contrast and scanner; minutes on a CPU).")
-    ] = "template",
+        str, typer.Option(help="Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or 'template' (MNI brain mask through the registration, refined by intensity).")
+    ] = "hdbet",
 ) -> None:
     """Segment MS lesions: lesion mask, probabilities, lesions.csv, summary.json and report.html on the FLAIR grid."""
     from mslesion.pipeline import segment as run_segment
@@ -254,8 +254,8 @@ def preprocess(
     pd: Annotated[Optional[Path], typer.Option(help="Raw PD-weighted image.")] = None,
     space: Annotated[str, typer.Option(help="'mni': the model's 1 mm MNI grid (skull-stripped); 'native': the FLAIR grid.")] = "mni",
     brain_extraction: Annotated[
-        str, typer.Option(help="Raw scans: 'template' (MNI mask through registration, seconds) or 'hdbet' (trained HD-BET network, any contrast and scanner; minutes on a CPU).")
-    ] = "template",
+        str, typer.Option(help="Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or 'template' (MNI brain mask through the registration, refined by intensity).")
+    ] = "hdbet",
 ) -> None:
     """Preprocess raw scans: reorient, N4, register (contrasts to FLAIR, FLAIR to MNI), brain mask, resample."""
     from mslesion.preprocess.export import Space, write_preprocessed

@@ -171,7 +171,7 @@ def segment(
     flips: int = 2,
     overlap: float = 0.25,
     preprocess: str = "auto",
-    brain_extraction: str = "template",
+    brain_extraction: str = "hdbet",
 ) -> SegmentResult:
     """Segment lesions; write mask, probabilities, tables and report on the input FLAIR grid.
 

@@ -99,6 +99,9 @@ def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,), threads:
     x = torch.from_numpy(_padded(data))[None, None]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    # HD-BET's trained weights drive many activations into denormal floats, which the CPU computes
+    # in microcode: measured on 2 cores, a 64^3 forward went from > 60 s to 2.4 s with them flushed to zero.
+    torch.set_flush_denormal(True)
     try:
         total = np.zeros(data.shape, np.float32)
         for fold in folds:
@@ -109,6 +112,7 @@ def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,), threads:
             total += out[0, 1, : data.shape[0], : data.shape[1], : data.shape[2]].numpy()
     finally:
         torch.set_num_threads(previous)
+        torch.set_flush_denormal(False)
     prob = sitk.GetImageFromArray(total / len(folds))
     prob.CopyInformation(grid)
     return prob

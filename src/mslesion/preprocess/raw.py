@@ -345,7 +345,7 @@ def preprocess_raw(
     n4: bool = True,
     threads: int = 2,
     mni_to_flair: np.ndarray | None = None,
-    brain_extraction: BrainExtraction | str = BrainExtraction.TEMPLATE,
+    brain_extraction: BrainExtraction | str = BrainExtraction.HDBET,
 ) -> Preprocessed:
     """Preprocess raw scans (FLAIR required; T1, T2, PD optional) onto the working grid.
 
