@@ -150,7 +150,7 @@ def evaluate_recipe(recipe: Path) -> dict:
     for fold, test_case in FOLDS.items():
         run = RUNS / name / fold
         minutes = train(recipe, run, [test_case])
-        result["folds"][fold] = {"train_minutes": minutes}
+        result["folds"][fold] = {"train_minutes": minutes, "steps": steps(run)}
         case = SHARED / "lesjak-mni" / test_case
         ref = load_volume(case / "lesion.nii.gz")
         for inputs, contrasts in INPUTS.items():
@@ -168,23 +168,46 @@ def evaluate_recipe(recipe: Path) -> dict:
     return result
 
 
-def ship(recipe: Path, post: dict) -> dict:
-    """Train `recipe` on both real cases, store `post` in its card, score it on ISBI, install it as `default`."""
+def ship(result: dict) -> dict:
+    """Train the recipe of `result` on both real cases, store its postprocessing and measured numbers
+    in the card, score it on ISBI, install it as the shipped `default`."""
+    recipe, post = ROOT / result["recipe"], result["postprocessing"]
     run = RUNS / "ship"
     minutes = train(recipe, run, [])
     card_path = run / "model" / "model.json"
     card = json.loads(card_path.read_text())
     card["threshold"], card["min_lesion_mm3"] = post["threshold"], post["min_lesion_mm3"]
     write_json_atomic(card_path, card)
-    row = {"recipe": str(recipe.relative_to(ROOT)), "train_minutes": minutes, "postprocessing": post,
+    row = {"recipe": result["recipe"], "train_minutes": minutes, "steps": steps(run), "postprocessing": post,
            "isbi": isbi(run / "model", post, CACHE / "ship" / "isbi")}
+    loo = {inputs: {k: float(np.mean([f[inputs][k] for f in result["folds"].values()])) for k in ("dice", "msseg_lesion_f1")}
+           for inputs in INPUTS}
+    i = row["isbi"]
+    card["training"]["recipe"] = f"{result['recipe']} (benchmarks/real_accuracy.py --ship), run runs/real/ship"
+    card["training"]["caveat"] = (
+        f"trained on the two real Lesjak scans only; measured by leave-one-out on them (benchmarks/results/real_accuracy.md): "
+        f"Dice {loo['FLAIR+T1']['dice']:.2f} / lesion F1 {loo['FLAIR+T1']['msseg_lesion_f1']:.2f} with FLAIR+T1, "
+        f"{loo['FLAIR']['dice']:.2f} / {loo['FLAIR']['msseg_lesion_f1']:.2f} with FLAIR alone; on a raw FLAIR of an unseen "
+        f"scanner (ISBI 2015 training01) Dice {i['rater1']['dice']:.2f} / {i['rater2']['dice']:.2f} against its two raters. "
+        "Check every result by eye.")
+    write_json_atomic(card_path, card)
+    target = ROOT / "src" / "mslesion" / "data" / "models" / "default"
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy2(run / "model" / name, target / name)
     return row
+
+
+def steps(run: Path) -> int:
+    """Optimiser steps of a finished run (its log's last row)."""
+    with open(run / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return int(rows[-1]["step"]) if rows else 0
 
 
 def recipe_line(r: dict) -> str:
     """One table row: per input set, leave-one-out means over the two folds (and each fold), then ISBI."""
     folds = list(r["folds"].values())
-    cells = [f"`{Path(r['recipe']).stem}`", f"{sum(f['train_minutes'] for f in folds):.0f}",
+    cells = [f"`{Path(r['recipe']).stem}`", f"{sum(f['train_minutes'] for f in folds):.0f} ({' / '.join(str(f['steps']) for f in folds)} steps)",
              f"t {r['postprocessing']['threshold']}, min {r['postprocessing']['min_lesion_mm3']:g} mm3"]
     for inputs in INPUTS:
         rows = [f[inputs] for f in folds]
@@ -199,7 +222,7 @@ def recipe_line(r: dict) -> str:
 def write_table(results: list[dict], shipped: dict | None) -> None:
     """benchmarks/results/real_accuracy.{json,md} from every recipe's result."""
     write_json_atomic(RESULTS / "real_accuracy.json", {"recipes": results, "shipped": shipped})
-    head = ["recipe", "train min (2 folds)", "postprocessing (chosen on LOO)"]
+    head = ["recipe", "train min, 2 folds (steps)", "postprocessing (chosen on LOO)"]
     for inputs in INPUTS:
         head += [f"{inputs} Dice", f"{inputs} F1", f"{inputs} lesion sens.", f"{inputs} lesion PPV"]
     head.append("ISBI raw FLAIR Dice (rater 1 / 2)")
@@ -210,7 +233,7 @@ def write_table(results: list[dict], shipped: dict | None) -> None:
     lines += [recipe_line(r) for r in results]
     if shipped:
         i = shipped["isbi"]
-        lines += ["", f"Shipped default: `{shipped['recipe']}` trained on both real cases ({shipped['train_minutes']} min), "
+        lines += ["", f"Shipped default: `{shipped['recipe']}` trained on both real cases ({shipped['train_minutes']} min, {shipped['steps']} steps), "
                   f"postprocessing t {shipped['postprocessing']['threshold']}, min {shipped['postprocessing']['min_lesion_mm3']:g} mm3. "
                   f"ISBI raw FLAIR: Dice {i['rater1']['dice']:.3f} (rater 1) / {i['rater2']['dice']:.3f} (rater 2), "
                   f"lesion F1 {i['rater1']['msseg_lesion_f1']:.3f} / {i['rater2']['msseg_lesion_f1']:.3f}, brain {i['brain_ml']} mL, "
@@ -231,10 +254,7 @@ def main() -> None:
             chosen = max(results, key=lambda r: r["postprocessing"]["score"])
         else:
             chosen = next(r for r in results if Path(r["recipe"]).stem == Path(args.ship).stem)
-        shipped = ship(ROOT / chosen["recipe"], chosen["postprocessing"])
-        target = ROOT / "src" / "mslesion" / "data" / "models" / "default"
-        for name in ("model.safetensors", "model.json"):
-            shutil.copy2(RUNS / "ship" / "model" / name, target / name)
+        shipped = ship(chosen)
     write_table(results, shipped)
 
 

@@ -89,7 +89,7 @@ def network_input(image: sitk.Image) -> sitk.Image:
     return isotropic(oriented, SPACING_MM)
 
 
-def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,), threads: int = 2) -> sitk.Image:
+def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,)) -> sitk.Image:
     """HD-BET's brain probability on the 1.5 mm grid of `network_input(image)` (mean over `folds`)."""
     import torch
 
@@ -98,9 +98,11 @@ def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,), threads:
     data = (data - data.mean()) / max(float(data.std()), 1e-6)
     x = torch.from_numpy(_padded(data))[None, None]
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     # HD-BET's trained weights drive many activations into denormal floats, which the CPU computes
-    # in microcode: measured on 2 cores, a 64^3 forward went from > 60 s to 2.4 s with them flushed to zero.
+    # in microcode: a 64^3 forward went from > 60 s to 2.4 s with them flushed to zero. The flush is
+    # a per-thread CPU flag that torch sets on the calling thread only, so the forward runs there:
+    # with a second intra-op thread the whole ISBI scan took minutes instead of 36 s.
+    torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     try:
         total = np.zeros(data.shape, np.float32)
@@ -118,13 +120,13 @@ def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,), threads:
     return prob
 
 
-def hdbet_brain_mask(array: np.ndarray, affine: np.ndarray, folds: tuple[int, ...] = (0,), threads: int = 2) -> np.ndarray:
+def hdbet_brain_mask(array: np.ndarray, affine: np.ndarray, folds: tuple[int, ...] = (0,)) -> np.ndarray:
     """Brain mask (bool, same grid as `array`, i/j/k order) of a head scan with RAS `affine`, any contrast."""
     from mslesion.preprocess.sitkio import from_sitk, to_sitk
     from mslesion.preprocess.skullstrip import fill_holes, largest_component
 
     image = to_sitk(np.asarray(array, np.float32), affine)
-    prob = brain_probability(image, folds, threads)
+    prob = brain_probability(image, folds)
     native = sitk.Resample(prob, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = from_sitk(native) > 0.5
     return fill_holes(largest_component(mask)) if mask.any() else mask

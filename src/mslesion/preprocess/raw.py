@@ -271,12 +271,12 @@ def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
 
 
-def _hdbet_brain(flair: np.ndarray, affine: np.ndarray, path: Path, threads: int) -> np.ndarray:
+def _hdbet_brain(flair: np.ndarray, affine: np.ndarray, path: Path) -> np.ndarray:
     """HD-BET's brain mask on the canonical FLAIR grid (`preprocess.hdbet`)."""
     from mslesion.preprocess.hdbet import hdbet_brain_mask
     from mslesion.preprocess.skullstrip import brain_mask_or_fail
 
-    mask = hdbet_brain_mask(flair, affine, threads=threads)
+    mask = hdbet_brain_mask(flair, affine)
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
 
 
@@ -386,7 +386,7 @@ def preprocess_raw(
         if brain_mask is not None:
             brain = _given_brain(brain_mask, flair_grid)
         elif method is BrainExtraction.HDBET:
-            brain = _hdbet_brain(corrected["FLAIR"][0], flair_affine, paths["FLAIR"], threads)
+            brain = _hdbet_brain(corrected["FLAIR"][0], flair_affine, paths["FLAIR"])
         timer.lap("brain")
         if mni_to_flair is None:
             mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings, brain)
