@@ -14,6 +14,7 @@ Seconds are wall-clock on this machine for the brain mask alone (N4 not included
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -103,7 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=[m.value for m in BrainExtraction])
     args = parser.parse_args()
-    result: dict = {}
+    previous = RESULTS / "brain_extraction.json"
+    result: dict = json.loads(previous.read_text()) if previous.is_file() else {}  # methods measured earlier are kept
     for method in (BrainExtraction.parse(m) for m in args.methods):
         rows = []
         for patient in ("patient01", "patient03"):
