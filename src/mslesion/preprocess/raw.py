@@ -259,13 +259,19 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
     return reg.matrix
 
 
-def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path: Path) -> np.ndarray:
-    """Brain mask on the canonical FLAIR grid from the warped MNI mask, refined by intensity."""
-    from mslesion.preprocess.skullstrip import brain_mask_or_fail, refine_brain_mask
+def _warped_mni_brain(shape: tuple[int, ...], affine: np.ndarray, mni_to_flair: np.ndarray) -> np.ndarray:
+    """The MNI152 brain mask (bool) carried onto the canonical FLAIR grid through the registration."""
     from mslesion.preprocess.template import mni_arrays
 
     _, template_brain, template_affine = mni_arrays()
-    prior = resample(template_brain, template_affine, affine, flair.shape, np.linalg.inv(mni_to_flair)) > 0.5
+    return resample(template_brain, template_affine, affine, shape, np.linalg.inv(mni_to_flair)) > 0.5
+
+
+def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path: Path) -> np.ndarray:
+    """Brain mask on the canonical FLAIR grid from the warped MNI mask, refined by intensity."""
+    from mslesion.preprocess.skullstrip import brain_mask_or_fail, refine_brain_mask
+
+    prior = _warped_mni_brain(flair.shape, affine, mni_to_flair)
     spacing = tuple(float(s) for s in voxel_sizes(affine))
     mask = refine_brain_mask(flair, prior, spacing)
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
@@ -287,7 +293,6 @@ def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray
     registration that put the template somewhere else, must not pass silently.
     """
     from mslesion.preprocess.skullstrip import dilate_mm
-    from mslesion.preprocess.template import mni_arrays
 
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     brain_ml = float(brain.sum()) * voxel_ml
@@ -296,9 +301,7 @@ def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray
     if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
         flags.append("brain_volume")
         warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
-    _, template_brain, template_affine = mni_arrays()
-    prior = resample(template_brain, template_affine, affine, brain.shape, np.linalg.inv(mni_to_flair)) > 0.5
-    near = dilate_mm(prior, OUTSIDE_MNI_MM, tuple(float(s) for s in voxel_sizes(affine)))
+    near = dilate_mm(_warped_mni_brain(brain.shape, affine, mni_to_flair), OUTSIDE_MNI_MM, tuple(float(s) for s in voxel_sizes(affine)))
     outside = float((brain & ~near).sum()) / max(int(brain.sum()), 1)
     qc["brain_outside_mni_brain"] = round(outside, 4)
     if outside > MAX_OUTSIDE_MNI:
