@@ -48,6 +48,19 @@ def test_binarise_removes_lesions_of_at_most_min_volume() -> None:
     assert mask.sum() == 16 and mask[10, 10, 10] == 1 and mask[2, 2, 2] == 0
 
 
+def test_binarise_drops_lesions_of_low_mean_probability_and_keeps_the_extent_of_the_rest() -> None:
+    prob = np.zeros((20, 20, 20), np.float32)
+    prob[2:5, 2:5, 2:5] = 0.55  # faint everywhere: mean 0.55 -> dropped
+    prob[10:13, 10:13, 10:13] = 0.55
+    prob[11, 11, 11] = 0.99  # a confident core with a faint rim: mean 0.57 -> kept at 0.55, dropped at 0.6
+    prob[15:18, 15:18, 15:18] = 0.95  # confident: kept
+    mask = binarise(prob, 0.5, 0.0, 1.0, min_mean_probability=0.56)
+    assert mask[3, 3, 3] == 0 and mask[10, 10, 10] == 1 and mask[16, 16, 16] == 1
+    assert mask.sum() == 54  # the kept lesions whole, rims included: not a higher voxel threshold
+    assert binarise(prob, 0.5, 0.0, 1.0, min_mean_probability=0.6).sum() == 27
+    assert binarise(prob, 0.5, 0.0, 1.0).sum() == 81  # off by default
+
+
 def test_lesion_table_volumes_and_world_centroids() -> None:
     mask = np.zeros((10, 10, 10), np.uint8)
     mask[1:3, 1:3, 1:3] = 1  # 8 voxels, centroid (1.5, 1.5, 1.5)

@@ -262,7 +262,7 @@ def segment(
     if vote is not None:
         mask = binarise((vote & brain).astype(np.float32), 0.5, card.min_lesion_mm3, flair.voxel_volume)
     else:
-        mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
+        mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume, min_mean_probability=card.min_mean_probability)
     lesions = lesion_table(mask, flair.affine)
     rows = lesion_rows(lesions)
     to_mni = None if pre is None else np.linalg.inv(pre.mni_to_flair)  # world -> MNI, from the registration

@@ -94,6 +94,40 @@ def test_config_errors_are_one_line(tmp_path: Path, tiny_dataset: Path) -> None:
     path.write_text("data: [unclosed")
     with pytest.raises(InputError, match="invalid YAML"):
         load_config(path)
+    for section, key, typo in (("optim", "schedule", "cosin"), ("train", "precision", "bf61")):
+        raw = yaml.safe_load(_config(tmp_path, tiny_dataset).read_text())
+        raw[section][key] = typo
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(InputError, match=rf"{section}.{key} must be one of .*not '{typo}'"):
+            load_config(path)
+
+
+def test_carvemix_training_carves_the_training_lesions(tmp_path: Path, tiny_dataset: Path) -> None:
+    from mslesion.train.config import load_config
+    from mslesion.train.data import prepare_case
+    from mslesion.train.run import load_cases, run_training
+    from mslesion.train.trainer import Trainer
+
+    path = _config(tmp_path, tiny_dataset)
+    raw = yaml.safe_load(path.read_text())
+    raw["augment"] = {"carvemix": 0.5}
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    train, _ = load_cases(cfg)
+    cases = [prepare_case(c, cfg.data.contrasts) for c in train]
+    trainer = Trainer(cfg, tmp_path / "t", cases, [])
+    assert trainer.carvemix is not None and {lesion.source for lesion in trainer.carvemix.bank} <= {c.case_id for c in cases}
+    assert len(trainer.carvemix.bank) > 0
+    assert run_training(path, tmp_path / "run")["steps"] == 4
+
+
+def test_bf16_training_runs_and_records_plain_strings(tmp_path: Path, tiny_dataset: Path) -> None:
+    from mslesion.train.run import run_training
+
+    out = tmp_path / "run"
+    summary = run_training(_config(tmp_path, tiny_dataset, precision="bf16"), out)
+    assert summary["steps"] == 4 and np.isfinite(float((out / "log.csv").read_text().splitlines()[-1].split(",")[2]))
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"] == "bf16"
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun missing")

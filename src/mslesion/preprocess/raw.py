@@ -24,7 +24,7 @@ Wiring into `segment` (a sketch; names from pipeline.py):
     x = normalised_channels(pre.images, pre.brain, card.contrasts, card.normalisation)
     prob = predict_probability(net, x, pre.brain, card.patch_size, ...)
     prob_native = pre.to_native(prob, is_label=False) # linear, float32, native FLAIR voxel order
-    mask = binarise(prob_native, card.threshold, card.min_lesion_mm3, flair.voxel_volume)
+    mask = binarise(prob_native, card.threshold, card.min_lesion_mm3, flair.voxel_volume, min_mean_probability=card.min_mean_probability)
     save_like(mask, load_volume(images["FLAIR"]), ...)  # lands on the input grid and header
     summary["preprocessing"] = pre.qc; warnings += pre.warnings
 

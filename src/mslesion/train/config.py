@@ -8,11 +8,29 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from mslesion.errors import InputError
 from mslesion.io.case import required_contrasts
+
+
+class Schedule(StrEnum):
+    """Learning-rate decay after the warm-up."""
+
+    COSINE = "cosine"
+    POLY = "poly"  # nnU-Net's (1 - progress) ** 0.9
+    CONSTANT = "constant"
+
+
+class Precision(StrEnum):
+    """Arithmetic of the training forward pass. bf16 autocast runs 2.3x faster than fp32 on
+    CPUs with AMX (measured: BasicUNet 8..128, 64^3, batch 2: 0.44 s against 1.0 s per step)
+    and on recent GPUs; weights and the optimiser stay fp32."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
 
 
 @dataclass
@@ -33,6 +51,9 @@ class DataConfig:
     # every case equally likely. E.g. [0.7, 0.3] keeps one real case from being drowned out.
     dataset_weights: list[float] = field(default_factory=list)
     normalisation: str = "zscore_brain"  # zscore_brain | wm_peak | nyul (stored in the model card)
+    # Folder of lesion masks on the training cases' grid (e.g. lesjak-mni-masks): where CarveMix
+    # pastes real lesions (augment.carvemix). None = the training cases' own lesion positions.
+    lesion_locations: str | None = None
 
 
 @dataclass
@@ -66,6 +87,9 @@ class AugmentConfig:
     noise: float = 0.2
     image_quality: float = 0.25
     modality_dropout: float = 0.3
+    # Share of patches centred on a real training lesion carved with its rim and pasted at a
+    # real lesion position (CarveMix, Zhang et al. 2021; see train.carvemix).
+    carvemix: float = 0.0
 
 
 @dataclass
@@ -79,7 +103,7 @@ class OptimConfig:
     name: str = "adamw"  # adamw | sgd
     lr: float = 3e-4
     weight_decay: float = 1e-5
-    schedule: str = "cosine"  # cosine | poly | constant
+    schedule: str = Schedule.COSINE
     warmup_steps: int = 50
 
 
@@ -93,6 +117,7 @@ class LoopConfig:
     seed: int = 0
     num_threads: int = 0  # 0 = leave torch's default
     time_budget_minutes: float | None = None
+    precision: str = Precision.FP32
 
 
 @dataclass
@@ -136,7 +161,8 @@ class TrainConfig:
     regional: RegionalConfig = field(default_factory=RegionalConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain types only (enum options as their strings), for YAML and JSON."""
+        return asdict(self, dict_factory=lambda items: {k: v.value if isinstance(v, StrEnum) else v for k, v in items})
 
 
 def _build(cls: type, values: dict[str, Any] | None, where: str, source: Path) -> Any:
@@ -194,6 +220,10 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     if unknown:
         raise InputError(source, f"unknown section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
     cfg = TrainConfig(**{name: _build(cls, raw.get(name), name, source) for name, cls in SECTIONS.items()})
+    for name, value, kind in (("optim.schedule", cfg.optim.schedule, Schedule), ("train.precision", cfg.train.precision, Precision)):
+        if value not in {k.value for k in kind}:
+            raise InputError(source, f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
+    cfg.optim.schedule, cfg.train.precision = Schedule(cfg.optim.schedule), Precision(cfg.train.precision)
     if cfg.data.split not in ("holdout", "kfold", "leave_site_out", "none"):
         raise InputError(source, f"data.split must be holdout, kfold, leave_site_out or none, not {cfg.data.split!r}")
     if cfg.data.dataset_weights and (len(cfg.data.dataset_weights) != len(cfg.data.datasets) or min(cfg.data.dataset_weights) < 0):
@@ -245,6 +275,10 @@ def load_config(path: str | Path) -> TrainConfig:
 
     cfg.data.datasets = [resolve(p) for p in cfg.data.datasets]
     cfg.data.val_datasets = [resolve(p) for p in cfg.data.val_datasets]
+    if cfg.data.lesion_locations is not None:
+        cfg.data.lesion_locations = resolve(cfg.data.lesion_locations)
+        if not Path(cfg.data.lesion_locations).is_dir():
+            raise InputError(path, f"data.lesion_locations {cfg.data.lesion_locations} is not a folder")
     if not cfg.data.datasets:
         raise InputError(path, "data.datasets is empty")
     if cfg.model.init is not None:

@@ -58,6 +58,7 @@ def run_training(config_path: Path, out: Path, resume: bool = False, time_budget
         cfg.train.time_budget_minutes = time_budget_minutes
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
+    torch.set_flush_denormal(True)  # denormal floats slow CPU convolutions many times over (see preprocess.hdbet)
     dist = init_distributed()
     train, val = load_cases(cfg)
     if dist.main:

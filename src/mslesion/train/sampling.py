@@ -9,10 +9,14 @@ lesion-centred patch first picks a LESION uniformly, then a voxel in it, so smal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mslesion.train.data import PreparedCase
+
+if TYPE_CHECKING:
+    from mslesion.train.carvemix import CarveMix
 
 
 def choose_centre(case: PreparedCase, rng: np.random.Generator, lesion_fraction: float, patch_size: Sequence[int]) -> np.ndarray:
@@ -54,19 +58,30 @@ def sample_batch(
     patch_size: Sequence[int],
     lesion_fraction: float,
     case_probabilities: np.ndarray | None = None,
+    carvemix: CarveMix | None = None,
+    carvemix_fraction: float = 0.0,
 ) -> list[dict[str, np.ndarray]]:
-    """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase}."""
+    """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase}.
+
+    A share `carvemix_fraction` of them is centred on a real lesion pasted at a real lesion
+    position (`train.carvemix`); the rest are lesion-first or background as above.
+    """
     items = []
     for _ in range(batch_size):
         case = pick_case(cases, rng, case_probabilities)
-        centre = choose_centre(case, rng, lesion_fraction, patch_size)
-        items.append(
-            {
-                "image": extract_patch(case.image, centre, patch_size),
-                "label": extract_patch(case.label[None], centre, patch_size).astype(np.float32),
-                "case": case,
-            }
-        )
+        pasted_at = None
+        if carvemix is not None and carvemix.bank and rng.random() < carvemix_fraction:
+            pasted_at = carvemix.position_in(case, rng)
+        if pasted_at is not None:
+            jitter = rng.integers(-np.asarray(patch_size) // 4, np.asarray(patch_size) // 4 + 1)
+            centre = pasted_at + jitter
+        else:
+            centre = choose_centre(case, rng, lesion_fraction, patch_size)
+        image = extract_patch(case.image, centre, patch_size)
+        label = extract_patch(case.label[None], centre, patch_size).astype(np.float32)
+        if pasted_at is not None:
+            carvemix.paste(image, label, pasted_at - (centre - np.asarray(patch_size) // 2), rng)
+        items.append({"image": image, "label": label, "case": case})
     return items
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic
-from mslesion.train.config import TrainConfig
+from mslesion.train.config import Precision, Schedule, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +116,17 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     if warm > 0 and step < warm:
         return base * (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-    if cfg.optim.schedule == "cosine":
+    schedule = Schedule(cfg.optim.schedule)
+    if schedule is Schedule.COSINE:
         return base * 0.5 * (1 + math.cos(math.pi * progress))
-    if cfg.optim.schedule == "poly":
+    if schedule is Schedule.POLY:
         return base * (1 - progress) ** 0.9
     return base
+
+
+def autocast(precision: str, device: str = "cpu"):
+    """The forward pass's autocast context: bf16 when asked, else a no-op."""
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=Precision(precision) is Precision.BF16)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -216,8 +222,18 @@ class Trainer:
         from mslesion.train.data import case_probabilities
 
         self.case_probabilities = case_probabilities(train_cases, cfg.data.dataset_weights) if cfg.data.dataset_weights else None
+        self.carvemix = self._carvemix() if cfg.augment.carvemix > 0 and sampler is None and not self.whole_image else None
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
+
+    def _carvemix(self):
+        from mslesion.train.carvemix import CarveMix, lesion_locations
+
+        cfg, cases = self.cfg, self.train_cases
+        positions = None
+        if cfg.data.lesion_locations is not None:
+            positions = lesion_locations(Path(cfg.data.lesion_locations), cfg.data.exclude, cases[0].grid_shape, cfg.train.seed)
+        return CarveMix(cases, positions, cfg.patch.size)
 
     # --- persistence -------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -260,7 +276,7 @@ class Trainer:
             items = whole_case_batch(self.train_cases, rng, self.case_probabilities)
         else:
             items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction,
-                                 self.case_probabilities)
+                                 self.case_probabilities, self.carvemix, cfg.augment.carvemix)
         items = augment_batch(self.transforms, items, seed)
         x = torch.from_numpy(np.stack([i["image"] for i in items]))
         y = torch.from_numpy(np.stack([i["label"] for i in items]))
@@ -269,12 +285,13 @@ class Trainer:
             group["lr"] = learning_rate(cfg, step, self.total_steps)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        if getattr(self.net, "needs_metadata", False):
-            metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
-            logits = self.model(x, self.net.metadata_spec.encode_batch(metas))
-        else:
-            logits = self.model(x)
-        loss = self.loss(logits, y)
+        with autocast(cfg.train.precision):
+            if getattr(self.net, "needs_metadata", False):
+                metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
+                logits = self.model(x, self.net.metadata_spec.encode_batch(metas))
+            else:
+                logits = self.model(x)
+        loss = self.loss(logits.float(), y)
         if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
             sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
             loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))
