@@ -103,3 +103,42 @@ def test_dataset_weights_set_the_share_of_each_dataset() -> None:
     p = case_probabilities(cases, [0.7, 0.3])
     assert p[:9].sum() == pytest.approx(0.7) and p[9] == pytest.approx(0.3)
     np.testing.assert_allclose(case_probabilities(cases, []), 0.1)
+
+
+def test_thick_slices_average_each_slab_and_interpolate_back() -> None:
+    from mslesion.train.augment import thick_slices
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 4, 4, 40)).astype(np.float32)
+    np.testing.assert_allclose(thick_slices(image, 1.0, 0.0), image, atol=1e-5)  # 1 mm slices: nothing changes
+    np.testing.assert_allclose(thick_slices(np.full((1, 2, 2, 30), 3.0, np.float32), 4.4, 1.3), 3.0)
+    spike = np.zeros((1, 1, 1, 30), np.float32)
+    spike[..., 15] = 1.0
+    spread = thick_slices(spike, 5.0, 0.0)[0, 0, 0]
+    assert spread.max() < 0.25 and np.count_nonzero(spread > 1e-6) >= 8  # a 1 mm detail is smeared over 2 slices
+    assert spread.sum() == pytest.approx(1.0, abs=1e-5)  # and nothing is lost
+
+
+def test_thick_slice_augmentation_changes_image_never_label() -> None:
+    cfg = AugmentConfig(flip=0, affine=0, elastic=0, gamma=0, bias_field=0, noise=0, image_quality=0, modality_dropout=0, thick_slices=1.0)
+    transforms = make_transforms(cfg, n_channels=1)
+    item = {"image": np.random.default_rng(1).normal(size=(1, 16, 16, 16)).astype(np.float32),
+            "label": (np.random.default_rng(2).random((1, 16, 16, 16)) > 0.9).astype(np.float32)}
+    out = augment_batch(transforms, [item], seed=3)[0]
+    assert not np.allclose(out["image"], item["image"])
+    np.testing.assert_array_equal(out["label"], item["label"])
+
+
+def test_histogram_shift_is_monotone_per_channel_and_keeps_the_background_zero() -> None:
+    from mslesion.train.augment import histogram_shift
+
+    image = np.zeros((2, 10, 10, 10), np.float32)
+    image[:, 2:8, 2:8, 2:8] = np.random.default_rng(0).normal(size=(2, 6, 6, 6))
+    out = histogram_shift(image, np.random.RandomState(1))
+    assert np.all(out[image == 0] == 0)  # outside the brain stays 0
+    for c in range(2):
+        inside = image[c] != 0
+        order = np.argsort(image[c][inside])
+        assert np.all(np.diff(out[c][inside][order]) >= -1e-6)  # monotone: lesions stay brighter than white matter
+        assert out[c][inside].min() == pytest.approx(image[c][inside].min()) and out[c][inside].max() == pytest.approx(image[c][inside].max())
+    assert not np.allclose(out, image)

@@ -5,6 +5,16 @@ Hand-written (MONAI has no equivalent):
   at each draw one of Gaussian blur (sigma in [0.5, 1.75]), unsharp masking with the inverse
   of that blur (x + (x - blur(x))), or an axial mean filter of 1x1xsz voxels (sz in 2, 3, 4:
   thick-slice simulation); the label is unchanged.
+- `RandThickSlicesd`: a thick-slice acquisition resampled back to 1 mm, as a clinical 2D FLAIR
+  reaches the model (SynthSeg's resolution randomisation along one axis): each slice of
+  thickness t (uniform in [1.5, 6] mm, random offset) is the mean of the 1 mm voxels it covers,
+  and the 1 mm grid is linearly interpolated between slice centres. The axial mean filter above
+  only blurs; this also removes what lies between slices, as the raw ISBI FLAIR (4.4 mm) does.
+- `RandBrainHistogramShiftd`: MONAI's RandHistogramShift (a random monotone piecewise-linear
+  intensity curve) applied per channel to brain voxels only: MONAI's maps the background too,
+  and a brain whose outside is no longer 0 is never seen at inference. It changes the grey /
+  white matter / lesion contrast, which differs between scanners (on the raw ISBI FLAIR the
+  cortex is bright enough to be taken for lesions by a model trained on one scanner).
 - `RandModalityDropoutd`: zero whole input channels (never all of them, FLAIR kept when
   `keep_first`), so one model accepts any subset of its contrasts, FLAIR alone included.
 """
@@ -45,6 +55,52 @@ def axial_mean(image: np.ndarray, size: int) -> np.ndarray:
     if size % 2 == 0:
         weights[[0, -1]] = 0.5
     return ndimage.convolve1d(image, weights / weights.sum(), axis=-1, mode="nearest").astype(image.dtype)
+
+
+THICKNESS_RANGE_MM = (1.5, 6.0)
+
+
+def thick_slices(image: np.ndarray, thickness: float, offset: float) -> np.ndarray:
+    """(C, D, H, W) `image` (1 mm voxels) acquired in slices of `thickness` voxels along the last
+    axis, starting at `offset` in [0, thickness), then linearly interpolated back onto every voxel."""
+    n = image.shape[-1]
+    # Slice k covers [offset + (k-1) t, offset + k t): the box-profile mean of those voxels.
+    edges = offset - thickness + thickness * np.arange(int(np.ceil((n - offset) / thickness)) + 2)
+    centres = (edges[:-1] + edges[1:]) / 2 - 0.5
+    cumulative = np.concatenate([np.zeros((*image.shape[:-1], 1), image.dtype), np.cumsum(image, axis=-1)], axis=-1)
+
+    def integral(x: np.ndarray) -> np.ndarray:  # sum of the voxels in [0, x), linear inside a voxel
+        x = np.clip(x, 0, n)
+        lo = np.minimum(np.floor(x).astype(int), n - 1)
+        return cumulative[..., lo] + (x - lo) * (cumulative[..., lo + 1] - cumulative[..., lo])
+
+    lo_edge, hi_edge = np.clip(edges[:-1], 0, n), np.clip(edges[1:], 0, n)
+    width = np.maximum(hi_edge - lo_edge, 1e-6)
+    slices = (integral(hi_edge) - integral(lo_edge)) / width
+    voxel = np.arange(n)
+    k = np.clip(np.searchsorted(centres, voxel, side="right") - 1, 0, len(centres) - 2)
+    w = np.clip((voxel - centres[k]) / (centres[k + 1] - centres[k]), 0.0, 1.0)
+    return (slices[..., k] * (1 - w) + slices[..., k + 1] * w).astype(image.dtype)
+
+
+def histogram_shift(image: np.ndarray, rng: np.random.RandomState, n_points: int = 8) -> np.ndarray:
+    """Each channel's non-zero (brain) voxels through its own random monotone piecewise-linear curve
+    between their min and max (MONAI's control points: each inner point moved by up to half a step)."""
+    out = image.copy()
+    for c, channel in enumerate(image):
+        inside = channel != 0
+        if inside.sum() < 2:
+            continue
+        values = channel[inside]
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            continue
+        xp = np.linspace(lo, hi, n_points)
+        fp = xp.copy()
+        step = (hi - lo) / (n_points - 1)
+        fp[1:-1] += rng.uniform(-0.5, 0.5, n_points - 2) * step
+        out[c][inside] = np.interp(values, xp, np.sort(fp))
+    return out
 
 
 def _monai_base():
@@ -91,6 +147,28 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
                 d["image"] = blur(image, sigma) if kind == 0 else unsharp(image, sigma)
             return d
 
+    class RandThickSlicesd(RandImageTransformd):
+        """A thick-slice acquisition along the last axis, back on 1 mm (see module docstring)."""
+
+        def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+            d = dict(data)
+            self.randomize(None)
+            if not self._do_transform:
+                return d
+            thickness = float(self.R.uniform(*THICKNESS_RANGE_MM))
+            d["image"] = thick_slices(np.asarray(d["image"]), thickness, float(self.R.uniform(0, thickness)))
+            return d
+
+    class RandBrainHistogramShiftd(RandImageTransformd):
+        """A random intensity curve per channel, brain voxels only (see module docstring)."""
+
+        def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+            d = dict(data)
+            self.randomize(None)
+            if self._do_transform:
+                d["image"] = histogram_shift(np.asarray(d["image"]), self.R)
+            return d
+
     class RandModalityDropoutd(RandImageTransformd):
         """Zero a random non-empty subset of the channels other than the first (FLAIR)."""
 
@@ -122,6 +200,10 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
         )
     if cfg.image_quality > 0:
         steps.append(RandImageQualityd(cfg.image_quality))
+    if cfg.thick_slices > 0:
+        steps.append(RandThickSlicesd(cfg.thick_slices))
+    if cfg.histogram_shift > 0:
+        steps.append(RandBrainHistogramShiftd(cfg.histogram_shift))
     if cfg.gamma > 0:
         steps.append(RandAdjustContrastd(["image"], prob=cfg.gamma, gamma=(0.7, 1.5)))
     if cfg.bias_field > 0:

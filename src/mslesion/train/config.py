@@ -87,6 +87,8 @@ class AugmentConfig:
     noise: float = 0.2
     image_quality: float = 0.25
     modality_dropout: float = 0.3
+    histogram_shift: float = 0.0  # a random intensity curve per contrast, brain voxels only (train.augment)
+    thick_slices: float = 0.0  # a 1.5-6 mm slice acquisition resampled back to 1 mm (train.augment.thick_slices)
     # Share of patches centred on a real training lesion carved with its rim and pasted at a
     # real lesion position (CarveMix, Zhang et al. 2021; see train.carvemix).
     carvemix: float = 0.0
