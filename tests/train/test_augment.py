@@ -142,3 +142,13 @@ def test_histogram_shift_is_monotone_per_channel_and_keeps_the_background_zero()
         assert np.all(np.diff(out[c][inside][order]) >= -1e-6)  # monotone: lesions stay brighter than white matter
         assert out[c][inside].min() == pytest.approx(image[c][inside].min()) and out[c][inside].max() == pytest.approx(image[c][inside].max())
     assert not np.allclose(out, image)
+
+
+def test_transforms_pickle_so_dataloader_workers_can_use_them() -> None:
+    import pickle
+
+    cfg = AugmentConfig(thick_slices=0.5, histogram_shift=0.5, carvemix=0.0)
+    transforms = pickle.loads(pickle.dumps(make_transforms(cfg, n_channels=2)))
+    item = {"image": np.random.default_rng(1).normal(size=(2, 16, 16, 16)).astype(np.float32), "label": np.zeros((1, 16, 16, 16), np.float32)}
+    np.testing.assert_array_equal(augment_batch(transforms, [item], seed=5)[0]["image"],
+                                  augment_batch(make_transforms(cfg, n_channels=2), [item], seed=5)[0]["image"])

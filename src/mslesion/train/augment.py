@@ -25,6 +25,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
+from monai.transforms import MapTransform, RandomizableTransform
 from scipy import ndimage
 
 from mslesion.train.config import AugmentConfig
@@ -103,14 +104,77 @@ def histogram_shift(image: np.ndarray, rng: np.random.RandomState, n_points: int
     return out
 
 
-def _monai_base():
-    from monai.transforms import MapTransform, RandomizableTransform
+class RandImageTransformd(RandomizableTransform, MapTransform):
+    """A random transform of the 'image' entry only (labels untouched), applied with `prob`."""
 
-    return MapTransform, RandomizableTransform
+    def __init__(self, prob: float) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys=["image"])
+
+
+class RandImageQualityd(RandImageTransformd):
+    """DeepLesionBrain's image-quality augmentation on 'image' (see module docstring)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        kind = self.R.randint(3)
+        image = np.asarray(d["image"])
+        if kind == 2:
+            d["image"] = axial_mean(image, int(self.R.choice(AXIAL_SIZES)))
+        else:
+            sigma = float(self.R.uniform(*BLUR_SIGMA_RANGE))
+            d["image"] = blur(image, sigma) if kind == 0 else unsharp(image, sigma)
+        return d
+
+
+class RandThickSlicesd(RandImageTransformd):
+    """A thick-slice acquisition along the last axis, back on 1 mm (see module docstring)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        thickness = float(self.R.uniform(*THICKNESS_RANGE_MM))
+        d["image"] = thick_slices(np.asarray(d["image"]), thickness, float(self.R.uniform(0, thickness)))
+        return d
+
+
+class RandBrainHistogramShiftd(RandImageTransformd):
+    """A random intensity curve per channel, brain voxels only (see module docstring)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if self._do_transform:
+            d["image"] = histogram_shift(np.asarray(d["image"]), self.R)
+        return d
+
+
+class RandModalityDropoutd(RandImageTransformd):
+    """Zero a random non-empty subset of the channels other than the first (FLAIR)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        image = np.asarray(d["image"])
+        if not self._do_transform or image.shape[0] < 2:
+            return d
+        drop = self.R.rand(image.shape[0] - 1) < 0.5
+        if not drop.any():
+            drop[self.R.randint(len(drop))] = True
+        image = image.copy()
+        image[1:][drop] = 0.0
+        d["image"] = image
+        return d
 
 
 def make_transforms(cfg: AugmentConfig, n_channels: int):
-    """A MONAI Compose over {'image', 'label'} dicts of numpy (C, D, H, W) patches."""
+    """A MONAI Compose over {'image', 'label'} dicts of numpy (C, D, H, W) patches (picklable, so
+    DataLoader worker processes can run it)."""
     from monai.transforms import (
         Compose,
         RandAdjustContrastd,
@@ -120,71 +184,6 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
         RandGaussianNoised,
         Rand3DElasticd,
     )
-
-    MapTransform, RandomizableTransform = _monai_base()
-
-    class RandImageTransformd(RandomizableTransform, MapTransform):
-        """A random transform of the 'image' entry only (labels untouched), applied with `prob`."""
-
-        def __init__(self, prob: float) -> None:
-            RandomizableTransform.__init__(self, prob)
-            MapTransform.__init__(self, keys=["image"])
-
-    class RandImageQualityd(RandImageTransformd):
-        """DeepLesionBrain's image-quality augmentation on 'image' (see module docstring)."""
-
-        def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-            d = dict(data)
-            self.randomize(None)
-            if not self._do_transform:
-                return d
-            kind = self.R.randint(3)
-            image = np.asarray(d["image"])
-            if kind == 2:
-                d["image"] = axial_mean(image, int(self.R.choice(AXIAL_SIZES)))
-            else:
-                sigma = float(self.R.uniform(*BLUR_SIGMA_RANGE))
-                d["image"] = blur(image, sigma) if kind == 0 else unsharp(image, sigma)
-            return d
-
-    class RandThickSlicesd(RandImageTransformd):
-        """A thick-slice acquisition along the last axis, back on 1 mm (see module docstring)."""
-
-        def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-            d = dict(data)
-            self.randomize(None)
-            if not self._do_transform:
-                return d
-            thickness = float(self.R.uniform(*THICKNESS_RANGE_MM))
-            d["image"] = thick_slices(np.asarray(d["image"]), thickness, float(self.R.uniform(0, thickness)))
-            return d
-
-    class RandBrainHistogramShiftd(RandImageTransformd):
-        """A random intensity curve per channel, brain voxels only (see module docstring)."""
-
-        def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-            d = dict(data)
-            self.randomize(None)
-            if self._do_transform:
-                d["image"] = histogram_shift(np.asarray(d["image"]), self.R)
-            return d
-
-    class RandModalityDropoutd(RandImageTransformd):
-        """Zero a random non-empty subset of the channels other than the first (FLAIR)."""
-
-        def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-            d = dict(data)
-            self.randomize(None)
-            image = np.asarray(d["image"])
-            if not self._do_transform or image.shape[0] < 2:
-                return d
-            drop = self.R.rand(image.shape[0] - 1) < 0.5
-            if not drop.any():
-                drop[self.R.randint(len(drop))] = True
-            image = image.copy()
-            image[1:][drop] = 0.0
-            d["image"] = image
-            return d
 
     keys = ["image", "label"]
     steps = [RandFlipd(keys, prob=cfg.flip, spatial_axis=axis) for axis in range(3)] if cfg.flip > 0 else []
