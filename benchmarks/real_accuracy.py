@@ -253,6 +253,7 @@ def recipe_line(r: dict) -> str:
             cells.append(f"{np.mean([x[key] for x in rows]):.2f} ({each})")
     i = r["isbi"]
     cells.append(f"{i['rater1']['dice']:.2f} / {i['rater2']['dice']:.2f}")
+    cells.append(f"{selection_score(r):.3f}")
     return "| " + " | ".join(cells) + " |"
 
 
@@ -262,10 +263,11 @@ def write_table(results: list[dict], shipped: dict | None) -> None:
     head = ["recipe", "train min, 2 folds (steps)", "postprocessing (chosen on LOO)"]
     for inputs in INPUTS:
         head += [f"{inputs} Dice", f"{inputs} F1", f"{inputs} lesion sens.", f"{inputs} lesion PPV"]
-    head.append("ISBI raw FLAIR Dice (rater 1 / 2)")
+    head += ["ISBI raw FLAIR Dice (rater 1 / 2)", "selection score"]
     lines = ["# Real accuracy: leave-one-out on the two Lesjak cases, ISBI raw FLAIR as an unseen scanner", "",
              "Written by `benchmarks/real_accuracy.py`. Cells: mean of the two folds (train p19 -> test p07 / train p07 -> test p19).",
-             "F1, sensitivity and PPV are MSSEG-2's lesion-wise (Anima) metrics. ISBI: the fold model trained on patient19, raw FLAIR through `segment`.", "",
+             "F1, sensitivity and PPV are MSSEG-2's lesion-wise (Anima) metrics. ISBI: the fold model trained on patient19, raw FLAIR through `segment`.",
+             "Selection score (how `--ship best` ranks): mean of the leave-one-out (Dice + F1) / 2 and the ISBI Dice averaged over both raters.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [recipe_line(r) for r in results]
     lines += ["", "## What each lesion-level filter buys (leave-one-out, both folds and both input sets pooled)", "",
@@ -285,16 +287,24 @@ def write_table(results: list[dict], shipped: dict | None) -> None:
     print("\n".join(lines))
 
 
+def selection_score(result: dict) -> float:
+    """How `--ship best` ranks recipes, as issue 13 asks (leave-one-out plus the unseen scanner):
+    the mean of the leave-one-out score ((Dice + lesion F1) / 2, both folds and input sets) and
+    the ISBI Dice averaged over its two raters."""
+    isbi_dice = (result["isbi"]["rater1"]["dice"] + result["isbi"]["rater2"]["dice"]) / 2
+    return round((result["postprocessing"]["score"] + isbi_dice) / 2, 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="+", type=Path)
-    parser.add_argument("--ship", help="train this recipe (a path, or `best`: the highest leave-one-out score) on both real cases and install it as `default`")
+    parser.add_argument("--ship", help="train this recipe (a path, or `best`: see selection_score) on both real cases and install it as `default`")
     args = parser.parse_args()
     results = [evaluate_recipe(r.resolve()) for r in args.recipes]
     shipped = None
     if args.ship:
         if args.ship == "best":
-            chosen = max(results, key=lambda r: r["postprocessing"]["score"])
+            chosen = max(results, key=selection_score)
         else:
             chosen = next(r for r in results if Path(r["recipe"]).stem == Path(args.ship).stem)
         shipped = ship(chosen)
