@@ -196,7 +196,7 @@ def detect_new_lesions(
         "inputs": {f"{visit}_{name}": {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]}
                    for visit, vols in (("baseline", bl_volumes), ("followup", fu_volumes)) for name, v in vols.items()},
         "preprocessing": None if pair is None else {"reason": reason or "requested", **pair.qc},
-        "warnings": warnings,
+        "warnings": [w for vols in (bl_volumes, fu_volumes) for v in vols.values() for w in v.warnings] + warnings,  # logged on loading
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }

@@ -281,7 +281,7 @@ def segment(
         "brain_mask": str(brain_mask) if not brain_computed else ("computed (template + intensity)" if pre else "computed (non-zero FLAIR)"),
         "preprocessing": None if pre is None else {"reason": reason or "requested", **pre.qc},
         "resampled_to_model_spacing_mm": None if grid is None else list(card.spacing_mm),
-        "warnings": warnings,
+        "warnings": [w for v in volumes.values() for w in v.warnings] + warnings,  # the inputs' were logged on loading
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }
