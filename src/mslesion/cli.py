@@ -258,11 +258,13 @@ def preprocess(
     brain_extraction: Annotated[str, typer.Option(help=BRAIN_EXTRACTION_HELP)] = "hdbet",
 ) -> None:
     """Preprocess raw scans: reorient, N4, register (contrasts to FLAIR, FLAIR to MNI), brain mask, resample."""
+    from mslesion.io.outdir import prepare_out
     from mslesion.preprocess.export import Space, write_preprocessed
     from mslesion.preprocess.raw import preprocess_raw
 
     if space not in {s.value for s in Space}:
         raise InputError(None, f"--space must be one of {[s.value for s in Space]}, not {space!r}")
+    prepare_out(out)  # a foreign or unwritable folder fails before the work
     result = preprocess_raw(_contrast_images(flair, t1, t2, pd), brain_extraction=brain_extraction)
     write_preprocessed(result, out, space)  # warnings were logged by preprocess_raw
     typer.echo(f"brain {result.qc['brain_volume_ml']:.0f} mL, MNI NMI {result.qc['mni_registration']['nmi']:.3f} -> {out}")
