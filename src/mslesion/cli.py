@@ -51,11 +51,14 @@ def evaluate(
     connectivity: Annotated[int, typer.Option(help="Lesion connectivity for ISBI lesion-wise metrics: 6, 18 or 26.")] = 26,
     task: Annotated[str, typer.Option(help="'lesions' (all metrics) or 'new-lesions' (the MSSEG-2 table).")] = "lesions",
     empty_dice: Annotated[str, typer.Option(help="Dice when both masks are empty: 'nan' or 'one'.")] = "nan",
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Binarise --pred probability maps at value > this (without it, --pred must hold only 0 and 1).")
+    ] = None,
 ) -> None:
     """Compare predicted lesion masks with references; write metrics.csv and summary.json."""
     from mslesion.evaluate.runner import run_evaluation
 
-    summary_text = run_evaluation(pred, ref, out, connectivity=connectivity, task=task, empty_dice=empty_dice)
+    summary_text = run_evaluation(pred, ref, out, connectivity=connectivity, task=task, empty_dice=empty_dice, threshold=threshold)
     typer.echo(summary_text)
 
 
