@@ -15,7 +15,7 @@ TINY_PARAMS = {"features": [4, 4, 8, 8, 16, 4]}
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight FLAIR-only U-Net with 16^3 patches (never used to segment a full brain)."""
+    """A random-weight FLAIR-only U-Net with 32^3 patches (never used to segment a full brain)."""
     import torch
 
     from mslesion.models.registry import build_network
@@ -23,7 +23,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     net = build_network("unet", 1, TINY_PARAMS)
-    card = ModelCard(architecture="unet", contrasts=["FLAIR"], params=TINY_PARAMS, patch_size=(16, 16, 16))
+    card = ModelCard(architecture="unet", contrasts=["FLAIR"], params=TINY_PARAMS, patch_size=(32, 32, 32))
     return save_model(net.state_dict(), card, tmp_path_factory.mktemp("models") / "tiny")
 
 
@@ -34,11 +34,6 @@ def ready_scan(tmp_path: Path, nifti_writer) -> Path:
     brain = np.linalg.norm(grid - 11.5, axis=-1) < 10
     flair = (np.random.default_rng(0).normal(100, 5, brain.shape) * brain).astype(np.float32)
     return nifti_writer(tmp_path / "in" / "flair.nii.gz", flair)
-
-
-def visible(folder: Path) -> list[str]:
-    """Names in `folder` (none when it does not exist)."""
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 @pytest.fixture

@@ -51,8 +51,8 @@ def _remove(path: Path) -> None:
 def prepare_out(out: Path) -> None:
     """Create or claim the output folder now, so a wrong or unwritable one fails before any work.
 
-    Refuses a folder holding anything but a previous mslesion run (or a killed run's
-    staging folder, which is removed here).
+    Refuses a folder holding anything but a previous mslesion run or what a killed run
+    left (its staging folder, removed here with any file it had half published).
     """
     if out.exists() and not out.is_dir():
         raise InputError(out, "is a file; the output must be a folder (new, empty, or a previous mslesion output)")
@@ -62,11 +62,16 @@ def prepare_out(out: Path) -> None:
     except OSError as exc:
         raise InputError(out, f"cannot write the output folder ({exc.strerror or exc.__class__.__name__})") from None
     leftovers = [p for p in entries if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
-    if len(entries) > len(leftovers) and not leftovers and not is_mslesion_run(out):
+    recorded = is_mslesion_run(out)
+    if entries and not leftovers and not recorded:
         raise InputError(out, "output folder is not empty and holds no previous mslesion run (no summary.json); choose a new or empty folder")
-    for staging in leftovers:  # a run killed before publishing: its files were never in place
-        shutil.rmtree(staging, ignore_errors=True)
-        logger.info("removed %s left by an interrupted run", staging)
+    if leftovers:  # a killed run; with no record, the other files are its half-published ones, so they go too
+        for path in leftovers if recorded else entries:
+            try:
+                _remove(path)
+            except OSError as exc:
+                raise InputError(path, f"cannot remove what an interrupted run left ({exc.strerror or type(exc).__name__})") from None
+        logger.info("removed what an interrupted run left in %s", out)
     try:
         probe = out / f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
         probe.touch()
