@@ -107,3 +107,24 @@ def test_masks_keep_integers_and_large_float32_values_pass(tmp_path: Path) -> No
     assert mask.array.dtype == np.uint8
     big = load_volume(_image(tmp_path / "b.nii.gz", np.full((4, 4, 4), 1e38))).validate()  # float64, fits float32
     assert big.array.dtype == np.float32 and np.isfinite(big.array).all()
+
+
+@pytest.mark.parametrize("name", ["short.nii", "short.nii.gz"])
+def test_file_shorter_than_its_header_claims_fails_before_reading(name: str, tmp_path: Path) -> None:
+    bad = _header_only(tmp_path / name, (640, 640, 640))  # 1 GiB claimed, under the size limits, a few bytes held
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="the header claims 1048576000 bytes"):
+            load_volume(bad).validate()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+
+
+def test_multi_member_gzip_is_read(tmp_path: Path) -> None:
+    plain = _image(tmp_path / "a.nii", np.arange(512, dtype=np.float32).reshape(8, 8, 8))
+    raw = plain.read_bytes()
+    two = tmp_path / "two.nii.gz"
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))  # trailer: the last member's size only
+    assert load_volume(two).array[7, 7, 7] == 511

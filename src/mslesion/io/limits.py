@@ -8,6 +8,10 @@ after the cast, so they can never turn into a NaN probability map.
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from pathlib import Path
+
 import numpy as np
 
 from mslesion.errors import InputError
@@ -30,6 +34,30 @@ def check_shape(shape: tuple[int, ...], itemsize: int, path: object) -> None:
         raise InputError(path, f"image of shape {tuple(shape)} is too large (limit {MAX_AXIS} voxels per axis and {MAX_VOXELS // 2**20}M voxels in all)")
     if voxels * itemsize > MAX_DATA_BYTES:
         raise InputError(path, f"voxel data of {voxels * itemsize / 2**30:.1f} GiB is too large (limit {MAX_DATA_BYTES / 2**30:.0f} GiB)")
+
+
+def check_data_size(path: Path, needed: int) -> None:
+    """Refuse a file too short for the voxel data its header claims, without allocating that much.
+
+    Plain files: their size. Gzip files: the trailer's uncompressed size, and when that is
+    short (or the file is multi-member), a streaming count in 1 MiB chunks.
+    """
+    if not path.name.lower().endswith(".gz"):
+        held = path.stat().st_size
+    else:
+        with path.open("rb") as fh:
+            fh.seek(max(path.stat().st_size - 4, 0))
+            if int.from_bytes(fh.read(4), "little") >= needed:  # needed < 4 GiB: no wrap-around
+                return
+        held = 0
+        try:
+            with gzip.open(path, "rb") as gz:
+                while held < needed and (chunk := gz.read(min(2**20, needed - held))):
+                    held += len(chunk)
+        except (OSError, EOFError, zlib.error):
+            pass  # a broken stream: `held` is what could be read
+    if held < needed:
+        raise InputError(path, f"truncated or corrupt image data (the header claims {needed} bytes, the file holds {held})")
 
 
 def check_dtype(dtype: np.dtype, path: object) -> None:

@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from mslesion.errors import InputError
-from mslesion.io.limits import check_dtype, check_shape, check_spacing, finite_float32
+from mslesion.io.limits import check_data_size, check_dtype, check_shape, check_spacing, finite_float32
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ def load_volume(path: str | Path) -> Volume:
     dtype = img.get_data_dtype()
     check_dtype(dtype, path)
     check_shape(shape, dtype.itemsize, path)
+    check_data_size(path, int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize)
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(path, "has an invalid (singular or non-finite) affine")
