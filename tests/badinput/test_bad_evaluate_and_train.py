@@ -1,4 +1,5 @@
-"""`evaluate` given a probability map as --pred, and a training whose loss diverges: one line, exit 2, nothing written."""
+"""`evaluate`/`compare` inputs (a probability map as --pred, a file as --out, a non-numeric score) and a
+training whose loss diverges: one line, exit 2, nothing written."""
 
 from __future__ import annotations
 
@@ -41,6 +42,22 @@ def test_threshold_out_of_range_is_refused(tmp_path: Path, nifti_writer, refused
     ref, prob, _ = _masks(tmp_path, nifti_writer)
     refused(["evaluate", "--pred", prob, "--ref", ref, "--out", tmp_path / "ev", "--threshold", "1.5"], "--threshold")
     assert not (tmp_path / "ev").exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path: Path, nifti_writer, refused) -> None:
+    ref, _, mask = _masks(tmp_path, nifti_writer)
+    out = tmp_path / "metrics.txt"
+    out.write_text("mine")
+    refused(["evaluate", "--pred", mask, "--ref", ref, "--out", out], out, message="is a file")
+    assert out.read_text() == "mine"
+
+
+def test_compare_with_a_non_numeric_score_is_refused(tmp_path: Path, refused) -> None:
+    good, bad = tmp_path / "a.csv", tmp_path / "b.csv"
+    good.write_text("case_id,dice\nc1,0.5\nc2,0.6\n")
+    bad.write_text("case_id,dice\nc1,0.4\nc2,high\n")
+    refused(["compare", good, bad, "--out", tmp_path / "w.json"], bad, message="not a number")
+    assert not (tmp_path / "w.json").exists()
 
 
 def test_diverging_training_stops_without_a_model(tmp_path: Path, tiny_dataset: Path, refused, monkeypatch: pytest.MonkeyPatch) -> None:

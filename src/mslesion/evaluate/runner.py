@@ -112,6 +112,8 @@ def run_evaluation(
     """Evaluate predictions against references, write metrics.csv and summary.json, return the printed table."""
     if task not in ("lesions", "new-lesions"):
         raise InputError(None, f"--task must be 'lesions' or 'new-lesions', not {task!r}")
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "is a file; --out must be a folder")
     pairs = pair_by_case_id(collect_masks(pred), collect_masks(ref))
     rows, summary = evaluate_pairs(pairs, connectivity=connectivity, empty_dice=empty_dice, threshold=threshold)
     summary["task"] = task
@@ -131,7 +133,14 @@ def _read_scores(path: Path, metric: str) -> dict[str, float]:
             raise InputError(path, "not a metrics.csv (no case_id column)")
         if metric not in reader.fieldnames:
             raise InputError(path, f"no column {metric!r}")
-        return {row["case_id"]: float(row[metric]) if row[metric] not in ("", "nan") else math.nan for row in reader}
+        scores = {}
+        for row in reader:
+            value = row[metric]
+            try:
+                scores[row["case_id"]] = math.nan if value in ("", "nan", None) else float(value)
+            except ValueError:
+                raise InputError(path, f"{metric} of case {row['case_id']} is not a number ({value!r})") from None
+        return scores
 
 
 def run_comparison(a: Path, b: Path, metric: str = "dice", out: Path | None = None) -> str:
