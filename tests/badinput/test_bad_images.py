@@ -70,6 +70,7 @@ BAD_IMAGES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "voxel_0.01mm": (lambda p: _image(p, np.ones((8, 8, 8), np.float32), np.diag([0.01, 1.0, 1.0, 1.0])), "voxel size"),
     "four_d": (lambda p: _image(p, np.ones((8, 8, 8, 3), np.float32)), "3D image is needed"),
     "truncated_gzip": (_truncated, "truncated or corrupt"),
+    "five_cubed_raw": (lambda p: _image(p, np.random.default_rng(0).normal(100, 10, (5, 5, 5)).astype(np.float32)), "too small for a head scan"),
 }
 
 
