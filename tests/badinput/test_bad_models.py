@@ -36,6 +36,8 @@ BAD_CARDS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "spacing_zero": (lambda c: c.update(spacing_mm=[0, 1, 1]), "spacing_mm"),
     "contrasts_empty": (lambda c: c.update(contrasts=[]), "contrasts"),
     "normalisation_unknown": (lambda c: c.update(normalisation="minmax"), "normalisation"),
+    "normalisation_list": (lambda c: c.update(normalisation=["zscore_brain"]), "normalisation"),
+    "contrasts_not_names": (lambda c: c.update(contrasts=[1, {"a": 2}]), "contrasts"),
     "params_unknown": (lambda c: c["params"].update(widths=[1, 2]), "params"),
     "unknown_field": (lambda c: c.update(colour="blue"), "invalid model card"),
     "not_an_object": (lambda c: [c], "not a JSON object"),

@@ -89,7 +89,7 @@ def check_card(card: ModelCard, source: Path) -> None:
     for name in ("params", "training", "nyul"):
         if not isinstance(getattr(card, name), dict):
             raise InputError(source, f"invalid model card: {name} must be a JSON object")
-    if card.normalisation not in {n.value for n in Normalisation}:
+    if not isinstance(card.normalisation, str) or card.normalisation not in {n.value for n in Normalisation}:
         raise InputError(source, f"invalid model card: normalisation must be one of {[n.value for n in Normalisation]}, not {card.normalisation!r}")
     _triple(card.patch_size, "patch_size", 1, 1024, source, integer=True)
     _triple(card.spacing_mm, "spacing_mm", *SPACING_REFUSE_MM, source)
