@@ -267,8 +267,9 @@ def preprocess(
 
     if space not in {s.value for s in Space}:
         raise InputError(None, f"--space must be one of {[s.value for s in Space]}, not {space!r}")
-    prepare_out(out)  # a foreign or unwritable folder fails before the work
-    result = preprocess_raw(_contrast_images(flair, t1, t2, pd), brain_extraction=brain_extraction)
+    images = _contrast_images(flair, t1, t2, pd)
+    prepare_out(out, images.values())  # a foreign or unwritable folder fails before the work
+    result = preprocess_raw(images, brain_extraction=brain_extraction)
     write_preprocessed(result, out, space)  # warnings were logged by preprocess_raw
     typer.echo(f"brain {result.qc['brain_volume_ml']:.0f} mL, MNI NMI {result.qc['mni_registration']['nmi']:.3f} -> {out}")
 

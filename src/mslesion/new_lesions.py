@@ -148,7 +148,7 @@ def detect_new_lesions(
     reason = pair_preprocessing_reason(bl_volumes, fu_volumes, method.spacing_mm)
     if preprocess == "no" and reason is not None:
         raise InputError(fu_flair.path, f"{reason}; co-register and skull-strip both visits first, or use --preprocess auto")
-    prepare_out(out)
+    prepare_out(out, [*baseline.values(), *followup.values(), method.path])
     warnings: list[str] = []
     pair = None
     if preprocess == "yes" or reason is not None:

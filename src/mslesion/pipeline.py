@@ -195,7 +195,7 @@ def segment(
 
         if pre is None:
             check_grid(net, flair)
-    prepare_out(out)
+    prepare_out(out, [*images.values(), brain_mask, model_dir])
     missing = [c for c in card.contrasts if c not in volumes]
     # A model trained with modality dropout expects missing contrasts; others get a warning.
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
@@ -252,7 +252,7 @@ def segment(
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }
-    prepare_out(out)
+    prepare_out(out, [*images.values(), brain_mask, model_dir])
     with staged_output(out) as staging:
         save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
         save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)

@@ -60,6 +60,14 @@ def test_foreign_folder_is_refused_by_preprocess_before_the_work(tmp_path: Path,
     assert visible(out) == ["data.csv"]
 
 
+def test_an_input_inside_a_previous_run_is_refused_not_deleted(tmp_path: Path, tiny_model: Path, ready_scan: Path, refused) -> None:
+    out = _old_run(tmp_path / "out")
+    flair = out / "flair.nii.gz"
+    flair.write_bytes(ready_scan.read_bytes())
+    refused(["segment", "--flair", flair, "--out", out, "--model", tiny_model], flair, message="lies inside the output folder")
+    assert flair.read_bytes() == ready_scan.read_bytes() and (out / "brain_mask.nii.gz").is_file()
+
+
 def test_previous_run_is_replaced_whole(tmp_path: Path) -> None:
     out = _old_run(tmp_path / "out")
     _publish(out)

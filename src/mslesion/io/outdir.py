@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,12 +48,17 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def prepare_out(out: Path) -> None:
+def prepare_out(out: Path, inputs: Iterable[Path | None] = ()) -> None:
     """Create or claim the output folder now, so a wrong or unwritable one fails before any work.
 
     Refuses a folder holding anything but a previous mslesion run or what a killed run
-    left (its staging folder, removed here with any file it had half published).
+    left (its staging folder, removed here with any file it had half published), and one
+    holding any of `inputs` (images, masks, the model), which replacing the run would delete.
     """
+    root = out.resolve()
+    for path in (Path(p) for p in inputs if p is not None):
+        if root == path.resolve() or root in path.resolve().parents:
+            raise InputError(path, f"lies inside the output folder {out}, which each run replaces whole; choose another --out")
     if out.exists() and not out.is_dir():
         raise InputError(out, "is a file; the output must be a folder (new, empty, or a previous mslesion output)")
     try:
