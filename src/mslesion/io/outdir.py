@@ -92,7 +92,10 @@ def staged_output(out: Path) -> Iterator[Path]:
     staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     try:
         yield staging
-        publish_staged(staging, out)
+        try:
+            publish_staged(staging, out)
+        except OSError as exc:
+            raise InputError(out, f"cannot replace the previous run's files ({exc.strerror or type(exc).__name__})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
