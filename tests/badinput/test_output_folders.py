@@ -76,15 +76,34 @@ def test_previous_run_is_replaced_whole(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["mslesion_version"] == __version__
 
 
-def test_killed_run_staging_is_removed_and_the_folder_claimed(tmp_path: Path) -> None:
+def test_run_killed_while_publishing_into_a_new_folder_is_cleaned(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    (out / ".staging-0badc0de").mkdir(parents=True)  # killed before its first publish: no summary yet
+    staging = out / ".staging-0badc0de"
+    staging.mkdir(parents=True)  # killed mid-publish: the record, moved last, is still in staging
+    (staging / "summary.json").write_text(json.dumps({"mslesion_version": __version__}))
     (out / "lesion_mask.nii.gz").write_bytes(b"moved before the kill")
     prepare_out(out)
     assert visible(out) == []  # its half-published files went with it
-    prepare_out(out)  # claimed: the next call (segment makes two) still accepts it
+    prepare_out(out)
     _publish(out)
     assert visible(out) == ["lesion_mask.nii.gz", "summary.json"]
+
+
+def test_run_killed_before_publishing_leaves_only_its_staging(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / ".staging-0badc0de").mkdir(parents=True)
+    (out / ".staging-0badc0de" / "lesion_mask.nii.gz").write_bytes(b"half written")
+    prepare_out(out)
+    assert visible(out) == []
+
+
+def test_a_staging_like_folder_does_not_make_a_foreign_folder_ours(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / ".staging-0badc0de").mkdir(parents=True)  # no record in it: not a half-published run
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(InputError, match="holds no previous mslesion run"):
+        prepare_out(out)
+    assert visible(out) == [".staging-0badc0de", "thesis.tex"]
 
 
 def test_a_failing_run_leaves_the_previous_one_untouched(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 RUN_RECORDS = ("summary.json", "qc.json")  # what a finished run writes; moved into place last
 STAGING_PREFIX = ".staging-"
+STAGING_NAME = re.compile(r"\.staging-[0-9a-f]{8}")  # exactly what `staged_output` names them
 PROBE_PREFIX = ".write-test-"
 
 
@@ -52,7 +54,7 @@ def prepare_out(out: Path, inputs: Iterable[Path | None] = ()) -> None:
     """Create or claim the output folder now, so a wrong or unwritable one fails before any work.
 
     Refuses a folder holding anything but a previous mslesion run or what a killed run
-    left (its staging folder, removed here with any file it had half published), and one
+    left (its staging folder, removed here, with the files it had half published), and one
     holding any of `inputs` (images, masks, the model), which replacing the run would delete.
     """
     root = out.resolve()
@@ -66,16 +68,19 @@ def prepare_out(out: Path, inputs: Iterable[Path | None] = ()) -> None:
         entries = [p for p in out.iterdir() if not p.name.startswith(PROBE_PREFIX)]
     except OSError as exc:
         raise InputError(out, f"cannot write the output folder ({exc.strerror or exc.__class__.__name__})") from None
-    leftovers = [p for p in entries if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
+    leftovers = [p for p in entries if STAGING_NAME.fullmatch(p.name) and p.is_dir()]
+    others = [p for p in entries if p not in leftovers]
     recorded = is_mslesion_run(out)
-    if entries and not leftovers and not recorded:
+    # Killed while publishing into a new folder: the record, moved last, is still in staging.
+    half_published = not recorded and any(is_mslesion_run(p) for p in leftovers)
+    if others and not recorded and not half_published:
         raise InputError(out, "output folder is not empty and holds no previous mslesion run (no summary.json); choose a new or empty folder")
-    if leftovers:  # a killed run; with no record, the other files are its half-published ones, so they go too
-        for path in leftovers if recorded else entries:
-            try:
-                _remove(path)
-            except OSError as exc:
-                raise InputError(path, f"cannot remove what an interrupted run left ({exc.strerror or type(exc).__name__})") from None
+    for path in leftovers + (others if half_published else []):  # what a killed run left
+        try:
+            _remove(path)
+        except OSError as exc:
+            raise InputError(path, f"cannot remove what an interrupted run left ({exc.strerror or type(exc).__name__})") from None
+    if leftovers:
         logger.info("removed what an interrupted run left in %s", out)
     try:
         probe = out / f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
@@ -103,8 +108,8 @@ def staged_output(out: Path) -> Iterator[Path]:
 def publish_staged(staging: Path, out: Path) -> None:
     """Replace the run in `out` by the staged files: stale ones go, each move is an atomic rename.
 
-    The record (summary.json / qc.json) moves last, so at every moment `out` holds either
-    a record or the staging folder, and a run killed halfway is still recognised as ours.
+    The record (summary.json / qc.json) moves last, so at every moment `out` holds a record,
+    its own or the staging folder's, and a run killed halfway is still recognised as ours.
     """
     staged = {item.name for item in staging.iterdir()}
     for item in out.iterdir():
