@@ -63,7 +63,7 @@ def test_compare_with_a_non_numeric_score_is_refused(tmp_path: Path, refused) ->
 def test_diverging_training_stops_without_a_model(tmp_path: Path, tiny_dataset: Path, refused, monkeypatch: pytest.MonkeyPatch) -> None:
     import mslesion.losses
 
-    def diverged(name: str, **params):  # noqa: ANN202 - stands in for make_loss
+    def diverged(name: str, **params):
         return lambda logits, target: logits.mean() * float("inf")
 
     monkeypatch.setattr(mslesion.losses, "make_loss", diverged)

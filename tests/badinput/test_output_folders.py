@@ -110,11 +110,10 @@ def test_a_failing_run_leaves_the_previous_one_untouched(tmp_path: Path) -> None
     out = _old_run(tmp_path / "out")
     prepare_out(out)  # removes the killed run's staging
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(InputError):
-        with staged_output(out) as staging:
-            staging.mkdir()
-            (staging / "lesion_mask.nii.gz").write_bytes(b"new")
-            raise InputError(None, "failed halfway")
+    with pytest.raises(InputError), staged_output(out) as staging:
+        staging.mkdir()
+        (staging / "lesion_mask.nii.gz").write_bytes(b"new")
+        raise InputError(None, "failed halfway")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 

@@ -18,7 +18,13 @@ import nibabel as nib
 import numpy as np
 
 from mslesion.errors import InputError
-from mslesion.io.limits import check_data_size, check_dtype, check_shape, check_spacing, finite_float32
+from mslesion.io.limits import (
+    check_data_size,
+    check_dtype,
+    check_shape,
+    check_spacing,
+    finite_float32,
+)
 
 logger = logging.getLogger(__name__)
 
