@@ -51,11 +51,14 @@ def evaluate(
     connectivity: Annotated[int, typer.Option(help="Lesion connectivity for ISBI lesion-wise metrics: 6, 18 or 26.")] = 26,
     task: Annotated[str, typer.Option(help="'lesions' (all metrics) or 'new-lesions' (the MSSEG-2 table).")] = "lesions",
     empty_dice: Annotated[str, typer.Option(help="Dice when both masks are empty: 'nan' or 'one'.")] = "nan",
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Binarise --pred probability maps at value > this (without it, --pred must hold only 0 and 1).")
+    ] = None,
 ) -> None:
     """Compare predicted lesion masks with references; write metrics.csv and summary.json."""
     from mslesion.evaluate.runner import run_evaluation
 
-    summary_text = run_evaluation(pred, ref, out, connectivity=connectivity, task=task, empty_dice=empty_dice)
+    summary_text = run_evaluation(pred, ref, out, connectivity=connectivity, task=task, empty_dice=empty_dice, threshold=threshold)
     typer.echo(summary_text)
 
 
@@ -258,12 +261,15 @@ def preprocess(
     brain_extraction: Annotated[str, typer.Option(help=BRAIN_EXTRACTION_HELP)] = "hdbet",
 ) -> None:
     """Preprocess raw scans: reorient, N4, register (contrasts to FLAIR, FLAIR to MNI), brain mask, resample."""
+    from mslesion.io.outdir import prepare_out
     from mslesion.preprocess.export import Space, write_preprocessed
     from mslesion.preprocess.raw import preprocess_raw
 
     if space not in {s.value for s in Space}:
         raise InputError(None, f"--space must be one of {[s.value for s in Space]}, not {space!r}")
-    result = preprocess_raw(_contrast_images(flair, t1, t2, pd), brain_extraction=brain_extraction)
+    images = _contrast_images(flair, t1, t2, pd)
+    prepare_out(out, images.values())  # a foreign or unwritable folder fails before the work
+    result = preprocess_raw(images, brain_extraction=brain_extraction)
     write_preprocessed(result, out, space)  # warnings were logged by preprocess_raw
     typer.echo(f"brain {result.qc['brain_volume_ml']:.0f} mL, MNI NMI {result.qc['mni_registration']['nmi']:.3f} -> {out}")
 

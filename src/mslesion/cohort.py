@@ -116,6 +116,8 @@ def segment_dataset(bids_dir: str | Path, out: str | Path, model: str | Path = "
     resolve_model(model)  # a missing model fails once, before any session
     cases = read_bids(bids_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob(".work-*"):  # scratch of a killed run: its session never got a sidecar
+        shutil.rmtree(leftover, ignore_errors=True)
     write_description(out, bids_dir)
     result = CohortResult()
     rows = []

@@ -21,9 +21,10 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
+from mslesion.io.outdir import prepare_out, staged_output
 from mslesion.io.volume import Volume, load_volume, save_like
 from mslesion.preprocess.raw import CONTRASTS as VISIT_CONTRASTS  # each visit: what the single-visit pipeline takes
-from mslesion.pipeline import PREPROCESS_MODES, brain_from_images, prepare_out, resolve_model, staged_output
+from mslesion.pipeline import PREPROCESS_MODES, brain_from_images, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def detect_new_lesions(
     reason = pair_preprocessing_reason(bl_volumes, fu_volumes, method.spacing_mm)
     if preprocess == "no" and reason is not None:
         raise InputError(fu_flair.path, f"{reason}; co-register and skull-strip both visits first, or use --preprocess auto")
-    prepare_out(out)
+    prepare_out(out, [*baseline.values(), *followup.values(), method.path])
     warnings: list[str] = []
     pair = None
     if preprocess == "yes" or reason is not None:
@@ -196,7 +197,7 @@ def detect_new_lesions(
         "inputs": {f"{visit}_{name}": {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]}
                    for visit, vols in (("baseline", bl_volumes), ("followup", fu_volumes)) for name, v in vols.items()},
         "preprocessing": None if pair is None else {"reason": reason or "requested", **pair.qc},
-        "warnings": warnings,
+        "warnings": [w for vols in (bl_volumes, fu_volumes) for v in vols.values() for w in v.warnings] + warnings,  # logged on loading
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }

@@ -2,18 +2,14 @@
 
 Outputs land on exactly the input FLAIR grid and affine. All files are first written to a
 hidden staging folder inside `out` and moved into place only when everything succeeded,
-so a failure never leaves a partial result.
+so a failure never leaves a partial result; `out` must be new, empty or a previous run's
+(`io.outdir`), which is then replaced whole.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ from nibabel.affines import voxel_sizes
 
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
+from mslesion.io.outdir import prepare_out, staged_output
 from mslesion.io.volume import Volume, load_volume, save_like
 
 logger = logging.getLogger(__name__)
@@ -133,36 +130,6 @@ def _brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.nd
     return brain, False
 
 
-def prepare_out(out: Path) -> None:
-    """Create the output folder now, so an unwritable one fails before any work is done."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(out, f"cannot write the output folder ({exc.strerror or exc.__class__.__name__})") from None
-
-
-@contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
-    """A hidden staging folder inside `out` to write into; its files move into `out` only when
-    the block finishes without an error, and the folder is gone either way."""
-    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
-    try:
-        yield staging
-        publish_staged(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def publish_staged(staging: Path, out: Path) -> None:
-    """Move every staged file into `out` (each move is an atomic rename), then drop staging."""
-    for item in sorted(staging.iterdir()):
-        os.replace(item, out / item.name)
-    staging.rmdir()
-
-
 def segment(
     images: dict[str, Path],
     out: Path,
@@ -228,7 +195,7 @@ def segment(
 
         if pre is None:
             check_grid(net, flair)
-    prepare_out(out)
+    prepare_out(out, [*images.values(), brain_mask, model_dir])
     missing = [c for c in card.contrasts if c not in volumes]
     # A model trained with modality dropout expects missing contrasts; others get a warning.
     warnings = [] if card.modality_dropout else [f"model input {c} not given: treated as missing (zeros)" for c in missing]
@@ -281,11 +248,11 @@ def segment(
         "brain_mask": str(brain_mask) if not brain_computed else ("computed (template + intensity)" if pre else "computed (non-zero FLAIR)"),
         "preprocessing": None if pre is None else {"reason": reason or "requested", **pre.qc},
         "resampled_to_model_spacing_mm": None if grid is None else list(card.spacing_mm),
-        "warnings": warnings,
+        "warnings": [w for v in volumes.values() for w in v.warnings] + warnings,  # the inputs' were logged on loading
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,
     }
-    prepare_out(out)
+    prepare_out(out, [*images.values(), brain_mask, model_dir])
     with staged_output(out) as staging:
         save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
         save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)

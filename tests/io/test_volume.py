@@ -15,10 +15,10 @@ from mslesion.io import load_volume, save_like, save_volume
 
 def test_load_reports_geometry_lazily(tmp_path: Path, nifti_writer) -> None:
     affine = np.array([[-0.7, 0, 0, 10], [0, 0.7, 0, -5], [0, 0, 3.0, 2], [0, 0, 0, 1]])
-    path = nifti_writer(tmp_path / "a.nii.gz", np.arange(24, dtype=np.int16).reshape(2, 3, 4), affine)
+    path = nifti_writer(tmp_path / "a.nii.gz", np.arange(36, dtype=np.int16).reshape(3, 3, 4), affine)
     vol = load_volume(path)
     assert vol._array is None  # nothing read yet
-    assert vol.shape == (2, 3, 4)
+    assert vol.shape == (3, 3, 4)
     assert vol.spacing == pytest.approx((0.7, 0.7, 3.0))
     assert vol.voxel_volume == pytest.approx(0.7 * 0.7 * 3.0)
     assert vol.orientation == "LAS"

@@ -53,3 +53,12 @@ def test_folder_without_dicom_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="without a DICOM series"):
         load_volume(tmp_path / "empty")
+
+
+def test_series_is_checked_at_the_door_like_nifti(tmp_path: Path, rng: np.random.Generator, write_series) -> None:
+    write_series(tmp_path / "thick", rng.integers(0, 9, (4, 5, 6)), (1, 1, 30), (0, 0, 0), np.eye(3), "1.2.826.0.1.3680043.2.1125.9", "AX")
+    with pytest.raises(InputError, match="voxel size .* is outside") as err:
+        load_volume(tmp_path / "thick")
+    assert str(tmp_path / "thick") in str(err.value)
+    write_series(tmp_path / "ok", rng.integers(0, 9, (4, 5, 6)), (1, 1, 12), (0, 0, 0), np.eye(3), "1.2.826.0.1.3680043.2.1125.10", "AX")
+    assert "unusual" in load_volume(tmp_path / "ok").warnings[0]

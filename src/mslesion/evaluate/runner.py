@@ -35,17 +35,40 @@ def _policy(empty_dice: str):
 
 
 def _binary(entry: MaskEntry) -> np.ndarray:
+    """A reference mask as booleans: any non-zero label is lesion."""
     return np.asarray(entry.volume.array) > 0
 
 
+def _predicted(entry: MaskEntry, threshold: float | None) -> np.ndarray:
+    """A predicted mask as booleans: values > `threshold`, or, without one, a mask that must hold only 0 and 1.
+
+    A probability map given as a mask would otherwise be scored thresholded at > 0, silently.
+    """
+    data = np.asarray(entry.volume.array)
+    if threshold is not None:
+        return data > threshold
+    if data.dtype != bool:
+        other = (data != 0) & (data != 1)
+        if other.any():
+            example = float(data[other].flat[0])
+            raise InputError(entry.volume.path, f"is not a binary mask ({int(other.sum())} voxels hold values other than 0 and 1, "
+                                                f"e.g. {example:g}); give a lesion mask, or --threshold to binarise a probability map")
+    return data > 0
+
+
 def evaluate_pairs(
-    pairs: list[tuple[MaskEntry, MaskEntry]], connectivity: int = 26, empty_dice: str = "nan"
+    pairs: list[tuple[MaskEntry, MaskEntry]], connectivity: int = 26, empty_dice: str = "nan", threshold: float | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-case metric rows and the summary for already paired (prediction, reference) masks."""
+    """Per-case metric rows and the summary for already paired (prediction, reference) masks.
+
+    Predictions must be binary (0/1) unless `threshold` is given (then lesion = value > threshold).
+    """
     from mslesion.evaluate.case_metrics import evaluate_case, summarise
 
     if connectivity not in (6, 18, 26):
         raise InputError(None, f"--connectivity must be 6, 18 or 26, not {connectivity}")
+    if threshold is not None and not (0.0 <= threshold < 1.0):
+        raise InputError(None, f"--threshold must be in [0, 1), not {threshold}")
     policy = _policy(empty_dice)
     rows = []
     for pred, ref in pairs:
@@ -53,11 +76,12 @@ def evaluate_pairs(
             raise InputError(
                 pred.volume.path, f"grid {pred.volume.shape} differs from reference {ref.volume.path} {ref.volume.shape}"
             )
-        metrics = evaluate_case(_binary(pred), _binary(ref), ref.volume.spacing, connectivity=connectivity, policy=policy)
+        metrics = evaluate_case(_predicted(pred, threshold), _binary(ref), ref.volume.spacing, connectivity=connectivity, policy=policy)
         rows.append({"case_id": ref.case_id, "site": ref.site or "", **metrics})
         logger.debug("evaluated %s", ref.case_id)
     summary = summarise(rows, group_key="site")
-    summary["conventions"] = {"lesion_connectivity": connectivity, "empty_masks": policy.as_dict()}
+    summary["conventions"] = {"lesion_connectivity": connectivity, "empty_masks": policy.as_dict(),
+                              "prediction": "binary mask" if threshold is None else f"value > {threshold}"}
     return rows, summary
 
 
@@ -82,13 +106,16 @@ def _format_table(summary: dict[str, Any], columns: tuple[str, ...], title: str)
 
 
 def run_evaluation(
-    pred: Path, ref: Path, out: Path, connectivity: int = 26, task: str = "lesions", empty_dice: str = "nan"
+    pred: Path, ref: Path, out: Path, connectivity: int = 26, task: str = "lesions", empty_dice: str = "nan",
+    threshold: float | None = None,
 ) -> str:
     """Evaluate predictions against references, write metrics.csv and summary.json, return the printed table."""
     if task not in ("lesions", "new-lesions"):
         raise InputError(None, f"--task must be 'lesions' or 'new-lesions', not {task!r}")
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "is a file; --out must be a folder")
     pairs = pair_by_case_id(collect_masks(pred), collect_masks(ref))
-    rows, summary = evaluate_pairs(pairs, connectivity=connectivity, empty_dice=empty_dice)
+    rows, summary = evaluate_pairs(pairs, connectivity=connectivity, empty_dice=empty_dice, threshold=threshold)
     summary["task"] = task
     write_csv_atomic(out / "metrics.csv", rows, list(rows[0]))
     write_json_atomic(out / "summary.json", summary)
@@ -106,7 +133,14 @@ def _read_scores(path: Path, metric: str) -> dict[str, float]:
             raise InputError(path, "not a metrics.csv (no case_id column)")
         if metric not in reader.fieldnames:
             raise InputError(path, f"no column {metric!r}")
-        return {row["case_id"]: float(row[metric]) if row[metric] not in ("", "nan") else math.nan for row in reader}
+        scores = {}
+        for row in reader:
+            value = row[metric]
+            try:
+                scores[row["case_id"]] = math.nan if value in ("", "nan", None) else float(value)
+            except ValueError:
+                raise InputError(path, f"{metric} of case {row['case_id']} is not a number ({value!r})") from None
+        return scores
 
 
 def run_comparison(a: Path, b: Path, metric: str = "dice", out: Path | None = None) -> str:

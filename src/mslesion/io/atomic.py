@@ -25,7 +25,10 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. the "folder" is a file: there is no temporary file to remove
+            pass
         raise InputError(path, f"cannot write ({exc.strerror})") from None
     return path
 

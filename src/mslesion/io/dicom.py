@@ -8,12 +8,16 @@ one folder; the descriptions shown are the series' own (e.g. "AX FLAIR"), never 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from mslesion.errors import InputError
+from mslesion.io.limits import check_dtype, check_shape, check_spacing, finite_float32
 from mslesion.io.volume import Volume
+
+logger = logging.getLogger(__name__)
 
 # SimpleITK works in LPS; NIfTI affines (and this toolkit) in RAS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -43,11 +47,16 @@ def sitk_to_volume(image, path: Path | None = None) -> Volume:  # noqa: ANN001 -
     lps = np.eye(4)
     lps[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
     lps[:3, 3] = image.GetOrigin()
+    check_shape(tuple(int(n) for n in image.GetSize()), 4, path)
+    warnings = check_spacing(tuple(float(s) for s in image.GetSpacing()), path)
     array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # SimpleITK arrays are (z, y, x)
+    check_dtype(array.dtype, path)
     if np.issubdtype(array.dtype, np.floating) or array.dtype.itemsize > 2:
-        array = array.astype(np.float32)
+        array = finite_float32(array, path)
     volume = Volume.from_array(np.ascontiguousarray(array), LPS_TO_RAS @ lps)
-    volume.path = path
+    volume.path, volume.warnings = path, warnings
+    for message in warnings:
+        logger.warning("warning: %s", message)
     return volume
 
 

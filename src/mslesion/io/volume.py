@@ -7,6 +7,7 @@ with one clear message (`InputError`), and every image it writes goes through
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 import zlib
@@ -17,6 +18,15 @@ import nibabel as nib
 import numpy as np
 
 from mslesion.errors import InputError
+from mslesion.io.limits import (
+    check_data_size,
+    check_dtype,
+    check_shape,
+    check_spacing,
+    finite_float32,
+)
+
+logger = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -64,6 +74,7 @@ class Volume:
     header: nib.Nifti1Header
     shape: tuple[int, int, int]
     path: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # QC notes from the door (e.g. unusual voxel size)
     _array: np.ndarray | None = field(default=None, repr=False)
     _image: nib.Nifti1Image | None = field(default=None, repr=False)
 
@@ -92,11 +103,8 @@ class Volume:
         except (EOFError, zlib.error, OSError, ValueError) as exc:
             raise InputError(self.path, f"truncated or corrupt image data ({exc.__class__.__name__})") from None
         data = data.reshape(self.shape)
-        if np.issubdtype(data.dtype, np.floating):
-            bad = int(np.count_nonzero(~np.isfinite(data)))
-            if bad:
-                raise InputError(self.path, f"contains {bad} NaN or infinite voxels")
-            data = data.astype(np.float32, copy=False)
+        if np.issubdtype(data.dtype, np.floating):  # checked after the cast: 1e300 is finite, not in float32
+            data = finite_float32(data, self.path)
         return data
 
     @property
@@ -134,7 +142,11 @@ class Volume:
 
 
 def load_volume(path: str | Path) -> Volume:
-    """Open a 3D NIfTI file lazily (or a DICOM series folder, read now), checking what can be checked."""
+    """Open a 3D NIfTI file lazily (or a DICOM series folder, read now), checking what can be checked.
+
+    Shape, voxel type and voxel size are checked from the header (`io.limits`), before any
+    voxel is read; an unusual voxel size is logged and kept in `Volume.warnings`.
+    """
     path = Path(path)
     if path.is_dir():
         from mslesion.io.dicom import load_dicom_series
@@ -144,10 +156,17 @@ def load_volume(path: str | Path) -> Volume:
         raise InputError(path, "not a NIfTI file name (expected .nii or .nii.gz)")
     img = _read_image(path)
     shape = _squeeze_to_3d(tuple(int(n) for n in img.shape), path)
+    dtype = img.get_data_dtype()
+    check_dtype(dtype, path)
+    check_shape(shape, dtype.itemsize, path)
+    check_data_size(path, int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize)
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(path, "has an invalid (singular or non-finite) affine")
-    return Volume(affine=affine, header=img.header.copy(), shape=shape, path=path, _image=img)
+    warnings = check_spacing(tuple(nib.affines.voxel_sizes(affine)), path)
+    for message in warnings:
+        logger.warning("warning: %s", message)
+    return Volume(affine=affine, header=img.header.copy(), shape=shape, path=path, warnings=warnings, _image=img)
 
 
 def _temporary_sibling(path: Path) -> Path:

@@ -8,6 +8,7 @@ size tuned on validation, and a summary of the training data. Loading never unpi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,61 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> "ModelCard":
+        """A card read from JSON, every field checked (InputError naming `source` otherwise)."""
+        if not isinstance(data, dict):
+            raise InputError(source, "invalid model card (not a JSON object)")
         try:
             card = cls(**data)
         except TypeError as exc:
             raise InputError(source, f"invalid model card ({exc})") from None
-        card.patch_size = tuple(card.patch_size)  # type: ignore[assignment]
-        card.spacing_mm = tuple(card.spacing_mm)  # type: ignore[assignment]
+        check_card(card, source)
+        card.patch_size = tuple(int(n) for n in card.patch_size)  # type: ignore[assignment]
+        card.spacing_mm = tuple(float(s) for s in card.spacing_mm)  # type: ignore[assignment]
         return card
+
+
+def _number(value: Any, name: str, lo: float, hi: float, source: Path, *, open_lo: bool = False, open_hi: bool = False) -> None:
+    """Refuse a card field that is not a finite number in [lo, hi] (open ends when asked)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi)
+    if not ok:
+        interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
+        raise InputError(source, f"invalid model card: {name} must be a number in {interval}, not {value!r}")
+
+
+def _triple(value: Any, name: str, lo: float, hi: float, source: Path, integer: bool = False) -> None:
+    """Refuse a card field that is not three numbers in [lo, hi] (whole numbers when `integer`)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise InputError(source, f"invalid model card: {name} must be a list of 3 numbers, not {value!r}")
+    for item in value:
+        _number(item, name, lo, hi, source)
+        if integer and item != int(item):
+            raise InputError(source, f"invalid model card: {name} must be whole numbers, not {value!r}")
+
+
+def check_card(card: ModelCard, source: Path) -> None:
+    """Every field of a card of the right type and in range: a bad card fails here, in one line, not in inference."""
+    from mslesion.io.limits import SPACING_REFUSE_MM
+    from mslesion.preprocess.normalize import Normalisation
+
+    if not isinstance(card.architecture, str) or not card.architecture:
+        raise InputError(source, f"invalid model card: architecture must be a name, not {card.architecture!r}")
+    if (not isinstance(card.contrasts, list) or not card.contrasts or not all(isinstance(c, str) and c for c in card.contrasts)
+            or len(set(card.contrasts)) != len(card.contrasts)):
+        raise InputError(source, f"invalid model card: contrasts must be a list of distinct names, not {card.contrasts!r}")
+    for name in ("params", "training", "nyul"):
+        if not isinstance(getattr(card, name), dict):
+            raise InputError(source, f"invalid model card: {name} must be a JSON object")
+    if not isinstance(card.normalisation, str) or card.normalisation not in {n.value for n in Normalisation}:
+        raise InputError(source, f"invalid model card: normalisation must be one of {[n.value for n in Normalisation]}, not {card.normalisation!r}")
+    _triple(card.patch_size, "patch_size", 1, 1024, source, integer=True)
+    _triple(card.spacing_mm, "spacing_mm", *SPACING_REFUSE_MM, source)
+    _number(card.threshold, "threshold", 0.0, 1.0, source, open_lo=True, open_hi=True)
+    _number(card.min_lesion_mm3, "min_lesion_mm3", 0.0, 1e6, source)
+    _number(card.min_mean_probability, "min_mean_probability", 0.0, 1.0, source, open_hi=True)
+    if not isinstance(card.modality_dropout, bool):
+        raise InputError(source, f"invalid model card: modality_dropout must be true or false, not {card.modality_dropout!r}")
 
 
 def save_model(state_dict: dict[str, Any], card: ModelCard, folder: str | Path) -> Path:
@@ -73,7 +122,7 @@ def load_model(folder: str | Path):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from mslesion.models.registry import build_network
+    from mslesion.models.registry import ARCHITECTURES, build_network
 
     folder = Path(folder)
     card_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -81,15 +130,31 @@ def load_model(folder: str | Path):
         raise InputError(folder, f"not a model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
     try:
         card = ModelCard.from_dict(json.loads(card_path.read_text()), card_path)
-    except json.JSONDecodeError as exc:
-        raise InputError(card_path, f"invalid JSON ({exc.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(card_path, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)})") from None
+    if card.architecture not in ARCHITECTURES:
+        raise InputError(card_path, f"invalid model card: unknown architecture {card.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(weights_path, f"not a safetensors file ({exc.__class__.__name__})") from None
-    net = build_network(card.architecture, len(card.contrasts), card.params)
+    check_finite_weights(state, weights_path)
+    try:
+        net = build_network(card.architecture, len(card.contrasts), card.params)
+    except (TypeError, ValueError) as exc:  # params the builder does not take, or of the wrong type
+        raise InputError(card_path, f"invalid model card: params do not build a {card.architecture!r} ({exc})") from None
     try:
         net.load_state_dict(state)
     except RuntimeError:
         raise InputError(weights_path, f"weights do not fit architecture {card.architecture!r}") from None
     return net.eval(), card
+
+
+def check_finite_weights(state: dict[str, Any], source: Path) -> None:
+    """Refuse weights holding NaN or infinity: they would give a NaN probability map read as "no lesions"."""
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise InputError(source, f"weights are not finite ({bad} NaN or infinite values in {name})")

@@ -1,12 +1,12 @@
 """Write a `Preprocessed` result to a folder: images, brain mask, transforms and qc.json.
 
 Everything is written into a hidden staging folder inside `out` and moved into place
-only when all files are written, so a failure never leaves partial outputs.
+only when all files are written, so a failure never leaves partial outputs; an older
+run in `out` is replaced whole (`io.outdir`).
 """
 
 from __future__ import annotations
 
-import shutil
 from enum import StrEnum
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_json_atomic
+from mslesion.io.outdir import prepare_out, staged_output
 from mslesion.io.volume import save_volume
 from mslesion.preprocess.raw import Preprocessed
 
@@ -48,7 +49,7 @@ def write_preprocessed(pre: Preprocessed, out: Path, space: Space | str = Space.
     `space='native'`: N4-corrected images co-registered on the native FLAIR grid (with skull)
     and the brain mask there, saved with the input FLAIR's affine.
     """
-    from mslesion.pipeline import prepare_out, staged_output
+    from mslesion import __version__
 
     space = Space(space)
     prepare_out(out)
@@ -65,10 +66,9 @@ def write_preprocessed(pre: Preprocessed, out: Path, space: Space | str = Space.
             save_volume(brain.astype(np.uint8), affine, staging / "brain_mask.nii.gz", dtype=np.uint8)
             names.append("brain_mask.nii.gz")
             names += _write_transforms(pre, staging / "transforms")
-            qc = {**pre.qc, "space": space.value, "files": names + ["qc.json"], "inputs_paths": {k: str(v) for k, v in pre.inputs.items()}}
+            qc = {**pre.qc, "space": space.value, "files": names + ["qc.json"], "inputs_paths": {k: str(v) for k, v in pre.inputs.items()},
+                  "mslesion_version": __version__}  # marks the folder as an mslesion run (io.outdir)
             write_json_atomic(staging / "qc.json", qc)
-            if (out / "transforms").exists():
-                shutil.rmtree(out / "transforms")
     except OSError as exc:
         raise InputError(out, f"cannot write outputs ({exc.strerror or type(exc).__name__})") from None
     return names

@@ -66,6 +66,9 @@ OUTSIDE_MNI_MM = 10.0
 # Linear scale of the MNI registration (cube root of the determinant) outside this range is implausible.
 MNI_SCALE_RANGE = (0.7, 1.4)
 MIN_OVERLAP = 0.5
+# A raw scan smaller than this cannot hold a head; N4 and the MNI registration fail on it.
+MIN_RAW_VOXELS = 16
+MIN_RAW_FOV_MM = 32.0
 
 
 class BrainExtraction(StrEnum):
@@ -210,8 +213,10 @@ def _canonical(volume: Volume) -> tuple[np.ndarray, np.ndarray, Reorientation]:
     data = np.asarray(volume.array, dtype=np.float32)
     if not np.any(data != data.flat[0]):
         raise InputError(volume.path, "image is constant (empty scan)")
-    if min(volume.shape) < 2:
-        raise InputError(volume.path, f"image of shape {volume.shape} is not a 3D volume")
+    fov = tuple(round(n * s, 1) for n, s in zip(volume.shape, volume.spacing))
+    if min(volume.shape) < MIN_RAW_VOXELS or min(fov) < MIN_RAW_FOV_MM:  # N4 and registration need a head's extent
+        raise InputError(volume.path, f"image of shape {volume.shape} ({fov} mm) is too small for a head scan "
+                                      f"(at least {MIN_RAW_VOXELS} voxels and {MIN_RAW_FOV_MM:g} mm per axis)")
     return reorient_canonical(data, volume.affine)
 
 

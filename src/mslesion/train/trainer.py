@@ -295,6 +295,8 @@ class Trainer:
         if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
             sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
             loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))
+        if not torch.isfinite(loss.detach()).all():  # diverged: stop before these weights are stepped or saved
+            raise InputError(self.out, f"training diverged: loss is {float(loss.detach())} at step {step}; lower optim.lr or check the data")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
         self.optimizer.step()
