@@ -31,8 +31,12 @@ def test_report_is_self_contained_and_holds_the_table(tmp_path: Path, small_scan
     html_path = write_report(tmp_path, case_id="case-7", inputs={"FLAIR": flair}, flair=flair, mask=lesion, brain=flair_array > 0,
                              lesions_rows=rows, summary=summary, qc=qc, pdf=True)
     text = html_path.read_text()
-    assert not re.search(r"(href|src)=\"(?!data:)", text) and "http" not in text and "<script" not in text and "<link" not in text
+    assert not re.search(r"<script[^>]*\bsrc=", text)  # scripts inline only: the NiiVue bundle, the viewer's data and controller
+    assert text.count("<script>") == 2 and text.count('<script type="application/json" id="mslesion-viewer-data">') == 1
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", text, flags=re.S)
+    assert not re.search(r"(href|src)=\"(?!data:)", markup) and "http" not in markup and "<link" not in markup
     assert text.count('src="data:image/png;base64,') == 2
+    assert text.count('class="lesion-row"') == len(rows) and text.index("<h2>Images</h2>") < text.index("<h2>Viewer</h2>")
     assert "case-7" in text and "flair.nii.gz" in text and "secret-folder" not in text
     assert text.count("<tr>") >= len(rows) + 1 and "Unknown (not in MNI space)" in text
     assert "FLAIR to MNI registration is poor" in text and "0.42" in text
