@@ -2,8 +2,8 @@
 
 The NiiVue bundle ships in `assets/` (pinned version, its BSD-2-Clause licence beside it) and
 is inlined into the page, so a report opens offline from any folder or USB stick. Images are
-block-averaged to about the 1 mm working resolution and stored as gzip-compressed int16 NIfTI
-(masks as uint8, block maximum) with a fresh header: only voxels and the affine, never a
+block-averaged to about the 1 mm working resolution and stored as gzip-compressed NIfTI of
+256 grey levels (masks: block maximum) with a fresh header: only voxels and the affine, never a
 field of the input's header (DICOM-derived names, IDs or dates cannot reach the page).
 """
 
@@ -67,17 +67,30 @@ def downsample(array: np.ndarray, affine: np.ndarray, step: tuple[int, ...], is_
     return reduced, np.asarray(affine, dtype=float) @ scale
 
 
+def display_levels(array: np.ndarray) -> np.ndarray:
+    """Grey levels 0-255 over the image's range, its brightest 0.05% of non-zero voxels clipped (stray hot voxels).
+
+    256 levels are what a screen shows, and halve the embedded size against int16 (noise in
+    the low bits does not compress); the header's scl_slope/scl_inter give values back in the
+    input's units, to within range/255.
+    """
+    values = np.nan_to_num(np.asarray(array, dtype=np.float32))
+    nonzero = values[values != 0]
+    lo = float(values.min()) if values.size else 0.0
+    hi = float(np.percentile(nonzero, 99.95)) if nonzero.size else lo
+    return np.clip(values, lo, hi if hi > lo else lo + 1.0)
+
+
 def nifti_base64(array: np.ndarray, affine: np.ndarray, is_mask: bool) -> str:
-    """A gzip-compressed NIfTI-1 of `array` as base64: a new header, int16 with a scale factor or uint8 for masks."""
+    """A gzip-compressed NIfTI-1 of `array` as base64: a new header, uint8 (images with a scale factor, `display_levels`)."""
     import nibabel as nib
 
     header = nib.Nifti1Header()
     if is_mask:
         image = nib.Nifti1Image(np.asarray(array).astype(np.uint8), affine, header)
     else:
-        values = np.nan_to_num(np.asarray(array, dtype=np.float32))
-        image = nib.Nifti1Image(values, affine, header)
-        image.set_data_dtype(np.int16)  # nibabel picks scl_slope/scl_inter; NiiVue applies them
+        image = nib.Nifti1Image(display_levels(array), affine, header)
+        image.set_data_dtype(np.uint8)  # nibabel picks scl_slope/scl_inter; NiiVue applies them
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return base64.b64encode(gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)).decode("ascii")
