@@ -43,16 +43,24 @@ def _cell(value: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: set[str] = frozenset(),  # type: ignore[assignment]
-          row_mm: list[str | None] | None = None) -> str:
+          row_mm: list[str | None] | None = None, links: dict[str, str] | None = None) -> str:
     """An HTML table of dict rows; `columns` are (key, heading) pairs.
 
-    `row_mm`, one "x,y,z" (or None) per row, makes those rows clickable lesion rows for the viewer.
+    `row_mm`, one "x,y,z" (or None) per row, makes those rows clickable lesion rows for the viewer;
+    `links` maps a column to the text of a link whose target (a relative URL) is the cell's value.
     """
     head = "".join(f'<th class="{"n" if k in numeric else ""}">{escape(h)}</th>' for k, h in columns)
     marks = row_mm or [None] * len(rows)
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key, "")
+        if links and key in links and value:
+            return f'<a href="{escape(str(value))}">{escape(links[key])}</a>'
+        return _cell(value)
+
     body = "".join(
         ("<tr>" if mm is None else f'<tr class="lesion-row" data-mm="{escape(mm)}" title="Show in the viewer">')
-        + "".join(f'<td class="{"n" if k in numeric else ""}">{_cell(row.get(k, ""))}</td>' for k, _ in columns) + "</tr>"
+        + "".join(f'<td class="{"n" if k in numeric else ""}">{cell(row, k)}</td>' for k, _ in columns) + "</tr>"
         for row, mm in zip(rows, marks)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
