@@ -112,3 +112,22 @@ def test_rejects_arrays_on_different_grids(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one grid"):
         write_new_lesion_report(tmp_path, case_id="x", baseline=pair["baseline"][:-1], followup=pair["followup"], affine=RAS_1MM,
                                 mask=pair["mask"], brain=pair["brain"], lesion_rows=[], summary={})
+
+
+def test_each_new_lesion_row_shows_both_visits() -> None:
+    from mslesion.postprocess.locations import ranked_labels
+    from mslesion.report.new_lesions import visit_contrast
+
+    pair = _pair(2)
+    brain = pair["brain"]
+    baseline, followup = 100.0 * brain + pair["baseline"], 100.0 * brain + 60.0 * pair["mask"] + pair["followup"]
+    contrast = visit_contrast(ranked_labels(pair["mask"] > 0)[0], baseline, followup, brain)
+    assert sorted(contrast) == [1, 2]
+    for before, after in contrast.values():
+        assert before == pytest.approx(1.0, abs=0.02) and after > 1.5
+
+
+def test_lesion_table_has_change_and_visit_columns(tmp_path: Path) -> None:
+    text, data, _ = _write(tmp_path, _pair(2), RAS_1MM)
+    assert "<th class=\"\">Change</th>" in text and "FLAIR baseline" in text and "FLAIR follow-up" in text
+    assert [r["change"] for r in data["lesions"]] == ["new", "new"] and all("flair_followup" in r for r in data["lesions"])

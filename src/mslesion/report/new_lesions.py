@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 MAX_FIGURES = 24
 FIELD_OF_VIEW_MM = 40.0
 FIGURE_VIEWS = ("axial", "coronal")
-NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"}
+NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "flair_baseline", "flair_followup"}
+# Each row: the change class (every lesion of this report is new) and its FLAIR at both visits.
+VISIT_COLUMNS = LESION_COLUMNS[:4] + [("change", "Change"), ("flair_baseline", "FLAIR baseline"), ("flair_followup", "FLAIR follow-up")] + LESION_COLUMNS[4:]
 BANNER_STYLE = {
     "none": "background:#dcfce7;color:#14532d;border-left:10px solid #16a34a",
     "found": "background:#fee2e2;color:#7f1d1d;border-left:10px solid #dc2626",
@@ -154,6 +156,34 @@ def _lesion_figures(
     return figures
 
 
+def visit_contrast(labels: np.ndarray, baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Per lesion id: its mean FLAIR over the brain's median FLAIR, at baseline and at follow-up.
+
+    A ratio, so the two visits compare whatever their scanners' units: a new lesion is about 1
+    (normal-appearing) at baseline and clearly above 1 at follow-up.
+    """
+    inside = np.asarray(brain) > 0
+    n = int(labels.max()) if labels.size else 0
+    out: dict[int, list[float]] = {i: [] for i in range(1, n + 1)}
+    for image in (baseline, followup):
+        image = np.asarray(image, dtype=np.float64)
+        reference = float(np.median(image[inside])) if inside.any() else 0.0
+        sums = np.bincount(labels.ravel(), weights=image.ravel(), minlength=n + 1)
+        counts = np.bincount(labels.ravel(), minlength=n + 1)
+        for i in range(1, n + 1):
+            out[i].append(float(sums[i] / counts[i] / reference) if counts[i] and reference > 0 else float("nan"))
+    return {i: (v[0], v[1]) for i, v in out.items()}
+
+
+def _with_visits(rows: list[dict[str, Any]], contrast: dict[int, tuple[float, float]]) -> list[dict[str, Any]]:
+    """Lesion rows with the change class and the two visits' FLAIR ratios (3 decimals; NaN as None)."""
+    def ratio(value: float) -> float | None:
+        return None if np.isnan(value) else round(value, 3)
+
+    return [{**row, "change": "new", "flair_baseline": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[0]),
+             "flair_followup": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[1])} for row in rows]
+
+
 def _banner(count: int, volume_ml: float) -> str:
     if count == 0:
         text, style = "No new lesions", BANNER_STYLE["none"]
@@ -179,11 +209,12 @@ def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, A
     locations = table(location_rows(data["locations"]), [("location", "Location"), ("count", "New lesions"), ("volume_ml", "Volume (mL)")],
                       {"count", "volume_ml"}) if data["locations"] else '<p class="note">No location summary.</p>'
     row_mm = [lesion_mm(r) for r in rows] if viewer else None
-    lesion_table = table([display_row(r) for r in rows], LESION_COLUMNS, NUMERIC_COLUMNS, row_mm) if rows else "<p>No new lesions found.</p>"
+    lesion_table = table([display_row(r) for r in rows], VISIT_COLUMNS, NUMERIC_COLUMNS, row_mm) if rows else "<p>No new lesions found.</p>"
     sections = [("Result", _banner(count, data["total_volume_ml"])), ("Warnings", warnings_block(data["warnings"])),
                 ("New lesions by location (McDonald 2017)", locations),
                 (f"New lesions ({len(rows)})", f'{lesion_table}<p class="note">New lesions are 26-connected components of the new-lesion mask, '
-                 "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm).</p>")]
+                 "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm). FLAIR baseline / follow-up: "
+                 "the lesion's mean FLAIR over the brain's median FLAIR at each visit (about 1 where the tissue looks normal).</p>")]
     if viewer:
         sections.append(("Viewer: baseline and follow-up", viewer_section(viewer) + '<p class="note">Both visits on the follow-up\'s grid, '
                          "crosshair, zoom and view synchronised; red: the new-lesion mask, drawn on both visits.</p>"))
@@ -223,6 +254,11 @@ def write_new_lesion_report(
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise ValueError(f"baseline, followup, mask and brain must be 3D arrays on one grid, got shapes {sorted(shapes)}")
     out = Path(out)
+    if lesion_rows:
+        from mslesion.postprocess.locations import ranked_labels
+
+        labels, _ = ranked_labels(np.asarray(mask) > 0)  # numbered as `lesion_table` numbers lesion_rows
+        lesion_rows = _with_visits(lesion_rows, visit_contrast(labels, baseline, followup, brain))
     data = new_lesion_data(case_id=case_id, lesion_rows=lesion_rows, summary=summary)
     largest = sorted(lesion_rows, key=lambda r: (-float(r.get("volume_ml", 0.0)), int(r["lesion_id"])))[:MAX_FIGURES]
     figures = _lesion_figures(baseline, followup, affine, mask, brain, largest) if largest else []
