@@ -116,3 +116,11 @@ def test_new_lesion_report_shows_both_visits_synchronised(tmp_path: Path) -> Non
         for viewer in (0, 1):  # both visits at the lesion
             assert np.allclose(crosshair_mm(driver, viewer), target, atol=0.8), (viewer, crosshair_mm(driver, viewer), target)
         _keep(driver, "report_viewer_new_lesions.png")
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        canvas = driver.find_element(By.ID, "viewer-canvas-1")  # a click on the follow-up moves the baseline too
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        ActionChains(driver).move_to_element_with_offset(canvas, -canvas.size["width"] // 4, -canvas.size["height"] // 4).click().perform()
+        follow, base = crosshair_mm(driver, 1), crosshair_mm(driver, 0)
+        assert np.linalg.norm(follow - target) > 2 and np.allclose(base, follow, atol=1e-3), (base, follow)
