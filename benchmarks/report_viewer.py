@@ -84,7 +84,12 @@ def screenshot(report: Path, target: Path) -> dict[str, object]:
     """Open `report` in headless Chromium, jump to its largest lesion, save the viewer; what the page did."""
     from selenium.webdriver.common.by import By
 
-    from mslesion.report.browser import chromium, crosshair_mm, network_requests, open_report
+    from mslesion.report.browser import (
+        chromium,
+        crosshair_mm,
+        network_requests,
+        open_report,
+    )
 
     with chromium(width=1280, height=1100) as driver:
         t0 = time.perf_counter()

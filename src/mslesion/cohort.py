@@ -107,7 +107,7 @@ def _cohort_row(subject: str, session: str | None, summary: dict[str, Any]) -> d
     return row
 
 
-def _page_row(subject: str, session: str | None, summary: dict[str, Any], meta: Any) -> dict[str, Any]:  # noqa: ANN401 - io.case.CaseMeta
+def _page_row(subject: str, session: str | None, summary: dict[str, Any], meta: Any) -> dict[str, Any]:  # meta: io.case.CaseMeta
     """A cohort.html row: the numbers, the QC flags, the report's path relative to the derivatives folder."""
     from mslesion.report.write import qc_entries
 

@@ -8,7 +8,15 @@ import gzip
 import nibabel as nib
 import numpy as np
 
-from mslesion.report.viewer import BUNDLE, NIIVUE_VERSION, downsample, layers_for, nifti_base64, niivue_script, strides
+from mslesion.report.viewer import (
+    BUNDLE,
+    NIIVUE_VERSION,
+    downsample,
+    layers_for,
+    nifti_base64,
+    niivue_script,
+    strides,
+)
 
 
 def test_strides_reach_the_working_resolution_and_a_size_cap() -> None:

@@ -15,7 +15,14 @@ import pytest
 
 from mslesion.io.volume import Volume
 from mslesion.postprocess.lesions import lesion_rows, lesion_table
-from mslesion.report.browser import canvas_pixels, chromium, crosshair_mm, find_browser, network_requests, open_report
+from mslesion.report.browser import (
+    canvas_pixels,
+    chromium,
+    crosshair_mm,
+    find_browser,
+    network_requests,
+    open_report,
+)
 from mslesion.report.new_lesions import write_new_lesion_report
 from mslesion.report.write import write_report
 

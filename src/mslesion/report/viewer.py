@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
@@ -115,7 +116,13 @@ def layers_for(images: dict[str, tuple[np.ndarray, np.ndarray]], mask: np.ndarra
 def niivue_script() -> str:
     """The NiiVue bundle as ASCII JavaScript (its few non-ASCII characters, all inside string literals, as escapes)."""
     text = BUNDLE.read_text(encoding="utf-8")
-    return "".join(c if ord(c) < 128 else (f"\\u{ord(c):04x}" if ord(c) < 0x10000 else "\\u{%x}" % ord(c)) for c in text)
+    return re.sub(r"[^\x00-\x7f]", lambda m: _js_escape(m.group()), text)
+
+
+def _js_escape(char: str) -> str:
+    """A JavaScript escape of one character: \\uXXXX (valid in strings, templates and regular expressions), or \\u{...} beyond it."""
+    code = ord(char)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\u{{{code:x}}}"
 
 
 def _json_for_script(value: Any) -> str:
