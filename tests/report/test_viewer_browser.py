@@ -99,6 +99,15 @@ def test_segment_report_viewer_draws_and_follows_the_lesion_table(tmp_path: Path
         assert driver.execute_script("var v = window.mslesionViewer.viewers[0]; return v.volumes[v.volumes.length - 1].opacity") == 0
         assert canvas_pixels(driver).mean(axis=-1).std() > 10  # still an image without the overlay
         assert driver.execute_script("return window.mslesionViewer.viewers[0].volumes.length") == 3  # FLAIR, T1, lesions
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "viewer-contrast")).select_by_visible_text("T1")  # T1 as the background
+        assert driver.execute_script("return window.mslesionViewer.viewers[0].volumes[0].mslesionLabel") == "T1"
+        window = "var v = window.mslesionViewer.viewers[0].volumes[0]; return [v.cal_min, v.cal_max, v.robust_min, v.robust_max]"
+        driver.execute_script("var nv = window.mslesionViewer.viewers[0]; nv.volumes[0].cal_max = nv.volumes[0].cal_min + 1; nv.updateGLVolume()")
+        driver.find_element(By.ID, "viewer-window-reset").click()
+        cal_min, cal_max, robust_min, robust_max = driver.execute_script(window)
+        assert (cal_min, cal_max) == (robust_min, robust_max) and cal_max > cal_min + 1
 
 
 def test_new_lesion_report_shows_both_visits_synchronised(tmp_path: Path) -> None:
