@@ -36,7 +36,7 @@ def test_report_is_self_contained_and_holds_the_table(tmp_path: Path, small_scan
     markup = re.sub(r"<script[^>]*>.*?</script>", "", text, flags=re.S)
     assert not re.search(r"(href|src)=\"(?!data:)", markup) and "http" not in markup and "<link" not in markup
     assert text.count('src="data:image/png;base64,') == 2
-    assert text.count('class="lesion-row"') == len(rows) and text.index("<h2>Images</h2>") < text.index("<h2>Viewer</h2>")
+    assert text.count('<tr class="lesion-row" data-mm=') == len(rows) and text.index("<h2>Images</h2>") < text.index("<h2>Viewer</h2>")
     assert "case-7" in text and "flair.nii.gz" in text and "secret-folder" not in text
     assert text.count("<tr>") >= len(rows) + 1 and "Unknown (not in MNI space)" in text
     assert "FLAIR to MNI registration is poor" in text and "0.42" in text

@@ -140,3 +140,8 @@ def test_new_lesion_report_shows_both_visits_synchronised(tmp_path: Path) -> Non
         ActionChains(driver).move_to_element_with_offset(canvas, -canvas.size["width"] // 4, -canvas.size["height"] // 4).click().perform()
         follow, base = crosshair_mm(driver, 1), crosshair_mm(driver, 0)
         assert np.linalg.norm(follow - target) > 2 and np.allclose(base, follow, atol=1e-3), (base, follow)
+        from selenium.webdriver.common.keys import Keys
+
+        driver.find_elements(By.CSS_SELECTOR, "tr.lesion-row")[0].send_keys(Keys.ENTER)  # rows work from the keyboard too
+        first = np.array([rows[0][f"centroid_{a}_mm"] for a in "xyz"])
+        assert np.allclose(crosshair_mm(driver, 0), first, atol=0.8) and np.allclose(crosshair_mm(driver, 1), first, atol=0.8)

@@ -61,7 +61,7 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: s
         return _cell(value)
 
     body = "".join(
-        ("<tr>" if mm is None else f'<tr class="lesion-row" data-mm="{escape(mm)}" title="Show in the viewer">')
+        ("<tr>" if mm is None else f'<tr class="lesion-row" data-mm="{escape(mm)}" tabindex="0" title="Show in the viewer">')
         + "".join(f'<td class="{"n" if k in numeric else ""}">{cell(row, k)}</td>' for k, _ in columns) + "</tr>"
         for row, mm in zip(rows, marks)
     )

@@ -224,13 +224,15 @@ CONTROLLER_JS = r"""
       each(function(nv){ nv.volumes.forEach(function(v){ if (v.mslesionLabel !== 'Lesions'){ v.cal_min = v.robust_min; v.cal_max = v.robust_max; } }); nv.updateGLVolume(); });
     });
     document.querySelectorAll('tr.lesion-row').forEach(function(row){
-      row.addEventListener('click', function(){
+      function pick(){
         var mm = row.getAttribute('data-mm').split(',').map(parseFloat);
         document.querySelectorAll('tr.lesion-row.picked').forEach(function(o){ o.classList.remove('picked'); });
         row.classList.add('picked');
         state.goto(mm);
         document.getElementById('viewer').scrollIntoView({block:'nearest'});
-      });
+      }
+      row.addEventListener('click', pick);
+      row.addEventListener('keydown', function(e){ if (e.key === 'Enter' || e.key === ' '){ e.preventDefault(); pick(); } });
     });
   }
   start().catch(function(err){
