@@ -69,9 +69,9 @@ def downsample(array: np.ndarray, affine: np.ndarray, step: tuple[int, ...], is_
 
 
 def display_levels(array: np.ndarray) -> np.ndarray:
-    """Grey levels 0-255 over the image's range, its brightest 0.05% of non-zero voxels clipped (stray hot voxels).
+    """The image ready for 256 grey levels: NaN as 0, its brightest 0.05% of non-zero voxels clipped (stray hot voxels).
 
-    256 levels are what a screen shows, and halve the embedded size against int16 (noise in
+    256 levels (uint8, set in `nifti_base64`) are what a screen shows, and halve the embedded size against int16 (noise in
     the low bits does not compress); the header's scl_slope/scl_inter give values back in the
     input's units, to within range/255.
     """
