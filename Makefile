@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.mslesion-installed
 DEMO_OUT ?= demo_out
 export MSLESION_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-all clean default-model new-lesions-model
+.PHONY: install demo test test-all clean default-model new-lesions-model browser
 
 install: $(STAMP)
 
@@ -23,6 +23,14 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Headless Chromium and its driver for the report's browser test (tests/report/test_viewer_browser.py), from Debian's
+# packages; needs root or password-less sudo. Without them that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium and chromedriver present"; \
+	elif ! command -v apt-get >/dev/null; then echo "no apt-get: install Chromium and chromedriver by hand for the browser test"; \
+	else SUDO=; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # Everything, the slow tests included (not run by CI).
 test-all: install

@@ -242,7 +242,7 @@ def segment_dataset(
     from mslesion.cohort import segment_dataset as run_dataset
 
     result = run_dataset(bids_dir, out, model=model)
-    typer.echo(f"{len(result.done)} segmented, {len(result.skipped)} already done, {len(result.failed)} failed -> {result.table}")
+    typer.echo(f"{len(result.done)} segmented, {len(result.skipped)} already done, {len(result.failed)} failed -> {result.table}, {result.page}")
     for name, reason in result.failed.items():
         typer.echo(f"failed: {name}: {reason}", err=True)
     if result.failed:

@@ -5,8 +5,9 @@ Per session (`sub-X/ses-Y/anat/`, in the input's own space, hence `space-orig`):
 summary, written last, so its presence means "done"), `..._label-lesion_probseg.nii.gz`,
 `..._label-brain_mask.nii.gz` (when computed), `..._desc-lesions_table.csv`, and the
 session's `report.html`/`report.json` as `..._report.html`/`.json`. At the top:
-`dataset_description.json` and `cohort.csv` (one row per session). Sessions already done
-are skipped; a failing session is recorded and the others go on.
+`dataset_description.json`, `cohort.csv` (one row per session) and `cohort.html` (the same
+sessions with QC flags, links to their reports and a lesion-volume plot per site/scanner).
+Sessions already done are skipped; a failing session is recorded and the others go on.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class CohortResult:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     table: Path | None = None
+    page: Path | None = None
 
 
 def _prefix(subject: str, session: str | None) -> str:
@@ -105,6 +107,17 @@ def _cohort_row(subject: str, session: str | None, summary: dict[str, Any]) -> d
     return row
 
 
+def _page_row(subject: str, session: str | None, summary: dict[str, Any], meta: Any) -> dict[str, Any]:  # meta: io.case.CaseMeta
+    """A cohort.html row: the numbers, the QC flags, the report's path relative to the derivatives folder."""
+    from mslesion.report.write import qc_entries
+
+    name = _prefix(subject, session)
+    anat = Path(subject, session, "anat") if session else Path(subject, "anat")
+    return {"name": name, "lesion_count": summary.get("lesion_count"), "total_volume_ml": summary.get("total_volume_ml"),
+            "flags": sorted(set(qc_entries(summary, "flags"))), "warnings": len(summary.get("warnings", [])),
+            "report": (anat / f"{name}_report.html").as_posix(), "site": getattr(meta, "site", None), "scanner": getattr(meta, "scanner", None)}
+
+
 def segment_dataset(bids_dir: str | Path, out: str | Path, model: str | Path = "default") -> CohortResult:
     """Segment every session of `bids_dir` into `out`; skip done sessions, keep going past failures."""
     from mslesion.io.bids import read_bids
@@ -120,14 +133,16 @@ def segment_dataset(bids_dir: str | Path, out: str | Path, model: str | Path = "
         shutil.rmtree(leftover, ignore_errors=True)
     write_description(out, bids_dir)
     result = CohortResult()
-    rows = []
+    rows, page_rows = [], []
     for case in cases:
         subject, session = case.meta.subject, case.meta.session
         name = _prefix(subject, session)
         sidecar = _anat_dir(out, subject, session) / f"{name}_{SIDECAR}"
         if sidecar.is_file():
             result.skipped.append(name)
-            rows.append(_cohort_row(subject, session, json.loads(sidecar.read_text())))
+            done = json.loads(sidecar.read_text())
+            rows.append(_cohort_row(subject, session, done))
+            page_rows.append(_page_row(subject, session, done, case.meta))
             logger.info("%s: already done, skipped", name)
             continue
         try:
@@ -140,6 +155,10 @@ def segment_dataset(bids_dir: str | Path, out: str | Path, model: str | Path = "
             continue
         result.done.append(name)
         rows.append(_cohort_row(subject, session, summary))
+        page_rows.append(_page_row(subject, session, summary, case.meta))
         logger.info("%s: %s lesions, %.2f mL", name, summary["lesion_count"], summary["total_volume_ml"])
     result.table = write_csv_atomic(out / "cohort.csv", rows, COHORT_COLUMNS)
+    from mslesion.report.cohort import write_cohort_page
+
+    result.page = write_cohort_page(out, page_rows, result.failed)
     return result

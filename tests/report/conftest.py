@@ -49,7 +49,7 @@ def _write_series(folder: Path, array: np.ndarray, spacing: tuple[float, float, 
     image.SetDirection(direction.ravel().tolist())
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    common = {"0010|0010": "DOE^JANE", "0010|0020": "PID-12345", "0020|000d": uid + ".1", "0020|000e": uid,
+    common = {"0010|0010": "DOE^JANE", "0010|0020": "PID-12345", "0010|0030": "19700101", "0020|000d": uid + ".1", "0020|000e": uid,
               "0008|103e": description, "0008|0060": "MR", "0020|0037": "\\".join(map(str, direction[:, 0].tolist() + direction[:, 1].tolist()))}
     for k in range(image.GetDepth()):
         plane = image[:, :, k]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -41,6 +42,12 @@ def test_segment_dataset_skips_done_and_lists_failures(tmp_path: Path, tiny_mode
     assert [(r["subject"], r["session"]) for r in rows] == [("sub-01", "ses-01"), ("sub-01", "ses-02")]
     assert "periventricular_count" in rows[0] and rows[0]["lesion_count"] == str(sidecar["lesion_count"])
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    page = (out / "cohort.html").read_text()
+    links = re.findall(r'<a href="([^"]+)">report</a>', page)
+    assert links == ["sub-01/ses-01/anat/sub-01_ses-01_report.html", "sub-01/ses-02/anat/sub-01_ses-02_report.html"]
+    assert all((out / link).is_file() for link in links)
+    assert "Failed (1)" in page and "sub-02_ses-01" in page and "FLAIR image is required" in page
+    assert 'alt="Lesion volume per session"' in page and "<script" not in page
 
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "0 segmented, 2 already done, 1 failed" in again.output
@@ -50,3 +57,15 @@ def test_segment_dataset_skips_done_and_lists_failures(tmp_path: Path, tiny_mode
 def test_segment_dataset_bad_folder_is_one_line(tmp_path: Path, tiny_model: Path) -> None:
     result = runner.invoke(app, ["segment-dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--model", str(tiny_model)])
     assert result.exit_code == 2 and "BIDS folder not found" in result.output
+
+
+def test_cohort_page_groups_volumes_by_site_and_shows_flags(tmp_path: Path) -> None:
+    from mslesion.report.cohort import write_cohort_page
+
+    rows = [{"name": f"sub-{i:02d}", "lesion_count": i, "total_volume_ml": 0.5 * i, "flags": ["brain_volume"] if i == 3 else [],
+             "warnings": 1, "report": f"sub-{i:02d}/anat/sub-{i:02d}_report.html", "site": "A" if i % 2 else "B", "scanner": None}
+            for i in range(1, 7)]
+    page = write_cohort_page(tmp_path, rows, {}).read_text()
+    assert page.count('<a href="sub-') == 6 and "Failed" not in page and "1 with QC flags" in page
+    assert "brain_volume" in page and "median 1.75 mL" in page and page.count("data:image/png;base64,") == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -46,7 +46,14 @@ def _write(out: Path, pair: dict[str, np.ndarray], affine: np.ndarray) -> tuple[
     }
     write_new_lesion_report(out, case_id="pair-3", affine=affine, lesion_rows=rows, summary=summary,
                             **{k: pair[k] for k in ("baseline", "followup", "mask", "brain")})
-    return (out / "report.html").read_text(), json.loads((out / "report.json").read_text()), rows
+    text = (out / "report.html").read_text()
+    assert not re.search(r"<script[^>]*\bsrc=", text)  # scripts inline only (the viewer)
+    return _markup(text), json.loads((out / "report.json").read_text()), rows
+
+
+def _markup(text: str) -> str:
+    """The page without its inline scripts (the NiiVue bundle spells URLs and data: images of its own)."""
+    return re.sub(r"<script[^>]*>.*?</script>", "", text, flags=re.S)
 
 
 def test_no_new_lesions_says_so(tmp_path: Path) -> None:
@@ -67,7 +74,7 @@ def test_two_new_lesions_get_two_side_by_side_figures(tmp_path: Path, affine: np
     assert text.count("<figure") == 2 and text.count('src="data:image/png;base64,') == 2
     assert 'alt="Lesion 1: baseline and follow-up"' in text and 'alt="Lesion 2: baseline and follow-up"' in text
     assert "Radiological convention" in text and "Deep white matter" in text
-    assert not re.search(r"(href|src)=\"(?!data:)", text) and "<script" not in text and "/private/site" not in text
+    assert not re.search(r"(href|src)=\"(?!data:)", text) and "/private/site" not in text
     assert "followup_flair.nii.gz" in text and text.count("<tr>") >= 2 + 2 + 2  # lesion rows, location rows, inputs
     assert data["lesion_count"] == len(data["lesions"]) == 2
     assert data["locations"]["deep_white_matter"]["count"] == 2 and data["model"] == {"name": "subtraction", "threshold": 0.5}
@@ -105,3 +112,22 @@ def test_rejects_arrays_on_different_grids(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one grid"):
         write_new_lesion_report(tmp_path, case_id="x", baseline=pair["baseline"][:-1], followup=pair["followup"], affine=RAS_1MM,
                                 mask=pair["mask"], brain=pair["brain"], lesion_rows=[], summary={})
+
+
+def test_each_new_lesion_row_shows_both_visits() -> None:
+    from mslesion.postprocess.locations import ranked_labels
+    from mslesion.report.new_lesions import visit_contrast
+
+    pair = _pair(2)
+    brain = pair["brain"]
+    baseline, followup = 100.0 * brain + pair["baseline"], 100.0 * brain + 60.0 * pair["mask"] + pair["followup"]
+    contrast = visit_contrast(ranked_labels(pair["mask"] > 0)[0], baseline, followup, brain)
+    assert sorted(contrast) == [1, 2]
+    for before, after in contrast.values():
+        assert before == pytest.approx(1.0, abs=0.02) and after > 1.5
+
+
+def test_lesion_table_has_change_and_visit_columns(tmp_path: Path) -> None:
+    text, data, _ = _write(tmp_path, _pair(2), RAS_1MM)
+    assert "<th class=\"\">Change</th>" in text and "FLAIR baseline" in text and "FLAIR follow-up" in text
+    assert [r["change"] for r in data["lesions"]] == ["new", "new"] and all("flair_followup" in r for r in data["lesions"])

@@ -31,8 +31,12 @@ def test_report_is_self_contained_and_holds_the_table(tmp_path: Path, small_scan
     html_path = write_report(tmp_path, case_id="case-7", inputs={"FLAIR": flair}, flair=flair, mask=lesion, brain=flair_array > 0,
                              lesions_rows=rows, summary=summary, qc=qc, pdf=True)
     text = html_path.read_text()
-    assert not re.search(r"(href|src)=\"(?!data:)", text) and "http" not in text and "<script" not in text and "<link" not in text
+    assert not re.search(r"<script[^>]*\bsrc=", text)  # scripts inline only: the NiiVue bundle, the viewer's data and controller
+    assert text.count("<script>") == 2 and text.count('<script type="application/json" id="mslesion-viewer-data">') == 1
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", text, flags=re.S)
+    assert not re.search(r"(href|src)=\"(?!data:)", markup) and "http" not in markup and "<link" not in markup
     assert text.count('src="data:image/png;base64,') == 2
+    assert text.count('<tr class="lesion-row" data-mm=') == len(rows) and text.index("<h2>Images</h2>") < text.index("<h2>Viewer</h2>")
     assert "case-7" in text and "flair.nii.gz" in text and "secret-folder" not in text
     assert text.count("<tr>") >= len(rows) + 1 and "Unknown (not in MNI space)" in text
     assert "FLAIR to MNI registration is poor" in text and "0.42" in text
@@ -75,16 +79,36 @@ def test_segment_writes_report_and_locations(tmp_path: Path, tiny_model: Path, s
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_segment_reads_a_dicom_series_folder(tmp_path: Path, tiny_model: Path, small_scan, write_series) -> None:
+IDENTIFIERS = ("DOE", "JANE", "PID-12345", "19700101", "1970-01-01")
+
+
+def _viewer_niftis(text: str) -> list[bytes]:
+    """The NIfTI files embedded in report.html's viewer data, decompressed."""
+    import base64
+    import gzip
+
+    config = json.loads(re.search(r'<script type="application/json" id="mslesion-viewer-data">(.*?)</script>', text, re.S).group(1))
+    return [gzip.decompress(base64.b64decode(layer["data"])) for panel in config["panels"] for layer in panel["layers"]]
+
+
+def test_segment_reads_a_dicom_series_folder(tmp_path: Path, tiny_model: Path, small_scan, write_series, caplog) -> None:
     flair, _, _ = small_scan
     folder = tmp_path / "dicom_flair"
     write_series(folder, np.round(flair).transpose(2, 1, 0), (1.0, 1.0, 1.2), (0.0, 0.0, 0.0), np.eye(3), "1.2.826.0.1.3680043.2.1125.9", "AX FLAIR")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["segment", "--flair", str(folder), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])
+    with caplog.at_level("DEBUG"):
+        result = runner.invoke(app, ["segment", "--flair", str(folder), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])
     assert result.exit_code == 0, result.output
     import nibabel as nib
 
     assert nib.load(str(out / "lesion_mask.nii.gz")).shape == (40, 44, 36)
     for name in ("report.html", "report.json", "summary.json"):
         text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", (out / name).read_text())  # images may spell anything
-        assert "DOE" not in text and "JANE" not in text
+        assert not [i for i in IDENTIFIERS if i in text], name
+    page = (out / "report.html").read_text()
+    niftis = _viewer_niftis(page)
+    assert len(niftis) == 2  # FLAIR and the lesion mask
+    for nifti in niftis:  # a fresh NIfTI-1 header, no extensions (voxels from byte 352): no DICOM field can ride along
+        assert nifti[344:348] == b"n+1\0" and np.frombuffer(nifti[108:112], "<f4")[0] == 352.0
+        assert not [i for i in IDENTIFIERS if i.encode() in nifti[:352]]
+    assert not [i for i in IDENTIFIERS if i in caplog.text + result.output]

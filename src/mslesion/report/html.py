@@ -1,4 +1,4 @@
-"""The report as one self-contained HTML page: inline CSS, images as base64 PNG, no scripts, no links."""
+"""The report as one self-contained HTML page: inline CSS, images as base64 PNG, inline scripts only, no links."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def data_uri(png: bytes) -> str:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     if isinstance(value, (list, tuple)):
@@ -42,12 +44,26 @@ def _cell(value: Any) -> str:
     return escape(str(value))
 
 
-def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    """An HTML table of dict rows; `columns` are (key, heading) pairs."""
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: set[str] = frozenset(),  # type: ignore[assignment]
+          row_mm: list[str | None] | None = None, links: dict[str, str] | None = None) -> str:
+    """An HTML table of dict rows; `columns` are (key, heading) pairs.
+
+    `row_mm`, one "x,y,z" (or None) per row, makes those rows clickable lesion rows for the viewer;
+    `links` maps a column to the text of a link whose target (a relative URL) is the cell's value.
+    """
     head = "".join(f'<th class="{"n" if k in numeric else ""}">{escape(h)}</th>' for k, h in columns)
+    marks = row_mm or [None] * len(rows)
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key, "")
+        if links and key in links and value:
+            return f'<a href="{escape(str(value))}">{escape(links[key])}</a>'
+        return _cell(value)
+
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"n" if k in numeric else ""}">{_cell(row.get(k, ""))}</td>' for k, _ in columns) + "</tr>"
-        for row in rows
+        ("<tr>" if mm is None else f'<tr class="lesion-row" data-mm="{escape(mm)}" tabindex="0" title="Show in the viewer">')
+        + "".join(f'<td class="{"n" if k in numeric else ""}">{cell(row, k)}</td>' for k, _ in columns) + "</tr>"
+        for row, mm in zip(rows, marks)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -68,14 +84,14 @@ def warnings_block(warnings: list[str]) -> str:
     return "".join(f'<div class="warn">{escape(w)}</div>' for w in warnings)
 
 
-def page(title: str, subtitle: str, sections: list[tuple[str, str]]) -> str:
-    """The whole document: a header and (heading, inner HTML) sections."""
+def page(title: str, subtitle: str, sections: list[tuple[str, str]], scripts: str = "") -> str:
+    """The whole document: a header, (heading, inner HTML) sections and, last in the body, inline `scripts` (ASCII)."""
     body = "".join(f"<section><h2>{escape(h)}</h2>{inner}</section>" for h, inner in sections)
     # Pure ASCII (non-ASCII as character references): the page reads the same whatever encoding writes it.
     return _ascii(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header><main>{body}</main></body></html>\n"
+        f"<header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header><main>{body}</main>{scripts}</body></html>\n"
     )
 
 

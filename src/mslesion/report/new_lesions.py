@@ -21,6 +21,7 @@ import numpy as np
 
 from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.report.html import data_uri, page, table, warnings_block
+from mslesion.report.viewer import Panel, layers_for, lesion_mm, viewer_scripts, viewer_section
 from mslesion.report.write import DISCLAIMER, LESION_COLUMNS, display_row, flatten_qc, location_rows, qc_warnings
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ logger = logging.getLogger(__name__)
 MAX_FIGURES = 24
 FIELD_OF_VIEW_MM = 40.0
 FIGURE_VIEWS = ("axial", "coronal")
-NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"}
+NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "flair_baseline", "flair_followup"}
+# Each row: the change class (every lesion of this report is new) and its FLAIR at both visits.
+VISIT_COLUMNS = LESION_COLUMNS[:4] + [("change", "Change"), ("flair_baseline", "FLAIR baseline"), ("flair_followup", "FLAIR follow-up")] + LESION_COLUMNS[4:]
 BANNER_STYLE = {
     "none": "background:#dcfce7;color:#14532d;border-left:10px solid #16a34a",
     "found": "background:#fee2e2;color:#7f1d1d;border-left:10px solid #dc2626",
@@ -153,6 +156,34 @@ def _lesion_figures(
     return figures
 
 
+def visit_contrast(labels: np.ndarray, baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Per lesion id: its mean FLAIR over the brain's median FLAIR, at baseline and at follow-up.
+
+    A ratio, so the two visits compare whatever their scanners' units: a new lesion is about 1
+    (normal-appearing) at baseline and clearly above 1 at follow-up.
+    """
+    inside = np.asarray(brain) > 0
+    n = int(labels.max()) if labels.size else 0
+    out: dict[int, list[float]] = {i: [] for i in range(1, n + 1)}
+    for image in (baseline, followup):
+        image = np.asarray(image, dtype=np.float64)
+        reference = float(np.median(image[inside])) if inside.any() else 0.0
+        sums = np.bincount(labels.ravel(), weights=image.ravel(), minlength=n + 1)
+        counts = np.bincount(labels.ravel(), minlength=n + 1)
+        for i in range(1, n + 1):
+            out[i].append(float(sums[i] / counts[i] / reference) if counts[i] and reference > 0 else float("nan"))
+    return {i: (v[0], v[1]) for i, v in out.items()}
+
+
+def _with_visits(rows: list[dict[str, Any]], contrast: dict[int, tuple[float, float]]) -> list[dict[str, Any]]:
+    """Lesion rows with the change class and the two visits' FLAIR ratios (3 decimals; NaN as None)."""
+    def ratio(value: float) -> float | None:
+        return None if np.isnan(value) else round(value, 3)
+
+    return [{**row, "change": "new", "flair_baseline": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[0]),
+             "flair_followup": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[1])} for row in rows]
+
+
 def _banner(count: int, volume_ml: float) -> str:
     if count == 0:
         text, style = "No new lesions", BANNER_STYLE["none"]
@@ -172,16 +203,21 @@ def _figure_html(row: dict[str, Any], png: bytes) -> str:
             f'src="{data_uri(png)}"><figcaption class="note">{escape(caption)}</figcaption></figure>')
 
 
-def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, Any], bytes]]) -> str:
-    """The report page from `new_lesion_data` and the per-lesion figures."""
+def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, Any], bytes]], viewer: list[Panel] | None = None) -> str:
+    """The report page from `new_lesion_data`, the per-lesion figures and, when given, the viewer's panels (one per visit)."""
     count, rows = data["lesion_count"], data["lesions"]
     locations = table(location_rows(data["locations"]), [("location", "Location"), ("count", "New lesions"), ("volume_ml", "Volume (mL)")],
                       {"count", "volume_ml"}) if data["locations"] else '<p class="note">No location summary.</p>'
-    lesion_table = table([display_row(r) for r in rows], LESION_COLUMNS, NUMERIC_COLUMNS) if rows else "<p>No new lesions found.</p>"
+    row_mm = [lesion_mm(r) for r in rows] if viewer else None
+    lesion_table = table([display_row(r) for r in rows], VISIT_COLUMNS, NUMERIC_COLUMNS, row_mm) if rows else "<p>No new lesions found.</p>"
     sections = [("Result", _banner(count, data["total_volume_ml"])), ("Warnings", warnings_block(data["warnings"])),
                 ("New lesions by location (McDonald 2017)", locations),
                 (f"New lesions ({len(rows)})", f'{lesion_table}<p class="note">New lesions are 26-connected components of the new-lesion mask, '
-                 "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm).</p>")]
+                 "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm). FLAIR baseline / follow-up: "
+                 "the lesion's mean FLAIR over the brain's median FLAIR at each visit (about 1 where the tissue looks normal).</p>")]
+    if viewer:
+        sections.append(("Viewer: baseline and follow-up", viewer_section(viewer) + '<p class="note">Both visits on the follow-up\'s grid, '
+                         "crosshair, zoom and view synchronised; red: the new-lesion mask, drawn on both visits.</p>"))
     if figures:
         more = (f"Showing the {len(figures)} largest of {len(rows)} new lesions. " if len(rows) > len(figures) else "")
         note = (f'<p class="note">{more}Each row: baseline then follow-up, axial then coronal, {FIELD_OF_VIEW_MM:.0f} mm field of view '
@@ -197,12 +233,12 @@ def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, A
     model_rows.append({"name": "mslesion version", "value": data["mslesion_version"]})
     sections.append(("Model", table(model_rows, [("name", "Item"), ("value", "Value")])))
     subtitle = f"Case {data['case_id']} · created {data['created_utc']} · {DISCLAIMER}"
-    return page(f"New lesions — {data['case_id']}", subtitle, sections)
+    return page(f"New lesions — {data['case_id']}", subtitle, sections, viewer_scripts() if viewer else "")
 
 
 def write_new_lesion_report(
     out: Path, *, case_id: str, baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, mask: np.ndarray,
-    brain: np.ndarray, lesion_rows: list[dict], summary: dict,
+    brain: np.ndarray, lesion_rows: list[dict], summary: dict, viewer: bool = True,
 ) -> None:
     """Write report.html and report.json into the folder `out` (atomically).
 
@@ -210,16 +246,24 @@ def write_new_lesion_report(
     new-lesion `mask` and the `brain` mask there; `lesion_rows` are
     `postprocess.lesions.lesion_rows` rows with a `location`; `summary` holds
     lesion_count, total_volume_ml, warnings, locations, inputs, model and optionally qc.
-    The `MAX_FIGURES` largest lesions get a baseline/follow-up figure.
+    The `MAX_FIGURES` largest lesions get a baseline/follow-up figure; `viewer` embeds
+    both visits side by side in the interactive NiiVue viewer.
     """
     start = time.perf_counter()
     shapes = {np.shape(a) for a in (baseline, followup, mask, brain)}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise ValueError(f"baseline, followup, mask and brain must be 3D arrays on one grid, got shapes {sorted(shapes)}")
     out = Path(out)
+    if lesion_rows:
+        from mslesion.postprocess.locations import ranked_labels
+
+        labels, _ = ranked_labels(np.asarray(mask) > 0)  # numbered as `lesion_table` numbers lesion_rows
+        lesion_rows = _with_visits(lesion_rows, visit_contrast(labels, baseline, followup, brain))
     data = new_lesion_data(case_id=case_id, lesion_rows=lesion_rows, summary=summary)
     largest = sorted(lesion_rows, key=lambda r: (-float(r.get("volume_ml", 0.0)), int(r["lesion_id"])))[:MAX_FIGURES]
     figures = _lesion_figures(baseline, followup, affine, mask, brain, largest) if largest else []
+    panels = [Panel(title, layers_for({"FLAIR": (image, affine)}, mask, affine)) for title, image in (("Baseline", baseline), ("Follow-up", followup))] \
+        if viewer else None
     write_json_atomic(out / "report.json", data)
-    write_text_atomic(out / "report.html", render_new_lesion_html(data, figures))
+    write_text_atomic(out / "report.html", render_new_lesion_html(data, figures, panels))
     logger.debug("new-lesion report written in %.1f s", time.perf_counter() - start)

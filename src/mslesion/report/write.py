@@ -17,6 +17,7 @@ import numpy as np
 from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.io.volume import Volume
 from mslesion.report import html
+from mslesion.report.viewer import Layer, Panel, layers_for, lesion_mm, viewer_scripts, viewer_section
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,8 @@ def display_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | None) -> str:
-    """The report page from `report_data` and the two figures."""
+def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | None, viewer: list[Panel] | None = None) -> str:
+    """The report page from `report_data`, the two figures and, when given, the interactive viewer's panels."""
     cards = [("Lesions", str(data["lesion_count"])), ("Total lesion volume", f"{data['total_volume_ml'] or 0:.2f} mL")]
     for key in ("periventricular", "juxtacortical", "infratentorial", "deep_white_matter"):
         if key in data["locations"]:
@@ -112,7 +113,9 @@ def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | Non
     card_html = '<div class="cards">' + "".join(f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards) + "</div>"
     locations = html.table(location_rows(data["locations"]), [("location", "Location"), ("count", "Lesions"), ("volume_ml", "Volume (mL)")], {"count", "volume_ml"})
     rows = [display_row(r) for r in data["lesions"]]
-    lesion_table = html.table(rows, LESION_COLUMNS, {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"}) if rows else "<p>No lesions found.</p>"
+    row_mm = [lesion_mm(r) for r in data["lesions"]] if viewer else None
+    lesion_table = html.table(rows, LESION_COLUMNS, {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"},
+                              row_mm) if rows else "<p>No lesions found.</p>"
     images = (f'<img class="wide" alt="FLAIR slices with lesion contours" src="{html.data_uri(montage_png)}">'
               '<p class="note">FLAIR, radiological convention (patient right on the left); red: lesion outlines. '
               "Coordinates are those of the input image.</p>")
@@ -126,6 +129,7 @@ def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | Non
     sections = [
         ("Summary", html.qc_alert(qc_entries(data["qc"], "flags"), brain_png) + card_html + "<h2>Lesions by location (McDonald 2017)</h2>" + locations + html.warnings_block(data["warnings"])),
         ("Images", images),
+        *([("Viewer", viewer_section(viewer))] if viewer else []),
         (f"Lesions ({len(rows)})", f'{lesion_table}<p class="note">Lesions are 26-connected components, numbered by decreasing volume; '
                                     "centroids in the input's world coordinates (RAS mm). Locations come from MNI152 template regions (docs/locations.md).</p>"),
         ("Inputs", inputs),
@@ -133,7 +137,7 @@ def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | Non
         ("Model", html.table(model_rows, [("name", "Item"), ("value", "Value")])),
     ]
     subtitle = f"Case {data['case_id']} · created {data['created_utc']} · {DISCLAIMER}"
-    return html.page(f"MS lesion report — {data['case_id']}", subtitle, sections)
+    return html.page(f"MS lesion report — {data['case_id']}", subtitle, sections, viewer_scripts() if viewer else "")
 
 
 def _write_pdf(path: Path, data: dict[str, Any], montage_png: bytes) -> None:
@@ -167,11 +171,23 @@ def _write_pdf(path: Path, data: dict[str, Any], montage_png: bytes) -> None:
     tmp.replace(path)
 
 
+def _viewer_layers(inputs: dict[str, Volume], flair: Volume, mask: np.ndarray) -> tuple[Layer, ...]:
+    """The viewer's layers: FLAIR, then T1 when it was given (on its own grid), then the lesion mask."""
+    images = {"FLAIR": (flair.array, flair.affine)}
+    if "T1" in inputs:
+        images["T1"] = (inputs["T1"].array, inputs["T1"].affine)
+    return layers_for(images, mask, flair.affine)
+
+
 def write_report(
     out_dir: Path, *, case_id: str, inputs: dict[str, Volume], flair: Volume, mask: np.ndarray, brain: np.ndarray | None,
     lesions_rows: list[dict[str, Any]], summary: dict[str, Any], qc: dict[str, Any] | None = None, pdf: bool = False,
+    viewer: bool = True,
 ) -> Path:
-    """Write report.html and report.json (and report.pdf) into `out_dir`; returns the HTML path."""
+    """Write report.html and report.json (and report.pdf) into `out_dir`; returns the HTML path.
+
+    `viewer`: embed the interactive NiiVue viewer (FLAIR, T1 when in `inputs`, the lesion mask).
+    """
     from mslesion.report.figures import BRAIN_COLOUR, slice_montage
 
     start = time.perf_counter()
@@ -183,8 +199,9 @@ def write_report(
     if brain is not None:
         layout = (("axial",) * 4 + ("coronal", "sagittal"),)
         brain_png = slice_montage(flair.array, brain_mask, flair.affine, brain_mask, colour=BRAIN_COLOUR, layout=layout, dpi=60)
+    panels = [Panel("FLAIR", _viewer_layers(inputs, flair, mask))] if viewer else None
     write_json_atomic(out_dir / "report.json", data)
-    path = write_text_atomic(out_dir / "report.html", render_html(data, montage, brain_png))
+    path = write_text_atomic(out_dir / "report.html", render_html(data, montage, brain_png, panels))
     if pdf:
         _write_pdf(out_dir / "report.pdf", data, montage)
     logger.debug("report written in %.1f s", time.perf_counter() - start)
