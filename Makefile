@@ -38,9 +38,9 @@ test-all: install
 
 # Rebuild the shipped default model: leave-one-out on the two real Lesjak cases for each recipe in
 # configs/real/, the best one trained on both cases and installed (benchmarks/real_accuracy.py;
-# resumable: rerun the same command). About 2 hours on 2 CPU cores.
+# resumable: rerun the same command). About 2 h 15 min on 2 CPU cores (bf16 on a CPU with AMX; more without).
 default-model: install
-	$(BIN)/python benchmarks/real_accuracy.py configs/real/augmented.yaml configs/real/baseline.yaml --ship best
+	$(BIN)/python benchmarks/real_accuracy.py configs/real/baseline.yaml configs/real/carvemix.yaml configs/real/scanner.yaml --ship best
 
 # Rebuild the shipped new-lesion model (configs/new_lesions.yaml): synthetic and Draw-and-Erase pairs, training, install.
 NL_RUN ?= runs/new_lesions
