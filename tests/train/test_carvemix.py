@@ -74,5 +74,5 @@ def test_lesion_locations_leave_out_the_excluded_case(tmp_path: Path) -> None:
     np.testing.assert_array_equal(lesion_locations(tmp_path, ["patient07"], (8, 8, 8)), [[1, 1, 1]])
     with pytest.raises(InputError, match="grid is"):
         lesion_locations(tmp_path, [], (9, 8, 8))
-    with pytest.raises(InputError, match="no lesion mask"):
+    with pytest.raises(InputError, match="not a folder of lesion masks"):
         lesion_locations(tmp_path, ["patient"], (8, 8, 8))

@@ -77,7 +77,7 @@ def lesion_locations(folder: Path, exclude: list[str], grid_shape: tuple[int, ..
 
     files = sorted(p for p in folder.glob("*.nii*") if not any(p.name.startswith(e) for e in exclude))
     if not files:
-        raise InputError(folder, "data.lesion_locations holds no lesion mask (*.nii / *.nii.gz) to draw positions from")
+        raise InputError(folder, "data.lesion_locations is not a folder of lesion masks (*.nii / *.nii.gz) to draw positions from")
     union = np.zeros(grid_shape, dtype=bool)
     for path in files:
         mask = np.asanyarray(nib.load(path).dataobj)

@@ -277,10 +277,8 @@ def load_config(path: str | Path) -> TrainConfig:
 
     cfg.data.datasets = [resolve(p) for p in cfg.data.datasets]
     cfg.data.val_datasets = [resolve(p) for p in cfg.data.val_datasets]
-    if cfg.data.lesion_locations is not None:
+    if cfg.data.lesion_locations is not None:  # like the datasets, opened when training starts (train.carvemix)
         cfg.data.lesion_locations = resolve(cfg.data.lesion_locations)
-        if not Path(cfg.data.lesion_locations).is_dir():
-            raise InputError(path, f"data.lesion_locations {cfg.data.lesion_locations} is not a folder")
     if not cfg.data.datasets:
         raise InputError(path, "data.datasets is empty")
     if cfg.model.init is not None:
