@@ -31,6 +31,7 @@ from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.preprocess.orient import reorient_canonical
 from mslesion.preprocess.raw import BrainExtraction, _brain, _mni_registration
 from mslesion.preprocess.sitkio import to_sitk
+from real_accuracy import isbi_raters  # the raters' masks on the FLAIR grid, one way for every benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
@@ -96,16 +97,12 @@ def overlay_figure(image: np.ndarray, ours: np.ndarray, reference: np.ndarray, p
 def isbi(method: BrainExtraction) -> dict:
     """Brain volume, rater lesions inside, and the figure for the raw ISBI FLAIR."""
     import nibabel as nib
-    from nibabel.processing import resample_from_to
 
-    folder = SHARED / "isbi-raw" / "training01"
-    mask, seconds = brain_mask(folder / "FLAIR.nii.gz", method)
-    flair = nib.load(folder / "FLAIR.nii.gz")
+    flair_path, raters = isbi_raters()
+    mask, seconds = brain_mask(flair_path, method)
+    flair = nib.load(flair_path)
     row = {"seconds": seconds, "brain_ml": round(float(mask.sum() * np.prod(flair.header.get_zooms()[:3])) / 1000, 1)}
-    for name in ("mask1", "mask2"):
-        rater = nib.load(folder / f"{name}.nii.gz")
-        rater = nib.Nifti1Image((np.asarray(rater.dataobj) > 0).astype(np.float32), rater.affine)
-        ref = np.asarray(resample_from_to(rater, flair, order=1).dataobj) > 0.5
+    for name, ref in zip(("mask1", "mask2"), raters):
         row[f"{name}_lesion_voxels_inside"] = round(float((ref & mask).sum() / max(ref.sum(), 1)), 4)
     figure(np.asarray(flair.dataobj, np.float32), mask, RESULTS / f"brain_extraction_isbi_{method.value}.png")
     return row
@@ -138,26 +135,21 @@ def segment_isbi() -> list[dict]:
     import tempfile
 
     import nibabel as nib
-    from nibabel.processing import resample_from_to
 
+    from mslesion.evaluate.voxel import dice
     from mslesion.pipeline import segment
 
-    folder = SHARED / "isbi-raw" / "training01"
-    flair = nib.load(folder / "FLAIR.nii.gz")
-    raters = []
-    for name in ("mask1", "mask2"):
-        rater = nib.load(folder / f"{name}.nii.gz")
-        rater = nib.Nifti1Image((np.asarray(rater.dataobj) > 0).astype(np.float32), rater.affine)
-        raters.append(np.asarray(resample_from_to(rater, flair, order=1).dataobj) > 0.5)
+    flair_path, raters = isbi_raters()
+    flair = nib.load(flair_path)
     rows = []
     for label, model in MODELS.items():
         for method in BrainExtraction:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                segment({"FLAIR": folder / "FLAIR.nii.gz"}, Path(tmp), model=model, brain_extraction=method.value)
+                segment({"FLAIR": flair_path}, Path(tmp), model=model, brain_extraction=method.value)
                 seconds = round(time.perf_counter() - start, 1)
                 mask = np.asarray(nib.load(Path(tmp) / "lesion_mask.nii.gz").dataobj) > 0
-            dices = [round(float(2 * (mask & r).sum() / max(mask.sum() + r.sum(), 1)), 3) for r in raters]
+            dices = [round(float(dice(mask, r)), 3) for r in raters]
             rows.append({"model": label, "brain_extraction": method.value, "dice_rater1": dices[0], "dice_rater2": dices[1],
                          "lesion_ml": round(float(mask.sum() * np.prod(flair.header.get_zooms()[:3])) / 1000, 2), "seconds": seconds})
             print(rows[-1], flush=True)

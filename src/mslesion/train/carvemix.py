@@ -73,14 +73,14 @@ def carve_lesions(cases: list[PreparedCase], max_extent: int) -> list[CarvedLesi
 def lesion_locations(folder: Path, exclude: list[str], grid_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """(N, 3) voxel positions of lesions in the masks of `folder` (NIfTI on the training grid),
     masks whose file name starts with an excluded case id left out."""
-    import nibabel as nib
+    from mslesion.io.volume import load_volume
 
     files = sorted(p for p in folder.glob("*.nii*") if not any(p.name.startswith(e) for e in exclude))
     if not files:
         raise InputError(folder, "data.lesion_locations is not a folder of lesion masks (*.nii / *.nii.gz) to draw positions from")
     union = np.zeros(grid_shape, dtype=bool)
     for path in files:
-        mask = np.asanyarray(nib.load(path).dataobj)
+        mask = load_volume(path).array
         if mask.shape != tuple(grid_shape):
             raise InputError(path, f"lesion mask is {mask.shape}, the training cases' grid is {tuple(grid_shape)}")
         union |= mask > 0

@@ -23,10 +23,13 @@ def choose_centre(case: PreparedCase, rng: np.random.Generator, lesion_fraction:
     """Patch centre: in a random lesion (prob. `lesion_fraction`, jittered) or a random brain voxel."""
     if case.lesion_voxels and rng.random() < lesion_fraction:
         lesion = case.lesion_voxels[rng.integers(len(case.lesion_voxels))]
-        centre = lesion[rng.integers(len(lesion))].astype(int)
-        jitter = rng.integers(-np.asarray(patch_size) // 4, np.asarray(patch_size) // 4 + 1)
-        return centre + jitter
+        return jittered(lesion[rng.integers(len(lesion))].astype(int), rng, patch_size)
     return case.brain_voxels[rng.integers(len(case.brain_voxels))].astype(int)
+
+
+def jittered(centre: np.ndarray, rng: np.random.Generator, patch_size: Sequence[int]) -> np.ndarray:
+    """`centre` moved by up to a quarter patch per axis, so a lesion is not always mid-patch."""
+    return centre + rng.integers(-np.asarray(patch_size) // 4, np.asarray(patch_size) // 4 + 1)
 
 
 def extract_patch(array: np.ndarray, centre: np.ndarray, patch_size: Sequence[int]) -> np.ndarray:
@@ -73,8 +76,7 @@ def sample_batch(
         if carvemix is not None and carvemix.bank and rng.random() < carvemix_fraction:
             pasted_at = carvemix.position_in(case, rng)
         if pasted_at is not None:
-            jitter = rng.integers(-np.asarray(patch_size) // 4, np.asarray(patch_size) // 4 + 1)
-            centre = pasted_at + jitter
+            centre = jittered(pasted_at, rng, patch_size)
         else:
             centre = choose_centre(case, rng, lesion_fraction, patch_size)
         image = extract_patch(case.image, centre, patch_size)
