@@ -1,6 +1,8 @@
 """Choose the default model's recipe on real scans (issue 13); write benchmarks/results/real_accuracy.{md,json}.
 
-For every recipe (a training YAML on the real Lesjak cases):
+For every recipe (a training YAML on the real Lesjak cases, or an ensemble of recipes: a YAML
+holding only `ensemble: [configs/real/A.yaml, ...]`, whose fold models are the members' fold
+models joined by `mslesion ensemble`):
 1. leave-one-out: train with patient19 and test on patient07, and the reverse
    (`mslesion train`, resumable: a fold without its `done.json` is resumed);
 2. the lesion probability of each held-out case, FLAIR + T1 and FLAIR alone (`segment`, flips 2);
@@ -41,6 +43,7 @@ from mslesion.evaluate.lesion import msseg_lesion_detection
 from mslesion.evaluate.voxel import dice
 from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.io.volume import load_volume
+from mslesion.models.store import combine_models
 from mslesion.postprocess.lesions import binarise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,26 @@ def train(recipe: Path, out: Path, exclude: list[str]) -> float:
         subprocess.run(command, check=True, env={**os.environ, "MSLESION_SHARED_DATA": str(SHARED)})
         write_json_atomic(out / "done.json", {"recipe": str(recipe.relative_to(ROOT)), "exclude": exclude})
     return round(sum(float(row["seconds"] or 0) for row in log_rows(out)) / 60, 1)
+
+
+def ensemble_members(recipe: Path) -> list[Path] | None:
+    """The member recipes of an ensemble recipe (a YAML holding only `ensemble: [recipe, ...]`), else None."""
+    cfg = yaml.safe_load(recipe.read_text())
+    return [ROOT / member for member in cfg["ensemble"]] if "ensemble" in cfg else None
+
+
+def fit(recipe: Path, out: Path, exclude: list[str]) -> tuple[float, int]:
+    """Train `recipe` into `out`; for an ensemble recipe, train each member into its own run of the same
+    name (runs/real/MEMBER/FOLD, shared with that recipe's own evaluation) and join them into out/model.
+    (minutes of training, optimiser steps), summed over members."""
+    members = ensemble_members(recipe)
+    if members is None:
+        return train(recipe, out, exclude), steps(out)
+    runs = [RUNS / member.stem / out.name for member in members]
+    minutes = sum(train(member, run, exclude) for member, run in zip(members, runs))
+    if not (out / "model" / "model.json").is_file():
+        combine_models([run / "model" for run in runs], out / "model")
+    return round(minutes, 1), sum(steps(run) for run in runs)
 
 
 def log_rows(run: Path) -> list[dict[str, str]]:
@@ -180,8 +203,8 @@ def evaluate_recipe(recipe: Path) -> dict:
     maps, where = [], []
     for fold, test_case in FOLDS.items():
         run = RUNS / name / fold
-        minutes = train(recipe, run, [test_case])
-        result["folds"][fold] = {"train_minutes": minutes, "steps": steps(run)}
+        minutes, n_steps = fit(recipe, run, [test_case])
+        result["folds"][fold] = {"train_minutes": minutes, "steps": n_steps}
         case = SHARED / "lesjak-mni" / test_case
         ref = load_volume(case / "lesion.nii.gz")
         for inputs, contrasts in INPUTS.items():
@@ -205,8 +228,8 @@ def ship(result: dict) -> dict:
     in the card, score it on ISBI, install it as the shipped `default`."""
     recipe, post = ROOT / result["recipe"], result["postprocessing"]
     run = RUNS / recipe.stem / "ship"
-    minutes = train(recipe, run, [])
-    row = {"recipe": result["recipe"], "train_minutes": minutes, "steps": steps(run), "postprocessing": post,
+    minutes, n_steps = fit(recipe, run, [])
+    row = {"recipe": result["recipe"], "train_minutes": minutes, "steps": n_steps, "postprocessing": post,
            "isbi": isbi(run / "model", post, CACHE / recipe.stem / "ship" / "isbi")}
     loo = {inputs: {k: float(np.mean([f[inputs][k] for f in result["folds"].values()])) for k in ("dice", "msseg_lesion_f1")}
            for inputs in INPUTS}

@@ -231,6 +231,21 @@ def new_lesions(
         typer.echo(f"{result.new_lesion_count} new lesion(s), {result.total_volume_ml:.3f} mL -> {result.out}")
 
 
+@app.command()
+@_friendly_errors
+def ensemble(
+    models: Annotated[list[Path], typer.Argument(help="Two or more trained model folders of one architecture, inputs and patch size.")],
+    out: Annotated[Path, typer.Option(help="Folder for the ensemble model (model.json + model.safetensors).")],
+) -> None:
+    """Join trained models into one model that averages their lesion probabilities (use it with --model)."""
+    from mslesion.models.store import combine_models
+
+    if out.exists() and any(out.iterdir()):
+        raise InputError(out, "exists and is not empty: choose a new folder for the ensemble")
+    card = combine_models(list(models), out)
+    typer.echo(f"{out}: ensemble of {card.params['members']} {card.params['member_architecture']} models")
+
+
 @app.command("segment-dataset")
 @_friendly_errors
 def segment_dataset(

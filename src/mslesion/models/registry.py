@@ -17,6 +17,19 @@ from mslesion.models.new_lesions import build_new_lesions_unet
 from mslesion.models.scanner_invariant import build_scanner_invariant_unet, build_unet_bdm, build_unet_bm
 from mslesion.models.unet import build_unet
 
+
+def build_ensemble(in_channels: int, member_architecture: str, member_params: dict[str, Any] | None = None, members: int = 2) -> nn.Module:
+    """`members` networks of `member_architecture`, averaged in probability (models.ensemble)."""
+    from mslesion.models.ensemble import NOT_IN_ENSEMBLES, ProbabilityMeanEnsemble
+
+    if member_architecture in NOT_IN_ENSEMBLES or member_architecture not in ARCHITECTURES:
+        allowed = sorted(set(ARCHITECTURES) - NOT_IN_ENSEMBLES)
+        raise ValueError(f"an ensemble's members must be one of {', '.join(allowed)}, not {member_architecture!r}")
+    if not isinstance(members, int) or isinstance(members, bool) or not 1 <= members <= 16:
+        raise ValueError(f"an ensemble has 1 to 16 members, not {members!r}")
+    return ProbabilityMeanEnsemble([build_network(member_architecture, in_channels, member_params) for _ in range(members)])
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "unet": build_unet,
     "cen": build_cen,
@@ -27,6 +40,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "dlb-unet": build_compact_unet,
     "dlb": build_dlb,
     "new-lesions-unet": build_new_lesions_unet,
+    "ensemble": build_ensemble,
 }
 
 # One line per architecture for `mslesion methods`: what it is and where it comes from.
@@ -40,6 +54,7 @@ DESCRIPTIONS: dict[str, str] = {
     "dlb-unet": "Kamraoui et al. 2022 (DeepLesionBrain): compact U-Net, GroupNorm, dropout 0.5 after pooling (one region's net)",
     "dlb": "Kamraoui et al. 2022 (DeepLesionBrain): one compact U-Net per MNI region, generic then specialised, majority vote",
     "new-lesions-unet": "MSSEG-2 style new-lesion U-Net: early fusion of baseline and follow-up (+ their difference)",
+    "ensemble": "several models of one architecture trained alike (seeds, recipes), probabilities averaged (`mslesion ensemble`)",
 }
 
 # Methods that need no training (no weights, no architecture): name -> one line for `mslesion methods`.
@@ -63,3 +78,4 @@ def build_network(architecture: str, in_channels: int, params: dict[str, Any] | 
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     return ARCHITECTURES[architecture](in_channels=in_channels, **(params or {}))
+

@@ -158,3 +158,34 @@ def check_finite_weights(state: dict[str, Any], source: Path) -> None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise InputError(source, f"weights are not finite ({bad} NaN or infinite values in {name})")
+
+
+# Card fields that must be equal for models to be averaged: the same input, on the same grid,
+# through the same network shape.
+ENSEMBLE_MUST_MATCH = ("architecture", "params", "contrasts", "normalisation", "nyul", "patch_size", "spacing_mm", "modality_dropout")
+
+
+def combine_models(folders: list[str | Path], out: str | Path) -> ModelCard:
+    """Join trained models of one architecture into one ensemble model folder at `out`.
+
+    The ensemble's card starts from the first member's (its threshold and filters; retune them
+    on the ensemble's own validation maps) and lists every member's training summary.
+    """
+    from mslesion.models.ensemble import NOT_IN_ENSEMBLES
+
+    if len(folders) < 2:
+        raise InputError(None, "an ensemble needs at least two models")
+    loaded = [load_model(folder) for folder in folders]
+    first = loaded[0][1]
+    if first.architecture in NOT_IN_ENSEMBLES:
+        raise InputError(Path(folders[0]), f"a {first.architecture!r} model cannot be an ensemble member")
+    for folder, (_, card) in zip(folders[1:], loaded[1:]):
+        for name in ENSEMBLE_MUST_MATCH:
+            if getattr(card, name) != getattr(first, name):
+                raise InputError(Path(folder), f"cannot join: its {name} {getattr(card, name)!r} differs from {Path(folders[0])}'s {getattr(first, name)!r}")
+    state = {f"members.{i}.{name}": tensor for i, (net, _) in enumerate(loaded) for name, tensor in net.state_dict().items()}
+    card = ModelCard(**{**first.to_dict(), "architecture": "ensemble",
+                        "params": {"member_architecture": first.architecture, "member_params": first.params, "members": len(loaded)},
+                        "training": {"members": [{"model": str(folder), **c.training} for folder, (_, c) in zip(folders, loaded)]}})
+    save_model(state, card, out)
+    return card

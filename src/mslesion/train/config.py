@@ -208,6 +208,8 @@ def _check_model(cfg: TrainConfig, source: Path) -> None:
     arch = cfg.model.architecture
     if arch not in ARCHITECTURES:
         raise InputError(source, f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})")
+    if arch == "ensemble":
+        raise InputError(source, "model.architecture ensemble is not trained: train its members, then join them with `mslesion ensemble`")
     if cfg.loss.name not in LOSSES:
         raise InputError(source, f"unknown loss {cfg.loss.name!r} (known: {', '.join(sorted(LOSSES))})")
     try:
