@@ -92,6 +92,8 @@ class AugmentConfig:
     # Share of patches centred on a real training lesion carved with its rim and pasted at a
     # real lesion position (CarveMix, Zhang et al. 2021; see train.carvemix).
     carvemix: float = 0.0
+    # Share of patches whose grey matter is made brighter or darker (MNI prior; train.tissue_contrast).
+    tissue_contrast: float = 0.0
 
 
 @dataclass
@@ -228,6 +230,10 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         if value not in {k.value for k in kind}:
             raise InputError(source, f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
     cfg.optim.schedule, cfg.train.precision = Schedule(cfg.optim.schedule), Precision(cfg.train.precision)
+    for item in fields(AugmentConfig):  # probabilities / shares of patches
+        value = getattr(cfg.augment, item.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise InputError(source, f"augment.{item.name} must be a probability in [0, 1], not {value!r}")
     if cfg.data.split not in ("holdout", "kfold", "leave_site_out", "none"):
         raise InputError(source, f"data.split must be holdout, kfold, leave_site_out or none, not {cfg.data.split!r}")
     if cfg.data.dataset_weights and (len(cfg.data.dataset_weights) != len(cfg.data.datasets) or min(cfg.data.dataset_weights) < 0):

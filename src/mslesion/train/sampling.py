@@ -64,7 +64,8 @@ def sample_batch(
     carvemix: CarveMix | None = None,
     carvemix_fraction: float = 0.0,
 ) -> list[dict[str, np.ndarray]]:
-    """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase}.
+    """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase,
+    'centre': the patch centre on the case's arrays}.
 
     A share `carvemix_fraction` of them is centred on a real lesion pasted at a real lesion
     position (`train.carvemix`); the rest are lesion-first or background as above.
@@ -83,7 +84,7 @@ def sample_batch(
         label = extract_patch(case.label[None], centre, patch_size).astype(np.float32)
         if pasted_at is not None:
             carvemix.paste(image, label, pasted_at - (centre - np.asarray(patch_size) // 2), rng)
-        items.append({"image": image, "label": label, "case": case})
+        items.append({"image": image, "label": label, "case": case, "centre": centre})
     return items
 
 

@@ -223,6 +223,11 @@ class Trainer:
 
         self.case_probabilities = case_probabilities(train_cases, cfg.data.dataset_weights) if cfg.data.dataset_weights else None
         self.carvemix = self._carvemix() if cfg.augment.carvemix > 0 and sampler is None and not self.whole_image else None
+        self.tissue_contrast = None
+        if cfg.augment.tissue_contrast > 0 and sampler is None and not self.whole_image:
+            from mslesion.train.tissue_contrast import TissueContrast
+
+            self.tissue_contrast = TissueContrast(train_cases)
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
 
@@ -277,6 +282,8 @@ class Trainer:
         else:
             items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction,
                                  self.case_probabilities, self.carvemix, cfg.augment.carvemix)
+            if self.tissue_contrast is not None:  # before the spatial transforms: the prior is on the case's grid
+                self.tissue_contrast.apply(items, rng, cfg.augment.tissue_contrast)
         items = augment_batch(self.transforms, items, seed)
         x = torch.from_numpy(np.stack([i["image"] for i in items]))
         y = torch.from_numpy(np.stack([i["label"] for i in items]))
