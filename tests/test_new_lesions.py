@@ -91,6 +91,31 @@ def test_subtraction_finds_new_blobs_and_reports_a_stable_pair(tiny_pairs: Path,
     assert "No new lesions" in (same / "report.html").read_text()
 
 
+def test_probability_change_runs_the_single_visit_model_on_each_visit(tiny_pairs: Path, tmp_path: Path) -> None:
+    """Identical visits: the two probability maps are equal, so nothing changed; every table has the change columns."""
+    import csv
+
+    base = str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz")
+    out = tmp_path / "same"
+    result = runner.invoke(app, ["new-lesions", "--baseline-flair", base, "--followup-flair", base, "--out", str(out),
+                                 "--model", "probability-change", "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"]["name"] == "probability-change" and summary["method"]["contrasts"] == [
+        "baseline_FLAIR", "baseline_T1", "followup_FLAIR", "followup_T1"]
+    assert summary["new_lesion_count"] == 0 and summary["change_counts"] == {"new": 0, "enlarging": 0, "shrinking": 0, "resolved": 0}
+    assert float(np.asarray(nib.load(str(out / "new_lesion_prob.nii.gz")).dataobj).max()) == 0.0
+    with open(out / "new_lesions.csv", newline="") as handle:
+        assert {"change", "baseline_volume_ml", "followup_volume_ml"} <= set(next(csv.reader(handle)))
+    other = tmp_path / "p0"
+    result = runner.invoke(app, _pair_args(tiny_pairs, 0, other) + ["--model", "probability-change", "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    with open(other / "new_lesions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(r["change"] in {"new", "enlarging", "shrinking", "resolved"} for r in rows)
+    assert len(rows) == json.loads((other / "summary.json").read_text())["new_lesion_count"]
+
+
 def test_new_lesion_model_trains_and_detects(tiny_pairs: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "train.yaml"
     cfg.write_text(f"""

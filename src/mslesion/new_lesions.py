@@ -6,7 +6,10 @@ succeeded. Two methods:
 - a trained `new-lesions-unet` model folder (the shipped `new-lesions` by default):
   early fusion of both visits, sliding window with flip test-time augmentation, the
   model's validation-tuned threshold and minimum size;
-- `subtraction`: the unsupervised baseline (`models.subtraction`), no training.
+- `subtraction`: the unsupervised baseline (`models.subtraction`), no training;
+- `probability-change`: the shipped single-visit model run on each visit in halfway space,
+  change = |p(follow-up) - p(baseline)|, so new, enlarging, shrinking and resolved lesions all
+  show; each changed lesion is then classified (`postprocess.changes`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NEW_LESION_MODEL = "new-lesions"
 SUBTRACTION = "subtraction"  # listed in models.registry.UNTRAINED
+PROBABILITY_CHANGE = "probability-change"  # listed in models.registry.UNTRAINED
+# The single-visit model `probability-change` runs on each visit.
+PROBABILITY_CHANGE_MODEL = "default"
+# Threshold on |p(follow-up) - p(baseline)| and minimum changed-lesion size, chosen
+# leave-one-patient-out on the two real Lesjak pairs (benchmarks/change_lopo.py).
+CHANGE_THRESHOLD = 0.3
+CHANGE_MIN_MM3 = 20.0
 # MSSEG-2's evaluation ignores components of at most 3 mm^3; the subtraction baseline removes them too.
 SUBTRACTION_MIN_MM3 = 3.0
 
@@ -55,6 +65,8 @@ class _Method:
 
     @property
     def contrasts(self) -> list[str]:
+        if self.name == PROBABILITY_CHANGE:  # the single-visit model's contrasts, at each visit
+            return [f"{visit}_{c}" for visit in ("baseline", "followup") for c in self.card.contrasts]
         return list(self.card.contrasts) if self.card else ["baseline_FLAIR", "followup_FLAIR"]
 
     @property
@@ -66,6 +78,11 @@ def _load_method(model: str | Path) -> _Method:
     if str(model) == SUBTRACTION:
         return _Method(SUBTRACTION)
     from mslesion.models.store import load_model
+
+    if str(model) == PROBABILITY_CHANGE:
+        path = resolve_model(PROBABILITY_CHANGE_MODEL)
+        net, card = load_model(path)
+        return _Method(PROBABILITY_CHANGE, path, net, card)
 
     path = resolve_model(model)
     net, card = load_model(path)
@@ -97,8 +114,10 @@ def pair_preprocessing_reason(baseline: dict[str, Volume], followup: dict[str, V
     return None
 
 
-def _inference(method: _Method, images: dict[str, np.ndarray], brain: np.ndarray, spacing: tuple[float, ...], on_working_grid: bool, flips: int, overlap: float) -> tuple[np.ndarray, float, float]:
-    """Probability map on the model's grid, and the threshold and minimum size that binarise it."""
+def _inference(method: _Method, images: dict[str, np.ndarray], brain: np.ndarray, spacing: tuple[float, ...], on_working_grid: bool,
+               flips: int, overlap: float) -> tuple[np.ndarray, float, float, tuple[np.ndarray, np.ndarray] | None]:
+    """Probability map on the model's grid, the threshold and minimum size that binarise it, and
+    (for `probability-change`) each visit's single-visit lesion probability."""
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
 
     if method.card is None:
@@ -106,14 +125,37 @@ def _inference(method: _Method, images: dict[str, np.ndarray], brain: np.ndarray
 
         x = normalised_channels(images, brain, ["baseline_FLAIR", "followup_FLAIR"])
         white_matter = white_matter_prior_working_grid() if on_working_grid else None
-        return subtraction_probability(x[0], x[1], brain, tuple(spacing), white_matter=white_matter), 0.5, SUBTRACTION_MIN_MM3
+        return subtraction_probability(x[0], x[1], brain, tuple(spacing), white_matter=white_matter), 0.5, SUBTRACTION_MIN_MM3, None
     from mslesion.infer.sliding import predict_probability
 
     card = method.card
     nyul = {name: NyulStandardiser.from_dict(d, method.path) for name, d in card.nyul.items()} or None
+    if method.name == PROBABILITY_CHANGE:
+        baseline, followup = (
+            predict_probability(method.net, normalised_channels({c: images[f"{visit}_{c}"] for c in card.contrasts if f"{visit}_{c}" in images},
+                                                                brain, card.contrasts, card.normalisation, nyul),
+                                brain, card.patch_size, overlap=overlap, flips=flips)
+            for visit in ("baseline", "followup"))
+        return np.abs(followup - baseline), CHANGE_THRESHOLD, CHANGE_MIN_MM3, (baseline, followup)
     x = normalised_channels(images, brain, card.contrasts, card.normalisation, nyul)
     prob = predict_probability(method.net, x, brain, card.patch_size, overlap=overlap, flips=flips)
-    return prob, card.threshold, card.min_lesion_mm3
+    return prob, card.threshold, card.min_lesion_mm3, None
+
+
+CHANGE_COLUMNS = ("change", "baseline_volume_ml", "followup_volume_ml")
+
+
+def _with_change_kinds(rows: list[dict], mask: np.ndarray, visits: list[np.ndarray], card: Any, voxel_mm3: float) -> list[dict]:
+    """Each row with its change kind and lesion volume at both visits. With the visits' single-visit
+    probabilities (`probability-change`) the kinds come from their lesion masks (`postprocess.changes`);
+    the other methods detect new lesions only: kind new, absent at baseline by definition."""
+    from mslesion.postprocess.changes import classify_changes
+    from mslesion.postprocess.lesions import binarise
+
+    if not visits:
+        return [{**row, "change": "new", "baseline_volume_ml": 0.0, "followup_volume_ml": row["volume_ml"]} for row in rows]
+    baseline, followup = (binarise(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability) for p in visits)
+    return [{**row, **kinds} for row, kinds in zip(rows, classify_changes(mask, baseline, followup, voxel_mm3 / 1000.0))]
 
 
 def detect_new_lesions(
@@ -132,6 +174,7 @@ def detect_new_lesions(
     image is already skull-stripped on the follow-up FLAIR's grid; "yes" always; "no" never.
     """
     from mslesion import __version__
+    from mslesion.postprocess.changes import change_counts
     from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.report.new_lesions import write_new_lesion_report
@@ -174,14 +217,17 @@ def detect_new_lesions(
     from mslesion.preprocess.resample import WORKING_AFFINE, WORKING_SHAPE
 
     on_working_grid = pair is not None or (fu_flair.shape == WORKING_SHAPE and np.allclose(fu_flair.affine, WORKING_AFFINE, atol=1e-3))
-    prob, threshold, min_mm3 = _inference(method, images, model_brain, spacing, on_working_grid, flips, overlap)
-    prob[~model_brain] = 0.0
-    if pair is not None:  # back onto the follow-up's native grid; threshold there (thin lesions survive thick slices)
-        prob = np.clip(pair.to_native(prob, is_label=False), 0.0, 1.0)
-        prob[~brain] = 0.0
+    prob, threshold, min_mm3, visits = _inference(method, images, model_brain, spacing, on_working_grid, flips, overlap)
+    maps = [prob, *(visits or ())]
+    for i, array in enumerate(maps):
+        array[~model_brain] = 0.0
+        if pair is not None:  # back onto the follow-up's native grid; threshold there (thin lesions survive thick slices)
+            maps[i] = np.clip(pair.to_native(array, is_label=False), 0.0, 1.0)
+            maps[i][~brain] = 0.0
+    prob = maps[0]
     mask = binarise(prob, threshold, min_mm3, fu_flair.voxel_volume)
     lesions = lesion_table(mask, fu_flair.affine)
-    rows = lesion_rows(lesions)
+    rows = _with_change_kinds(lesion_rows(lesions), mask, maps[1:], method.card, fu_flair.voxel_volume)
     to_mni = None if pair is None else np.linalg.inv(pair.followup.mni_to_flair)
     locations, location_qc, location_warnings = annotate_locations(rows, mask, brain, fu_flair.affine, to_mni=to_mni)
     warnings += location_warnings
@@ -190,6 +236,7 @@ def detect_new_lesions(
         "new_lesion_count": count,
         "no_new_lesions": count == 0,
         "total_volume_ml": round(float(sum(les.volume_ml for les in lesions)), 4),
+        "change_counts": change_counts(rows),
         "lesion_connectivity": 26,
         "locations": locations,
         "method": {"name": method.name, "path": None if method.path is None else str(method.path), "threshold": threshold,
@@ -205,7 +252,7 @@ def detect_new_lesions(
         save_like(mask, fu_flair, staging / "new_lesion_mask.nii.gz", dtype=np.uint8)
         save_like(prob.astype(np.float32), fu_flair, staging / "new_lesion_prob.nii.gz", dtype=np.float32)
         save_like(brain.astype(np.uint8), fu_flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        write_csv_atomic(staging / "new_lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS)
+        write_csv_atomic(staging / "new_lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS + list(CHANGE_COLUMNS))
         write_json_atomic(staging / "summary.json", summary)
         report_summary = {**summary, "lesion_count": count, "model": summary["method"], "qc": {"lesion_locations": location_qc, **({"preprocessing": pair.qc} if pair else {})}}
         write_new_lesion_report(staging, case_id=out.resolve().name, baseline=bl_show, followup=fu_show, affine=fu_flair.affine,

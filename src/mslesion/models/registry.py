@@ -60,6 +60,7 @@ DESCRIPTIONS: dict[str, str] = {
 # Methods that need no training (no weights, no architecture): name -> one line for `mslesion methods`.
 UNTRAINED: dict[str, str] = {
     "subtraction": "new lesions without training: normalised difference of the visits, threshold, white-matter and size filters",
+    "probability-change": "changed lesions (new, enlarging, shrinking, resolved) from the shipped single-visit model run on each visit: |p(follow-up) - p(baseline)|",
 }
 
 

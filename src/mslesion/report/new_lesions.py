@@ -29,9 +29,11 @@ logger = logging.getLogger(__name__)
 MAX_FIGURES = 24
 FIELD_OF_VIEW_MM = 40.0
 FIGURE_VIEWS = ("axial", "coronal")
-NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "flair_baseline", "flair_followup"}
-# Each row: the change class (every lesion of this report is new) and its FLAIR at both visits.
-VISIT_COLUMNS = LESION_COLUMNS[:4] + [("change", "Change"), ("flair_baseline", "FLAIR baseline"), ("flair_followup", "FLAIR follow-up")] + LESION_COLUMNS[4:]
+NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "flair_baseline", "flair_followup",
+                   "baseline_volume_ml", "followup_volume_ml"}
+# Each row: the change class (new, enlarging, shrinking, resolved), the lesion's volume and FLAIR at both visits.
+VISIT_COLUMNS = LESION_COLUMNS[:4] + [("change", "Change"), ("baseline_volume_ml", "Lesion mL baseline"), ("followup_volume_ml", "Lesion mL follow-up"),
+                                      ("flair_baseline", "FLAIR baseline"), ("flair_followup", "FLAIR follow-up")] + LESION_COLUMNS[4:]
 BANNER_STYLE = {
     "none": "background:#dcfce7;color:#14532d;border-left:10px solid #16a34a",
     "found": "background:#fee2e2;color:#7f1d1d;border-left:10px solid #dc2626",
@@ -64,6 +66,7 @@ def new_lesion_data(*, case_id: str, lesion_rows: list[dict[str, Any]], summary:
         "model": model,
         "inputs": inputs,
         "lesion_count": int(summary.get("lesion_count", len(lesion_rows))),
+        "change_counts": summary.get("change_counts"),
         "total_volume_ml": float(summary.get("total_volume_ml") or 0.0),
         "locations": summary.get("locations", {}),
         "lesions": lesion_rows,
@@ -180,16 +183,22 @@ def _with_visits(rows: list[dict[str, Any]], contrast: dict[int, tuple[float, fl
     def ratio(value: float) -> float | None:
         return None if np.isnan(value) else round(value, 3)
 
-    return [{**row, "change": "new", "flair_baseline": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[0]),
+    return [{**row, "change": row.get("change", "new"), "flair_baseline": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[0]),
              "flair_followup": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[1])} for row in rows]
 
 
-def _banner(count: int, volume_ml: float) -> str:
+def _banner(count: int, volume_ml: float, kinds: dict[str, int] | None = None) -> str:
+    """The result in one line: how many changed lesions and their volume, by kind when more than new ones are reported."""
     if count == 0:
         text, style = "No new lesions", BANNER_STYLE["none"]
     else:
         volume = f"{volume_ml:.2f}" if volume_ml >= 1 else f"{volume_ml:.3f}"  # new lesions are often a few hundredths of a mL
-        text, style = f"{count} new lesion{'s' if count != 1 else ''}, {volume} mL", BANNER_STYLE["found"]
+        if kinds and any(n for kind, n in kinds.items() if kind != "new"):
+            by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
+            text = f"{count} changed lesion{'s' if count != 1 else ''} ({by_kind}), {volume} mL"
+        else:
+            text = f"{count} new lesion{'s' if count != 1 else ''}, {volume} mL"
+        style = BANNER_STYLE["found"]
     return (f'<div class="banner" style="{style};font-size:30px;font-weight:700;padding:18px 22px;border-radius:6px">'
             f"{escape(text)}</div>")
 
@@ -210,7 +219,7 @@ def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, A
                       {"count", "volume_ml"}) if data["locations"] else '<p class="note">No location summary.</p>'
     row_mm = [lesion_mm(r) for r in rows] if viewer else None
     lesion_table = table([display_row(r) for r in rows], VISIT_COLUMNS, NUMERIC_COLUMNS, row_mm) if rows else "<p>No new lesions found.</p>"
-    sections = [("Result", _banner(count, data["total_volume_ml"])), ("Warnings", warnings_block(data["warnings"])),
+    sections = [("Result", _banner(count, data["total_volume_ml"], data.get("change_counts"))), ("Warnings", warnings_block(data["warnings"])),
                 ("New lesions by location (McDonald 2017)", locations),
                 (f"New lesions ({len(rows)})", f'{lesion_table}<p class="note">New lesions are 26-connected components of the new-lesion mask, '
                  "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm). FLAIR baseline / follow-up: "
