@@ -213,7 +213,9 @@ def new_lesions(
     out: Annotated[Path, typer.Option(help="Output folder.")],
     baseline_t1: Annotated[Optional[Path], typer.Option(help="Baseline T1-weighted image.")] = None,
     followup_t1: Annotated[Optional[Path], typer.Option(help="Follow-up T1-weighted image.")] = None,
-    model: Annotated[str, typer.Option(help="Shipped model name, model folder, or 'subtraction' (unsupervised baseline).")] = "new-lesions",
+    model: Annotated[str, typer.Option(help="'subtraction' (the default: it wins on the real Lesjak pairs, benchmarks/results/change_lopo.md), "
+                                            "'probability-change' (the single-visit model on each visit; classifies new / enlarging / "
+                                            "shrinking / resolved), the shipped network 'new-lesions', or a model folder.")] = "subtraction",
     flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
     preprocess: Annotated[
         str, typer.Option(help="'auto': preprocess unless both visits are skull-stripped on the follow-up grid; 'yes': always; 'no': never.")
