@@ -93,3 +93,18 @@ def test_save_refuses_wrong_shape_and_unwritable_folder(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot"):
         save_volume(np.zeros((3, 3, 3)), np.eye(4), blocker / "sub" / "c.nii.gz")
+
+
+def test_qform_and_sform_that_disagree_give_a_warning(tmp_path: Path) -> None:
+    data = np.zeros((10, 12, 8), np.float32)
+    img = nib.Nifti1Image(data, np.eye(4))
+    moved = np.eye(4)
+    moved[:3, 3] = [5.0, 0.0, 0.0]
+    img.set_qform(moved, code=1)
+    img.set_sform(np.eye(4), code=2)
+    nib.save(img, tmp_path / "apart.nii.gz")
+    warnings = load_volume(tmp_path / "apart.nii.gz").warnings
+    assert len(warnings) == 1 and "qform and sform disagree" in warnings[0] and "5.0 mm apart" in warnings[0]
+    img.set_qform(np.eye(4), code=1)
+    nib.save(img, tmp_path / "agree.nii.gz")
+    assert load_volume(tmp_path / "agree.nii.gz").warnings == []

@@ -83,6 +83,27 @@ def check_spacing(spacing: tuple[float, ...], path: object) -> list[str]:
     return []
 
 
+# How far apart a file's qform and sform may place the image's corners before it is worth a warning.
+QFORM_SFORM_TOLERANCE_MM = 1.0
+
+
+def check_qform_sform(header: object, shape: tuple[int, ...], path: object) -> list[str]:
+    """A warning when the file's qform and sform are both set and place the image differently.
+
+    nibabel (so mslesion) uses the sform; ITK-based tools may use the qform, so a mask made by one
+    would sit elsewhere in the other: a disagreement worth knowing before trusting overlays.
+    """
+    if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:  # type: ignore[index]
+        return []
+    qform, sform = header.get_qform(), header.get_sform()  # type: ignore[attr-defined]
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    apart = float(np.max(np.linalg.norm((corners @ (qform - sform).T)[:, :3], axis=1)))
+    if not np.isfinite(apart) or apart <= QFORM_SFORM_TOLERANCE_MM:
+        return []
+    return [f"{path}: the header's qform and sform disagree (the image's corners {apart:.1f} mm apart); "
+            "mslesion uses the sform, tools that read the qform will place this image elsewhere"]
+
+
 def finite_float32(data: np.ndarray, path: object) -> np.ndarray:
     """Floating-point voxels as float32, refusing NaN and values beyond float32 (checked after the cast)."""
     with np.errstate(over="ignore", invalid="ignore"):

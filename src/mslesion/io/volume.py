@@ -21,6 +21,7 @@ from mslesion.errors import InputError
 from mslesion.io.limits import (
     check_data_size,
     check_dtype,
+    check_qform_sform,
     check_shape,
     check_spacing,
     finite_float32,
@@ -163,7 +164,7 @@ def load_volume(path: str | Path) -> Volume:
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(path, "has an invalid (singular or non-finite) affine")
-    warnings = check_spacing(tuple(nib.affines.voxel_sizes(affine)), path)
+    warnings = check_spacing(tuple(nib.affines.voxel_sizes(affine)), path) + check_qform_sform(img.header, shape, path)
     for message in warnings:
         logger.warning("warning: %s", message)
     return Volume(affine=affine, header=img.header.copy(), shape=shape, path=path, warnings=warnings, _image=img)
