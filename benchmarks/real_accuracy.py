@@ -288,6 +288,14 @@ HISTORY = (
     "A location filter for lesions (mean/peak MNI white-matter probability from nilearn's template; lesion frequency of the "
     "28 other Lesjak masks, smoothed): the false lesions of the leave-one-out maps lie where the white-matter prior is as high "
     "as for true ones (median peak 0.996 against 0.96), so it separated nothing and was not added.",
+    "Normalising by the white-matter peak instead of the brain z-score (the leave-one-out over-calling looked like a "
+    "calibration gap: patient19's atrophy widens its brain histogram): the patient19 fold model, fed patient07 mapped "
+    "onto patient19's white-matter-referenced scale, gave the same false lesions (Dice 0.125 against 0.121 unmapped, at t 0.8; "
+    "throwaway script); not trained.",
+    "`ensemble` (recipes `scanner` and `scanner-seed1` averaged, `mslesion ensemble`): no better than either member "
+    "(leave-one-out Dice 0.06, F1 0.25; ISBI 0.50 / 0.54 against 0.54 / 0.56 and 0.55 / 0.57 for the members) and 30-37 s "
+    "per 1 mm brain, over the 30 s budget. The two seeds of `scanner` differ by 0.004 in selection score: differences of "
+    "that size between recipes are noise.",
 )
 
 

@@ -178,3 +178,20 @@ def test_raw_real_pair_with_subtraction(shared_data: Path, tmp_path: Path) -> No
                           sitk.ReadTransform(str(folder / "study2_FLAIR_to_common_space.txt")), sitk.sitkNearestNeighbor, 0.0)
     pred, ref = from_sitk(moved) > 0.5, np.asarray(gt.dataobj) > 0
     assert 2.0 * (pred & ref).sum() / (pred.sum() + ref.sum()) > 0.4
+
+
+def test_nawm_residual_is_zero_for_aligned_visits_and_grows_with_misalignment(rng: np.random.Generator) -> None:
+    from scipy import ndimage
+
+    from mslesion.preprocess.pair import nawm_residual
+
+    grid = np.indices((48, 48, 48)).transpose(1, 2, 3, 0)
+    radius = np.linalg.norm(grid - 24, axis=-1)
+    brain = radius < 21
+    image = np.where(radius < 14, 100.0, 130.0) * brain + ndimage.gaussian_filter(rng.normal(0, 8, brain.shape), 1.5) * brain
+    image[(np.abs(grid[..., 0] - 24) < 2) & (radius < 12)] = 60.0  # a dark "ventricle" inside the white matter
+    white_matter = radius < 14
+    assert nawm_residual(image, image, brain, white_matter) == 0.0
+    noisy = image + rng.normal(0, 2, image.shape) * brain
+    shifted = ndimage.shift(image, (2, 0, 0), order=1) * brain
+    assert nawm_residual(shifted, image, brain, white_matter) > 2 * nawm_residual(noisy, image, brain, white_matter)

@@ -40,6 +40,15 @@ logger = logging.getLogger(__name__)
 # Two FLAIRs of one patient on one scanner align far better than two contrasts; set below
 # the raw Lesjak pairs' values, not calibrated on failures.
 MIN_NMI_VISITS = 1.05
+# The sd (brain z-score units) of follow-up minus baseline FLAIR in normal-appearing white
+# matter above which the visits' alignment is flagged (`nawm_residual`). Measured on the two raw
+# Lesjak pairs after `preprocess_pair` (throwaway script): 0.37 (patient01) and 0.53 (patient03)
+# as aligned; the baseline moved further by 1 / 2 / 3 mm along one axis: 0.38-0.46 / 0.44-0.58 /
+# 0.52-0.68 (patient01) and 0.56-0.62 / 0.72-0.74 / 0.84-0.88 (patient03); rotated 2 degrees:
+# 0.49 / 0.65. So it flags about 2 mm on a clean pair, 0.5-1 mm on a noisier one.
+MAX_NAWM_RESIDUAL_SD = 0.55
+NAWM_PRIOR = 0.9  # deep white matter: MNI152 white-matter probability above this
+NAWM_MAX_Z = 2.0  # bright at either visit (a lesion, or a changing one): not normal-appearing
 
 
 @dataclass
@@ -118,6 +127,29 @@ def _visit_registration(followup: Preprocessed, baseline_flair: Volume, qc: dict
     return reg.matrix
 
 
+def nawm_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, white_matter: np.ndarray) -> float:
+    """How well the visits line up: the sd of follow-up minus baseline FLAIR over normal-appearing
+    white matter (not a robust sd: misalignment shows at the edges the white matter shares with
+    ventricles and cortex, a minority of its voxels that a median would ignore), both z-scored in the brain and the follow-up matched linearly to
+    the baseline (`normalize.match_linear`, as the models see them).
+
+    Normal-appearing white matter: `white_matter` inside the brain eroded by 3 voxels, below
+    NAWM_MAX_Z at both visits. There the two visits should differ by noise only; misalignment
+    puts the white matter of one visit on grey matter, CSF or lesion of the other.
+    """
+    from scipy import ndimage
+
+    from mslesion.preprocess.normalize import match_linear, zscore_brain
+
+    inside = np.asarray(brain, bool)
+    base = zscore_brain(baseline, inside)
+    follow = match_linear(zscore_brain(followup, inside), base, inside)
+    nawm = ndimage.binary_erosion(inside, iterations=3) & np.asarray(white_matter, bool) & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
+    if nawm.sum() < 100:
+        return float("nan")
+    return float(np.std(follow[nawm] - base[nawm]))
+
+
 def _load(images: dict[str, Path | Volume]) -> dict[str, Volume]:
     return {name: src if isinstance(src, Volume) else load_volume(Path(src)).validate() for name, src in images.items()}
 
@@ -143,5 +175,12 @@ def preprocess_pair(baseline: dict[str, Path | Volume], followup: dict[str, Path
     # Both visits resampled again, masked by the union (their first pass was masked by their own brain).
     fu, bl = fu.moved(fu_map, brain=union), bl.moved(bl_map, brain=union)
     images = {**{f"baseline_{k}": v for k, v in bl.images.items()}, **{f"followup_{k}": v for k, v in fu.images.items()}}
+    from mslesion.synth.anatomy import mni_tissues_1mm  # the working grid is the MNI grid its priors live on
+
+    residual = nawm_residual(images["baseline_FLAIR"], images["followup_FLAIR"], union, mni_tissues_1mm()["wm"] > NAWM_PRIOR)
+    qc["visit_residual_nawm_sd"] = round(residual, 3)
+    if not residual <= MAX_NAWM_RESIDUAL_SD:
+        warnings.append(f"the visits do not line up well: follow-up minus baseline FLAIR in normal-appearing white matter varies by "
+                        f"{residual:.2f} sd (more than {MAX_NAWM_RESIDUAL_SD}); changes may be misregistration")
     qc.update({"followup": fu.qc, "baseline": bl.qc, "brain_volume_ml_union": round(float(union.sum()) / 1000.0, 1)})
     return PreprocessedPair(images=images, brain=union, followup=fu, baseline=bl, followup_to_baseline=to_baseline, qc=qc, warnings=warnings)
