@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from mslesion.models.dlb import (
-    FSL_MNI_SHAPE,
     RegionalEnsemble,
     axis_starts,
     build_compact_unet,
@@ -21,8 +20,7 @@ from mslesion.models.dlb import (
     regions_from_starts,
     specialise,
 )
-from mslesion.synth.grid import FSL_MNI_AFFINE
-from mslesion.synth.grid import FSL_MNI_SHAPE as GRID_SHAPE
+from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 
 TINY = (4, 8, 8, 16)
 SMALL = {"shape": (40, 44, 40), "size": (24, 24, 24), "stride": (16, 20, 16)}
@@ -96,7 +94,6 @@ def test_regions_cover_the_grid(layout: dict) -> None:
 
 
 def test_region_counts_on_the_fsl_grid() -> None:
-    assert FSL_MNI_SHAPE == GRID_SHAPE
     quoted = regions(**QUOTED_STRIDE)
     assert len(quoted) == 27 and all(r.size == (96, 96, 96) for r in quoted)
     assert len(network_groups(quoted)) == 18

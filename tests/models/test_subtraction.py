@@ -123,7 +123,7 @@ def test_rejects_mismatched_grids(pair) -> None:
 
 
 def test_white_matter_prior_is_on_the_working_grid() -> None:
-    from mslesion.preprocess.resample import WORKING_AFFINE, WORKING_SHAPE
+    from mslesion.space.grid import WORKING_AFFINE, WORKING_SHAPE
 
     prior = white_matter_prior_working_grid()
     assert prior.shape == WORKING_SHAPE and prior.dtype == bool and not prior.flags.writeable

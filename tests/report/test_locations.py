@@ -14,7 +14,7 @@ from mslesion.postprocess.locations import (
     location_summary,
     ranked_labels,
 )
-from mslesion.synth.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 
 
 def _blob_at(voxel: np.ndarray, radius: int = 1) -> np.ndarray:

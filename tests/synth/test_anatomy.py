@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mslesion.errors import InputError
+from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 from mslesion.synth import LesionKind, load_anatomy
 from mslesion.synth.anatomy import classify_location, mni_tissues_1mm
-from mslesion.synth.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE, coarse_affine, downsample, downsample_box
+from mslesion.synth.grid import coarse_affine, downsample, downsample_box
 
 
 def test_templates_land_on_the_fsl_mni_grid():

@@ -129,7 +129,7 @@ def test_same_seed_same_pair(scan) -> None:
 def test_written_dataset_loads_with_pair_image_names(tmp_path: Path, nifti_writer, monkeypatch) -> None:
     """The writer on a tiny case: the MNI grid check and the WM prior are stubbed (they need the 1 mm template)."""
     import mslesion.synth.anatomy as anatomy
-    import mslesion.synth.grid as grid
+    import mslesion.space.grid as grid
     import mslesion.synth.library as library
     from mslesion.io.dataset import load_dataset
 

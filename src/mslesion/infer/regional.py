@@ -11,7 +11,8 @@ import torch
 
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume
-from mslesion.models.dlb import FSL_MNI_SHAPE, RegionalEnsemble
+from mslesion.models.dlb import RegionalEnsemble
+from mslesion.space.grid import FSL_MNI_SHAPE
 
 AFFINE_TOLERANCE_MM = 1e-3
 

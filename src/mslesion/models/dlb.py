@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 from mslesion.models.scanner_invariant import Activation, DropoutAt, Norm, UNet3D
+from mslesion.space.grid import FSL_MNI_SHAPE
 
-# Same values as mslesion.synth.grid.FSL_MNI_SHAPE (not imported: that pulls in the phantom code).
-FSL_MNI_SHAPE: tuple[int, int, int] = (182, 218, 182)
 REGION_SIZE: tuple[int, int, int] = (96, 96, 96)
 # The issue quotes the paper as "96^3 sub-volumes with stride 76, 76, 67, i.e. 125 regions".
 # On the FSL grid those strides give 27 regions; 5 evenly spread starts per axis give the

@@ -234,7 +234,7 @@ def white_matter_prior_working_grid() -> np.ndarray:
     From the tissue maps nilearn ships (`mslesion.synth.anatomy.mni_tissues_1mm`, no download),
     the same maps the phantoms and the location atlas are built from.
     """
-    from mslesion.preprocess.resample import WORKING_SHAPE
+    from mslesion.space.grid import WORKING_SHAPE
     from mslesion.synth.anatomy import mni_tissues_1mm
 
     prior = mni_tissues_1mm()["wm"] > 0.5

@@ -84,7 +84,7 @@ class LocationAtlas:
 def build_atlas_arrays() -> dict[str, np.ndarray]:
     """Derive the atlas from nilearn's templates (slow: used by make_atlas.py and as fallback)."""
     from mslesion.synth.anatomy import mni_regions_1mm, mni_tissues_1mm
-    from mslesion.synth.grid import FSL_MNI_AFFINE
+    from mslesion.space.grid import FSL_MNI_AFFINE
 
     regions = mni_regions_1mm()
     tissues = mni_tissues_1mm()

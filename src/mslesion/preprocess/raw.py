@@ -48,7 +48,8 @@ from nibabel.affines import voxel_sizes
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume, load_volume
 from mslesion.preprocess.orient import Reorientation
-from mslesion.preprocess.resample import WORKING_AFFINE, WORKING_SHAPE, from_working, resample, to_working
+from mslesion.preprocess.resample import from_working, resample, to_working
+from mslesion.space.grid import WORKING_AFFINE, WORKING_SHAPE
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Resampling between grids through a world-space mapping, in one interpolation.
 
 The model's working grid is the FSL MNI152 1 mm grid (182x218x182) of the training data
-(`mslesion.synth.grid`). Arrays move between grids with SimpleITK's multi-threaded
+(`mslesion.space.grid`). Arrays move between grids with SimpleITK's multi-threaded
 resampler: linear for images and probabilities, nearest neighbour for labels.
 """
 
@@ -11,10 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from mslesion.preprocess.sitkio import from_sitk, ras_to_transform, to_sitk
-from mslesion.synth.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
-
-WORKING_SHAPE: tuple[int, int, int] = FSL_MNI_SHAPE
-WORKING_AFFINE: np.ndarray = FSL_MNI_AFFINE
+from mslesion.space.grid import WORKING_AFFINE, WORKING_SHAPE
 
 
 def resample(

@@ -2,7 +2,7 @@
 
 Registration targets are these images on nilearn's own 1 mm grid (197x233x189), as
 SimpleITK images, cached per process. The model's working grid is the FSL MNI152 grid
-of `mslesion.synth.grid`, which is the same space with another field of view.
+of `mslesion.space.grid`, which is the same space with another field of view.
 """
 
 from __future__ import annotations

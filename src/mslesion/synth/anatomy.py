@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 from mslesion.synth.grid import (
-    FSL_MNI_AFFINE,
-    FSL_MNI_SHAPE,
     bounding_box,
     check_resolution,
     coarse_affine,

@@ -598,7 +598,7 @@ def write_draw_erase_pairs(
     from mslesion.io.atomic import write_json_atomic
     from mslesion.io.manifest import write_manifest
     from mslesion.synth.anatomy import mni_tissues_1mm
-    from mslesion.synth.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+    from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
     from mslesion.synth.library import load_lesion_library
     from mslesion.synth.phantom import subject_seed
 

@@ -1,4 +1,4 @@
-"""Voxel grids of the phantoms: the FSL MNI152 1 mm grid and coarser grids with the same field of view.
+"""Voxel grids of the phantoms: coarser grids with the field of view of the FSL MNI152 1 mm grid (`mslesion.space.grid`).
 
 A coarse grid at `r` mm keeps the field of view's outer edges: coarse voxel `i` covers the
 fine voxels `[r*i, r*i + r)` (centre at fine coordinate `r*i + (r-1)/2`), so downsampling
@@ -13,11 +13,6 @@ import numpy as np
 
 from mslesion.errors import InputError
 
-# The grid of the project's real data (../shared/data/lesjak-mni): FSL's MNI152 1 mm space.
-FSL_MNI_SHAPE: tuple[int, int, int] = (182, 218, 182)
-FSL_MNI_AFFINE = np.array(
-    [[-1.0, 0.0, 0.0, 90.0], [0.0, 1.0, 0.0, -126.0], [0.0, 0.0, 1.0, -72.0], [0.0, 0.0, 0.0, 1.0]]
-)
 MIN_RESOLUTION_MM = 1.0
 MAX_RESOLUTION_MM = 8.0
 

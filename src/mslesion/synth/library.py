@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.errors import InputError
-from mslesion.synth.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 
 log = logging.getLogger(__name__)
 

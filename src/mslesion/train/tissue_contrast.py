@@ -31,7 +31,7 @@ SHIFT_RANGE = (-0.25, 0.75)
 
 def on_mni_grid(case: PreparedCase) -> bool:
     """Whether the case lies on the FSL MNI152 1 mm grid (its prior then needs no registration)."""
-    from mslesion.synth.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+    from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 
     return (case.grid_shape == FSL_MNI_SHAPE and case.affine is not None
             and np.allclose(case.affine, FSL_MNI_AFFINE, atol=1e-3))

@@ -1,0 +1,15 @@
+"""The FSL MNI152 1 mm grid: the space of the project's real data and the model's working grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The grid of the project's real data (../shared/data/lesjak-mni): FSL's MNI152 1 mm space.
+FSL_MNI_SHAPE: tuple[int, int, int] = (182, 218, 182)
+FSL_MNI_AFFINE = np.array(
+    [[-1.0, 0.0, 0.0, 90.0], [0.0, 1.0, 0.0, -126.0], [0.0, 0.0, 1.0, -72.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+# Models segment on this grid; preprocessing resamples scans onto it and back (preprocess.resample).
+WORKING_SHAPE: tuple[int, int, int] = FSL_MNI_SHAPE
+WORKING_AFFINE: np.ndarray = FSL_MNI_AFFINE
