@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.preprocess.orient import reorient_canonical
 from mslesion.preprocess.raw import BrainExtraction, _brain, _mni_registration
-from mslesion.preprocess.sitkio import to_sitk
+from mslesion.space.sitkio import to_sitk
 from real_accuracy import isbi_raters  # the raters' masks on the FLAIR grid, one way for every benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def brain_mask(path: Path, method: BrainExtraction) -> tuple[np.ndarray, float]:
 
     from mslesion.preprocess.bias import n4_correct
     from mslesion.preprocess.hdbet import hdbet_brain_mask
-    from mslesion.preprocess.sitkio import from_sitk
+    from mslesion.space.sitkio import from_sitk
 
     image = nib.load(path)
     array, affine, grid = reorient_canonical(np.asarray(image.dataobj, np.float32), image.affine)

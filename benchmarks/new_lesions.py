@@ -68,7 +68,7 @@ def real_rows(method: str, flips: int) -> list[dict]:
     import nibabel as nib
     import SimpleITK as sitk
 
-    from mslesion.preprocess.sitkio import from_sitk, to_sitk
+    from mslesion.space.sitkio import from_sitk, to_sitk
 
     rows = []
     for patient in ("patient01", "patient03"):

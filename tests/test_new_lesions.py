@@ -160,7 +160,7 @@ def test_raw_real_pair_with_subtraction(shared_data: Path, tmp_path: Path) -> No
     and the subtraction baseline finds most of the expert change mask (measured Dice 0.59; floor 0.4)."""
     import SimpleITK as sitk
 
-    from mslesion.preprocess.sitkio import from_sitk, to_sitk
+    from mslesion.space.sitkio import from_sitk, to_sitk
 
     folder = shared_data / "lesjak-longitudinal" / "patient01"
     out = tmp_path / "p01"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mslesion.preprocess.raw import _check_brain, preprocess_raw
-from mslesion.preprocess.template import mni_arrays
+from mslesion.space.templates import mni_arrays
 
 
 def _mni_brain_on_2mm_grid():

@@ -8,7 +8,7 @@ import pytest
 
 from mslesion.preprocess.orient import Reorientation, reorient_canonical
 from mslesion.preprocess.resample import resample
-from mslesion.preprocess.sitkio import RAS_LPS, ras_to_transform, sitk_affine, to_sitk, transform_to_ras
+from mslesion.space.sitkio import RAS_LPS, ras_to_transform, sitk_affine, to_sitk, transform_to_ras
 
 
 def _rotation(angles: tuple[float, float, float]) -> np.ndarray:

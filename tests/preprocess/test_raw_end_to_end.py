@@ -20,7 +20,7 @@ def _synthetic_head(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     from scipy import ndimage as ndi
     from scipy.spatial.transform import Rotation
 
-    from mslesion.preprocess.template import mni_arrays
+    from mslesion.space.templates import mni_arrays
 
     t1, brain, affine = mni_arrays()
     inside = brain > 0.5
@@ -64,7 +64,7 @@ def test_synthetic_head_end_to_end(tmp_path: Path, dice_fn) -> None:
 def test_real_raw_flair_brain_mask(shared_data: Path, dice_fn) -> None:
     import SimpleITK as sitk
 
-    from mslesion.preprocess.sitkio import from_sitk, to_sitk
+    from mslesion.space.sitkio import from_sitk, to_sitk
 
     folder = shared_data / "lesjak-longitudinal" / "patient01"
     pre = preprocess_raw({"FLAIR": folder / "study1_FLAIR.nii.gz"})

@@ -8,7 +8,7 @@ import pytest
 from mslesion.errors import InputError
 from mslesion.preprocess.register import Init, nmi, register
 from mslesion.preprocess.resample import resample
-from mslesion.preprocess.sitkio import to_sitk
+from mslesion.space.sitkio import to_sitk
 from mslesion.preprocess.skullstrip import brain_mask_or_fail, refine_brain_mask
 
 

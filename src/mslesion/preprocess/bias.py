@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from mslesion.preprocess.sitkio import from_sitk, to_sitk
+from mslesion.space.sitkio import from_sitk, to_sitk
 
 DEFAULT_SHRINK_MM = 4.0
 DEFAULT_ITERATIONS = (20, 20, 10)

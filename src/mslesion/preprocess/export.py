@@ -30,7 +30,7 @@ def _write_transforms(pre: Preprocessed, folder: Path) -> list[str]:
     """ITK transform files (LPS, ITK's fixed->moving resampling direction) plus transforms.json."""
     import SimpleITK as sitk
 
-    from mslesion.preprocess.sitkio import ras_to_transform
+    from mslesion.space.sitkio import ras_to_transform
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []

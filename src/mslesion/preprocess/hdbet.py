@@ -119,7 +119,7 @@ def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,)) -> sitk.
 
 def hdbet_brain_mask(array: np.ndarray, affine: np.ndarray, folds: tuple[int, ...] = (0,)) -> np.ndarray:
     """Brain mask (bool, same grid as `array`, i/j/k order) of a head scan with RAS `affine`, any contrast."""
-    from mslesion.preprocess.sitkio import from_sitk, to_sitk
+    from mslesion.space.sitkio import from_sitk, to_sitk
     from mslesion.preprocess.skullstrip import fill_holes, largest_component
 
     image = to_sitk(np.asarray(array, np.float32), affine)

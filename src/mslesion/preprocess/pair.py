@@ -111,7 +111,7 @@ def _visit_registration(followup: Preprocessed, baseline_flair: Volume, qc: dict
     """Rigid baseline -> follow-up FLAIR registration; returns R (follow-up point -> baseline point)."""
     from mslesion.preprocess.orient import reorient_canonical
     from mslesion.preprocess.raw import rigid_in_brain
-    from mslesion.preprocess.sitkio import to_sitk
+    from mslesion.space.sitkio import to_sitk
 
     fu_array, fu_affine = followup._corrected["FLAIR"]
     bl_array, bl_affine, _ = reorient_canonical(np.asarray(baseline_flair.array, dtype=np.float32), baseline_flair.affine)

@@ -240,8 +240,8 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
     eyes and scalp in the field of view no longer pull the fit.
     """
     from mslesion.preprocess.register import Init, register, registration_nmi
-    from mslesion.preprocess.sitkio import from_sitk, sitk_affine, to_sitk
-    from mslesion.preprocess.template import registration_brain, registration_target
+    from mslesion.space.sitkio import from_sitk, sitk_affine, to_sitk
+    from mslesion.space.templates import registration_brain, registration_target
 
     template, fixed_mask = registration_target(2.0)
     moving = flair_img if brain is None else to_sitk(from_sitk(flair_img) * brain, sitk_affine(flair_img))
@@ -267,7 +267,7 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
 
 def _warped_mni_brain(shape: tuple[int, ...], affine: np.ndarray, mni_to_flair: np.ndarray) -> np.ndarray:
     """The MNI152 brain mask (bool) carried onto the canonical FLAIR grid through the registration."""
-    from mslesion.preprocess.template import mni_arrays
+    from mslesion.space.templates import mni_arrays
 
     _, template_brain, template_affine = mni_arrays()
     return resample(template_brain, template_affine, affine, shape, np.linalg.inv(mni_to_flair)) > 0.5
@@ -323,7 +323,7 @@ def rigid_in_brain(fixed_img: Any, moving_img: Any, brain: np.ndarray, path: Pat
     mutual information inside the brain; a failure is an InputError naming `path`.
     """
     from mslesion.preprocess.register import Init, register, registration_nmi
-    from mslesion.preprocess.sitkio import sitk_affine, to_sitk
+    from mslesion.space.sitkio import sitk_affine, to_sitk
     from mslesion.preprocess.skullstrip import dilate_mm
 
     mask = to_sitk(dilate_mm(brain, 5.0, fixed_img.GetSpacing()).astype(np.uint8), sitk_affine(fixed_img), dtype=np.uint8)
@@ -366,7 +366,7 @@ def preprocess_raw(
     poor registrations or an odd brain volume become `warnings` (also in `qc`).
     """
     from mslesion.preprocess.bias import n4_correct
-    from mslesion.preprocess.sitkio import from_sitk, itk_threads, to_sitk
+    from mslesion.space.sitkio import from_sitk, itk_threads, to_sitk
 
     _check_names(images)
     method = BrainExtraction.parse(brain_extraction)

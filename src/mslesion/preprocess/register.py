@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from mslesion.errors import InputError
-from mslesion.preprocess.sitkio import from_sitk, ras_to_transform, transform_to_ras
+from mslesion.space.sitkio import from_sitk, ras_to_transform, transform_to_ras
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from mslesion.preprocess.sitkio import from_sitk, ras_to_transform, to_sitk
+from mslesion.space.sitkio import from_sitk, ras_to_transform, to_sitk
 from mslesion.space.grid import WORKING_AFFINE, WORKING_SHAPE
 
 

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 import SimpleITK as sitk
 
-from mslesion.preprocess.sitkio import to_sitk
+from mslesion.space.sitkio import to_sitk
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,6 +65,6 @@ def registration_target(spacing_mm: float = 2.0, mask_margin_mm: float = 8.0) ->
 def registration_brain(spacing_mm: float = 2.0) -> np.ndarray:
     """The template brain mask (bool, i/j/k order) on the `registration_target` grid, for QC."""
     from mslesion.preprocess.register import isotropic
-    from mslesion.preprocess.sitkio import from_sitk
+    from mslesion.space.sitkio import from_sitk
 
     return from_sitk(isotropic(sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8), spacing_mm, is_label=True)) > 0
