@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from mslesion.infer.sliding import brain_bbox, predict_probability
+from mslesion.infer.sliding import predict_probability
+from mslesion.space.boxes import brain_bbox
 from mslesion.postprocess.lesions import binarise, lesion_table
 
 

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from mslesion.evaluate.conventions import DEFAULT_POLICY, EmptyPolicy
 from mslesion.evaluate.voxel import as_mask_pair
+from mslesion.space.boxes import bounding_box
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,7 @@ def surface_voxels(mask: np.ndarray) -> np.ndarray:
 
 def _crop_to_union(p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop both masks to the bounding box of their union plus one voxel (clipped to the image)."""
-    coords = np.nonzero(p | r)
-    box = tuple(
-        slice(max(int(c.min()) - 1, 0), min(int(c.max()) + 2, n)) for c, n in zip(coords, p.shape)
-    )
+    box = bounding_box(p | r, 1)
     return p[box], r[box]
 
 

@@ -14,27 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mslesion.space.boxes import brain_bbox
+
 # Flip TTA: the identity plus mirroring along each axis (left-right first: brains are
 # nearly symmetric left-right, so that flip is the most informative one).
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,))
-
-
-def brain_bbox(brain: np.ndarray, margin: int, patch_size: Sequence[int]) -> tuple[slice, ...]:
-    """Bounding box of the brain plus `margin`, at least one patch wide, inside the volume."""
-    idx = np.argwhere(brain > 0)
-    if idx.size == 0:
-        return tuple(slice(0, n) for n in brain.shape)
-    slices = []
-    for axis, n in enumerate(brain.shape):
-        lo = max(int(idx[:, axis].min()) - margin, 0)
-        hi = min(int(idx[:, axis].max()) + 1 + margin, n)
-        short = patch_size[axis] - (hi - lo)
-        if short > 0:  # grow to one patch when the volume allows it
-            lo = max(lo - (short + 1) // 2, 0)
-            hi = min(lo + patch_size[axis], n)
-            lo = max(hi - patch_size[axis], 0)
-        slices.append(slice(lo, hi))
-    return tuple(slices)
 
 
 @torch.no_grad()

@@ -39,6 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from mslesion.components import label_components, min_voxels_above
+from mslesion.space.boxes import bounding_box_or_none
 
 # Just below and just above 0.5 in float32: the score's two sides of the decision.
 _BELOW = np.nextafter(np.float32(0.5), np.float32(0.0))
@@ -149,22 +150,12 @@ def subtraction_probability(
     # Work inside the brain's bounding box, with room for the white-matter dilation: the
     # same result, several times faster on a whole-head grid.
     margin = [int(math.ceil(p.wm_dilation_mm / s)) + 1 for s in spacing]
-    box = _bounding_box(brain, margin)
+    box = bounding_box_or_none(brain, margin)
     if box is None:
         return out
     wm = None if white_matter is None else np.asarray(white_matter)[box] > 0
     out[box] = _score(np.asarray(baseline)[box], np.asarray(followup)[box], brain[box], spacing, p, wm)
     return out
-
-
-def _bounding_box(mask: np.ndarray, margin: list[int]) -> tuple[slice, ...] | None:
-    """Slices of the box holding `mask` plus `margin` voxels per axis (clipped to the grid); None when empty."""
-    idx = np.argwhere(mask)
-    if idx.size == 0:
-        return None
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + np.array(margin) + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def _score(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacing: tuple[float, float, float],

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mslesion.errors import InputError
-from mslesion.synth.grid import bounding_box
+from mslesion.space.boxes import bounding_box
 
 DARK_FRACTION = 0.7
 EDGE_MM = 3.0

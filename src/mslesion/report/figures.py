@@ -12,6 +12,8 @@ import io
 import nibabel as nib
 import numpy as np
 
+from mslesion.space.boxes import bounding_box
+
 LESION_COLOUR = "#ff2a2a"
 BRAIN_COLOUR = "#22d3ee"
 VIEWS = ("axial", "coronal", "sagittal")
@@ -98,16 +100,6 @@ def draw_slice(ax, image: np.ndarray, overlay: np.ndarray, view: str, spacing, w
     ax.set_axis_off()
 
 
-def _brain_box(brain: np.ndarray, margin: int = 3) -> tuple[slice, slice, slice]:
-    """Bounding box of the brain plus a margin (the whole grid when the mask is empty)."""
-    idx = np.argwhere(brain)
-    if idx.size == 0:
-        return tuple(slice(0, n) for n in brain.shape)  # type: ignore[return-value]
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + margin + 1, brain.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
-
-
 def slice_montage(
     image: np.ndarray, overlay: np.ndarray, affine: np.ndarray, brain: np.ndarray, colour: str = LESION_COLOUR,
     layout: tuple[tuple[str, ...], ...] = (("axial",) * 6, ("coronal",) * 3 + ("sagittal",) * 3), dpi: int = 80,
@@ -119,7 +111,7 @@ def slice_montage(
     ovl, _ = to_ras(np.asarray(overlay) > 0, affine)
     brn, _ = to_ras(np.asarray(brain) > 0, affine)
     window = display_window(img, brn)
-    box = _brain_box(brn)
+    box = bounding_box(brn, 3)
     start = [b.start for b in box]
     img, ovl, brn = img[box], ovl[box], brn[box]
     picks = {view: iter(pick_slices(brn, ovl, view, sum(row.count(view) for row in layout))) for view in VIEWS}

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mslesion.space.boxes import bounding_box
 from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 from mslesion.synth.grid import (
-    bounding_box,
     check_resolution,
     coarse_affine,
     coarse_shape,

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mslesion.components import label_components
+from mslesion.space.boxes import bounding_box
 from mslesion.synth.implant import brain_stats
 from mslesion.synth.library import LesionLibrary, RealComponent
 
@@ -110,15 +111,6 @@ def _spacing3(spacing_mm: Spacing) -> np.ndarray:
     return s
 
 
-def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """Bounding box of a non-empty mask grown by `margin`, clipped to the array."""
-    out = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        out.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis])))
-    return tuple(out)
-
-
 def _box_of(comp: RealComponent, start: Sequence[int], shape: tuple[int, ...]) -> tuple[slice, ...] | None:
     """Where the component's box lands when its first voxel is at `start`; None if it leaves the array."""
     stop = [s + n for s, n in zip(start, comp.mask.shape)]
@@ -149,7 +141,7 @@ def inpaint(
     image's own noise level, measured on the neighbours, is added back.
     """
     margin = int(3 * INPAINT_SIGMAS[-1]) + 1
-    sl = _bbox(region, margin)
+    sl = bounding_box(region, margin)
     reg = region[sl]
     w = (valid[sl] & ~reg).astype(np.float32)
     out = {c: img.astype(np.float32, copy=True) for c, img in images.items()}
@@ -188,7 +180,7 @@ def _normal_neighbours(
 ) -> np.ndarray:
     """`candidates` near `region` without intensity outliers (CSF, vessels) in any contrast."""
     valid = candidates.copy()
-    sl = _bbox(region, int(3 * INPAINT_SIGMAS[-1]) + 1)
+    sl = bounding_box(region, int(3 * INPAINT_SIGMAS[-1]) + 1)
     local = valid[sl]
     for img in images.values():
         values = img[sl][local]
@@ -238,7 +230,7 @@ def erase_lesions(
     for k in chosen:
         comp = labels == k
         region = ndi.binary_dilation(comp, iterations=1) & brain & (~lesion | comp)
-        sl = _bbox(region, int(3 * INPAINT_SIGMAS[-1]) + 1)
+        sl = bounding_box(region, int(3 * INPAINT_SIGMAS[-1]) + 1)
         candidates = clean
         if white_matter is not None and (clean[sl] & white_matter[sl]).sum() >= 50:
             candidates = clean & white_matter
@@ -450,7 +442,7 @@ def make_draw_erase_pair(
     spacing = _spacing3(spacing_mm)
     voxel_mm3 = float(np.prod(spacing))
     streams = _streams(rng, ["counts", "erase", "draw", "motion", "baseline", "followup"])
-    crop = _bbox(brain, CROP_MARGIN)
+    crop = bounding_box(brain, CROP_MARGIN)
     imgs = {c: np.asarray(img, dtype=np.float32)[crop] for c, img in images.items()}
     les, br = lesion[crop], brain[crop]
     wm = None if white_matter is None else np.asarray(white_matter, dtype=bool)[crop]

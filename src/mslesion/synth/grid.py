@@ -78,31 +78,3 @@ def downsample(array: np.ndarray, r: float) -> np.ndarray:
     out, _ = downsample_box(array, (0, 0, 0), r)
     want = coarse_shape(array.shape, r)
     return out[: want[0], : want[1], : want[2]]
-
-
-def bounding_box(mask: np.ndarray, margin: int, shape: tuple[int, ...] | None = None) -> tuple[slice, slice, slice]:
-    """Slices of the smallest box holding `mask`, grown by `margin` voxels and clipped to the grid."""
-    shape = tuple(shape or mask.shape)
-    idx = np.argwhere(mask)
-    if idx.size == 0:
-        return tuple(slice(0, n) for n in shape)  # type: ignore[return-value]
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + 1 + margin, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
-
-
-def box_around(center: np.ndarray, half: int, shape: tuple[int, ...]) -> tuple[slice, slice, slice] | None:
-    """Box of `half` voxels either side of `center`, clipped to `shape`; None when empty."""
-    c = np.round(np.asarray(center)).astype(int)
-    lo = np.maximum(c - half, 0)
-    hi = np.minimum(c + half + 1, shape)
-    if np.any(hi <= lo):
-        return None
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
-
-
-def pad_to_grid(crop_array: np.ndarray, crop: tuple[slice, slice, slice], shape: tuple[int, int, int]) -> np.ndarray:
-    """Place a cropped array back on the full grid (zeros outside the crop)."""
-    out = np.zeros(shape, dtype=crop_array.dtype)
-    out[crop] = crop_array
-    return out

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from mslesion.space.boxes import pad_to_grid
 from mslesion.synth.anatomy import Anatomy, LesionKind, load_anatomy
 from mslesion.synth.fields import apply_rigid, random_displacement, random_rigid, smooth_field, warp, warp_labels
-from mslesion.synth.grid import pad_to_grid
 from mslesion.synth.lesions import LesionModel, Raster, draw_count, evolve, paint, rasterize, sample_lesions
 from mslesion.synth.library import LesionLibrary, load_lesion_library
 from mslesion.synth.render import TissueMaps, lesion_means, render, tissue_maps
