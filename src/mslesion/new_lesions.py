@@ -124,7 +124,8 @@ def _inference(method: _Method, images: dict[str, np.ndarray], brain: np.ndarray
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
 
     if method.card is None:
-        from mslesion.models.subtraction import subtraction_probability, white_matter_prior_working_grid
+        from mslesion.models.subtraction import subtraction_probability
+        from mslesion.space.priors import white_matter_prior_working_grid
 
         x = normalised_channels(images, brain, ["baseline_FLAIR", "followup_FLAIR"])
         white_matter = white_matter_prior_working_grid() if on_working_grid else None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mslesion.models.subtraction import SubtractionParams, subtraction_probability, white_matter_prior_working_grid
+from mslesion.models.subtraction import SubtractionParams, subtraction_probability
+from mslesion.space.priors import white_matter_prior_working_grid
 
 SHAPE = (40, 44, 30)
 NEW, SHARED = (14, 22, 15), (27, 24, 15)

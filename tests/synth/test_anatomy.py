@@ -7,8 +7,9 @@ import pytest
 
 from mslesion.errors import InputError
 from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.priors import mni_tissues_1mm
 from mslesion.synth import LesionKind, load_anatomy
-from mslesion.synth.anatomy import classify_location, mni_tissues_1mm
+from mslesion.synth.anatomy import classify_location
 from mslesion.synth.grid import coarse_affine, downsample, downsample_box
 
 

@@ -128,8 +128,8 @@ def test_same_seed_same_pair(scan) -> None:
 
 def test_written_dataset_loads_with_pair_image_names(tmp_path: Path, nifti_writer, monkeypatch) -> None:
     """The writer on a tiny case: the MNI grid check and the WM prior are stubbed (they need the 1 mm template)."""
-    import mslesion.synth.anatomy as anatomy
     import mslesion.space.grid as grid
+    import mslesion.space.priors as priors
     import mslesion.synth.library as library
     from mslesion.io.dataset import load_dataset
 
@@ -139,7 +139,7 @@ def test_written_dataset_loads_with_pair_image_names(tmp_path: Path, nifti_write
         nifti_writer(tmp_path / "src" / "pt01" / f"{name}.nii.gz", arr, affine)
     monkeypatch.setattr(grid, "FSL_MNI_SHAPE", lesion.shape)
     monkeypatch.setattr(grid, "FSL_MNI_AFFINE", affine)
-    monkeypatch.setattr(anatomy, "mni_tissues_1mm", lambda: {"wm": wm.astype(np.float32)})
+    monkeypatch.setattr(priors, "mni_tissues_1mm", lambda: {"wm": wm.astype(np.float32)})
     shapes = library.LesionLibrary(folder=tmp_path, donors=("d1_lesion",), components=(tuple(_shapes()),))
     monkeypatch.setattr(library, "load_lesion_library", lambda folder: shapes)
 

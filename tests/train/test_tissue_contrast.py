@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mslesion.synth.anatomy import mni_tissues_1mm
 from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.priors import mni_tissues_1mm
 from mslesion.train.data import PreparedCase
 from mslesion.train.tissue_contrast import SHIFT_RANGE, TissueContrast
 

@@ -30,7 +30,6 @@ minimum lesion size is left to `binarise`.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -216,20 +215,3 @@ def _score(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacin
         passed = keep[labels]
     out[core] = np.where(passed[core], np.maximum(score[core], _ABOVE), np.minimum(score[core], _BELOW))
     return out
-
-
-@functools.lru_cache(maxsize=1)
-def white_matter_prior_working_grid() -> np.ndarray:
-    """White matter (MNI152 2009a WM probability > 0.5) on the FSL MNI152 1 mm working grid, read-only, cached.
-
-    From the tissue maps nilearn ships (`mslesion.synth.anatomy.mni_tissues_1mm`, no download),
-    the same maps the phantoms and the location atlas are built from.
-    """
-    from mslesion.space.grid import WORKING_SHAPE
-    from mslesion.synth.anatomy import mni_tissues_1mm
-
-    prior = mni_tissues_1mm()["wm"] > 0.5
-    if prior.shape != tuple(WORKING_SHAPE):
-        raise RuntimeError(f"white-matter prior has shape {prior.shape}, expected the working grid {WORKING_SHAPE}")
-    prior.setflags(write=False)
-    return prior

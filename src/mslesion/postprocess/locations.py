@@ -1,7 +1,7 @@
 """Lesion locations (McDonald 2017): periventricular, juxtacortical/cortical, infratentorial, deep white matter.
 
 The regions come from the MNI152 2009a templates nilearn ships (no download), moved onto
-the FSL MNI152 1 mm grid (182x218x182) by `mslesion.synth.anatomy.mni_regions_1mm`, the
+the FSL MNI152 1 mm grid (182x218x182) by `mslesion.space.priors.mni_regions_1mm`, the
 same regions the phantoms place their lesions in, so synthetic ground truth and this
 classifier agree:
 
@@ -83,8 +83,8 @@ class LocationAtlas:
 
 def build_atlas_arrays() -> dict[str, np.ndarray]:
     """Derive the atlas from nilearn's templates (slow: used by make_atlas.py and as fallback)."""
-    from mslesion.synth.anatomy import mni_regions_1mm, mni_tissues_1mm
     from mslesion.space.grid import FSL_MNI_AFFINE
+    from mslesion.space.priors import mni_regions_1mm, mni_tissues_1mm
 
     regions = mni_regions_1mm()
     tissues = mni_tissues_1mm()

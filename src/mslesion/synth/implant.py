@@ -140,7 +140,7 @@ def write_implanted_cases(
     """
     from mslesion.io.dataset import read_labelled_case_folder
     from mslesion.io.volume import save_like
-    from mslesion.synth.anatomy import mni_tissues_1mm
+    from mslesion.space.priors import mni_tissues_1mm
     from mslesion.synth.library import load_lesion_library
 
     recipient = read_labelled_case_folder(recipient_dir)

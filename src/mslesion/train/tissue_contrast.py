@@ -41,7 +41,7 @@ class TissueContrast:
     """Per-case grey-matter prior on the case's brain box; `apply` shifts grey matter in sampled patches."""
 
     def __init__(self, cases: Sequence[PreparedCase]) -> None:
-        from mslesion.synth.anatomy import mni_tissues_1mm
+        from mslesion.space.priors import mni_tissues_1mm
 
         grey = mni_tissues_1mm()["gm"]
         self.priors: dict[str, np.ndarray] = {}
