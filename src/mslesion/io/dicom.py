@@ -19,8 +19,6 @@ from mslesion.io.volume import Volume
 
 logger = logging.getLogger(__name__)
 
-# SimpleITK works in LPS; NIfTI affines (and this toolkit) in RAS.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SERIES_DESCRIPTION = "0008|103e"
 
 
@@ -38,22 +36,19 @@ def _series_description(first_file: str) -> str:
 
 
 def sitk_to_volume(image, path: Path | None = None) -> Volume:  # noqa: ANN001 - SimpleITK image
-    """A SimpleITK 3D image as a Volume: array (x, y, z) and RAS affine."""
-    import SimpleITK as sitk
+    """A SimpleITK 3D image as a Volume: array (x, y, z) and RAS affine (through `mslesion.space.sitkio`)."""
+    from mslesion.space.sitkio import from_sitk, sitk_affine
 
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(path, f"is a {image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} components; a 3D scalar image is needed")
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
-    lps[:3, 3] = image.GetOrigin()
+    affine = sitk_affine(image)
     check_shape(tuple(int(n) for n in image.GetSize()), 4, path)
     warnings = check_spacing(tuple(float(s) for s in image.GetSpacing()), path)
-    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # SimpleITK arrays are (z, y, x)
+    array = from_sitk(image)
     check_dtype(array.dtype, path)
     if np.issubdtype(array.dtype, np.floating) or array.dtype.itemsize > 2:
         array = finite_float32(array, path)
-    volume = Volume.from_array(np.ascontiguousarray(array), LPS_TO_RAS @ lps)
+    volume = Volume.from_array(np.ascontiguousarray(array), affine)
     volume.path, volume.warnings = path, warnings
     for message in warnings:
         logger.warning("warning: %s", message)

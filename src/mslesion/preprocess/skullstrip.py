@@ -34,14 +34,16 @@ def _morph(mask: np.ndarray, radius_mm: float, spacing: tuple[float, ...], dilat
     """Binary dilation/erosion by an ellipsoid of `radius_mm` (SimpleITK, multi-threaded)."""
     import SimpleITK as sitk
 
+    from mslesion.space.sitkio import array_to_sitk, from_sitk
+
     radius = _radius(radius_mm, spacing)
     if radius_mm <= 0 or not any(radius):
         return mask.astype(bool).copy()
-    image = sitk.GetImageFromArray(np.ascontiguousarray(mask.astype(np.uint8).transpose(2, 1, 0)))
+    image = array_to_sitk(mask.astype(np.uint8), np.uint8)
     op = sitk.BinaryDilate if dilate else sitk.BinaryErode
-    # SimpleITK's (x, y, z) index order is the array's (i, j, k) after the transpose above.
+    # SimpleITK's (x, y, z) index order is the array's (i, j, k) (array_to_sitk transposes).
     out = op(image, radius, sitk.sitkBall, 0, 1)
-    return sitk.GetArrayFromImage(out).transpose(2, 1, 0).astype(bool)
+    return from_sitk(out).astype(bool)
 
 
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: tuple[float, ...]) -> np.ndarray:

@@ -30,13 +30,21 @@ def itk_threads(n: int = DEFAULT_THREADS) -> Iterator[None]:
         sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(before)
 
 
+def array_to_sitk(array: np.ndarray, dtype: type = np.float32) -> sitk.Image:
+    """A SimpleITK image of `array` (i, j, k order) on SimpleITK's default grid (1 mm voxels, origin 0, no rotation).
+
+    For filters that work in voxels (morphology with a radius in voxels); `to_sitk` adds the geometry.
+    """
+    return sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, dtype=dtype).transpose(2, 1, 0)))
+
+
 def to_sitk(array: np.ndarray, affine: np.ndarray, dtype: type = np.float32) -> sitk.Image:
     """A SimpleITK image of `array` (i, j, k order) on the grid of the RAS `affine`.
 
     SimpleITK cannot hold shear; affines from scanners have none (orthogonal columns).
     """
     affine = np.asarray(affine, dtype=float)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, dtype=dtype).transpose(2, 1, 0)))
+    image = array_to_sitk(array, dtype)
     lps = RAS_LPS @ affine
     spacing = voxel_sizes(lps)
     direction = lps[:3, :3] / spacing
