@@ -19,7 +19,8 @@ from nibabel.processing import resample_from_to
 
 from mslesion.evaluate.voxel import dice
 from mslesion.io.volume import load_volume
-from mslesion.pipeline import resolve_model, segment
+from mslesion.models.store import resolve_model
+from mslesion.pipeline import segment
 
 pytestmark = pytest.mark.shared_data
 

@@ -121,7 +121,7 @@ def _page_row(subject: str, session: str | None, summary: dict[str, Any], meta: 
 def segment_dataset(bids_dir: str | Path, out: str | Path, model: str | Path = "default") -> CohortResult:
     """Segment every session of `bids_dir` into `out`; skip done sessions, keep going past failures."""
     from mslesion.io.bids import read_bids
-    from mslesion.pipeline import resolve_model
+    from mslesion.models.store import resolve_model
 
     bids_dir, out = Path(bids_dir), Path(out)
     if out.resolve() == bids_dir.resolve():

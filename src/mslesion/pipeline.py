@@ -38,21 +38,6 @@ class SegmentResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
-    """A shipped model by name (`default`) or a model folder path."""
-    candidate = Path(name_or_path)
-    if candidate.exists():
-        return candidate
-    from importlib import resources
-
-    shipped = Path(str(resources.files("mslesion") / "data" / "models" / str(name_or_path)))
-    if shipped.is_dir():
-        return shipped
-    shipped_names = sorted(p.name for p in shipped.parent.iterdir()) if shipped.parent.is_dir() else []
-    known = f"shipped models: {', '.join(shipped_names)}" if shipped_names else "no model ships with this version yet"
-    raise InputError(candidate, f"model not found: not a model folder, and {known}; train one with `mslesion train` and pass --model RUN/model")
-
-
 def _background_looks_raw(image: np.ndarray) -> bool:
     """Skull-stripped images have an exactly-zero background; raw ones do not."""
     corners = [image[:8, :8, :8], image[-8:, -8:, :8], image[:8, -8:, -8:], image[-8:, :8, -8:]]
@@ -149,7 +134,7 @@ def segment(
     """
     from mslesion import __version__
     from mslesion.infer.sliding import predict_probability
-    from mslesion.models.store import load_model
+    from mslesion.models.store import load_model, resolve_model
     from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.report.write import write_report

@@ -70,7 +70,7 @@ def test_weights_that_are_not_finite_are_refused(value: float, tmp_path: Path, t
 
 def test_the_shipped_cards_pass_the_checks() -> None:
     from mslesion.models.store import ModelCard
-    from mslesion.pipeline import resolve_model
+    from mslesion.models.store import resolve_model
 
     for name in ("default", "new-lesions"):
         path = resolve_model(name) / "model.json"

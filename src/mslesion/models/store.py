@@ -117,6 +117,21 @@ def save_model(state_dict: dict[str, Any], card: ModelCard, folder: str | Path) 
     return folder
 
 
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A shipped model by name (`default`) or a model folder path."""
+    candidate = Path(name_or_path)
+    if candidate.exists():
+        return candidate
+    from importlib import resources
+
+    shipped = Path(str(resources.files("mslesion") / "data" / "models" / str(name_or_path)))
+    if shipped.is_dir():
+        return shipped
+    shipped_names = sorted(p.name for p in shipped.parent.iterdir()) if shipped.parent.is_dir() else []
+    known = f"shipped models: {', '.join(shipped_names)}" if shipped_names else "no model ships with this version yet"
+    raise InputError(candidate, f"model not found: not a model folder, and {known}; train one with `mslesion train` and pass --model RUN/model")
+
+
 def load_model(folder: str | Path):
     """Read a model folder into (network in eval mode, card). Refuses anything but safetensors."""
     from safetensors import SafetensorError

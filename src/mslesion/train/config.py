@@ -300,8 +300,7 @@ def initial_weights(cfg: TrainConfig, source: Path | None = None) -> dict[str, A
     """The state dict of `model.init` (safetensors only) if its architecture and contrasts match; None without one."""
     if cfg.model.init is None:
         return None
-    from mslesion.models.store import load_model
-    from mslesion.pipeline import resolve_model
+    from mslesion.models.store import load_model, resolve_model
 
     net, card = load_model(resolve_model(cfg.model.init))
     if card.architecture != cfg.model.architecture or list(card.contrasts) != list(cfg.data.contrasts):
