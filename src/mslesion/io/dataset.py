@@ -80,8 +80,7 @@ def read_case_folders(root: Path) -> list[Case]:
     The layout of `mslesion synth` without its manifest, and of ../shared/data/lesjak-mni.
     """
     from mslesion.io.case import CaseMeta, canonical_contrast
-    from mslesion.io.matching import strip_nifti_suffix
-    from mslesion.io.volume import is_nifti_path, load_volume
+    from mslesion.io.volume import is_nifti_path, load_volume, strip_nifti_suffix
 
     cases = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):

@@ -1,4 +1,4 @@
-"""DICOM series folders as volumes, through SimpleITK's GDCM series reader.
+"""DICOM series folders as arrays and RAS affines, through SimpleITK's GDCM series reader (`io.volume.load_volume` wraps them in a Volume).
 
 Only the voxels and the geometry are kept: no header field (patient name, IDs, dates)
 is copied into the volume, so nothing identifying reaches outputs, reports or logs.
@@ -15,7 +15,6 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.io.limits import check_dtype, check_shape, check_spacing, finite_float32
-from mslesion.io.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +34,8 @@ def _series_description(first_file: str) -> str:
     return reader.GetMetaData(SERIES_DESCRIPTION).strip() if reader.HasMetaDataKey(SERIES_DESCRIPTION) else ""
 
 
-def sitk_to_volume(image, path: Path | None = None) -> Volume:  # noqa: ANN001 - SimpleITK image
-    """A SimpleITK 3D image as a Volume: array (x, y, z) and RAS affine (through `mslesion.space.sitkio`)."""
+def sitk_to_arrays(image, path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: ANN001 - SimpleITK image
+    """A SimpleITK 3D image as (array (x, y, z), RAS affine, voxel-size warnings), through `mslesion.space.sitkio`."""
     from mslesion.space.sitkio import from_sitk, sitk_affine
 
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
@@ -48,15 +47,13 @@ def sitk_to_volume(image, path: Path | None = None) -> Volume:  # noqa: ANN001 -
     check_dtype(array.dtype, path)
     if np.issubdtype(array.dtype, np.floating) or array.dtype.itemsize > 2:
         array = finite_float32(array, path)
-    volume = Volume.from_array(np.ascontiguousarray(array), affine)
-    volume.path, volume.warnings = path, warnings
     for message in warnings:
         logger.warning("warning: %s", message)
-    return volume
+    return np.ascontiguousarray(array), affine, warnings
 
 
-def load_dicom_series(folder: str | Path) -> Volume:
-    """Read the one DICOM series in `folder` (InputError when there are none or several)."""
+def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read the one DICOM series in `folder` as `sitk_to_arrays` does (InputError when there are none or several)."""
     import SimpleITK as sitk
 
     folder = Path(folder)
@@ -81,4 +78,4 @@ def load_dicom_series(folder: str | Path) -> Volume:
         raise InputError(folder, f"unreadable DICOM series ({first})") from None
     if image.GetDimension() == 3 and image.GetSize()[2] < 2:
         raise InputError(folder, "DICOM series has a single slice; a 3D volume is needed")
-    return sitk_to_volume(image, folder)
+    return sitk_to_arrays(image, folder)

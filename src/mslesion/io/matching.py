@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mslesion.errors import InputError
-from mslesion.io.volume import Volume, is_nifti_path, load_volume
+from mslesion.io.volume import Volume, is_nifti_path, load_volume, strip_nifti_suffix
 
 # File names, in order of preference, of a mask inside a per-case folder.
 CASE_FOLDER_MASKS = ("lesion_mask.nii.gz", "new_lesion_mask.nii.gz", "lesion.nii.gz", "new_lesion.nii.gz", "mask.nii.gz")
@@ -26,14 +26,6 @@ class MaskEntry:
     case_id: str
     volume: Volume
     site: str | None = None
-
-
-def strip_nifti_suffix(name: str) -> str:
-    """'case01.nii.gz' -> 'case01'."""
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _from_dataset(path: Path) -> dict[str, MaskEntry]:

@@ -37,6 +37,14 @@ def is_nifti_path(path: str | Path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def strip_nifti_suffix(name: str) -> str:
+    """'case01.nii.gz' -> 'case01'."""
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def _read_image(path: Path) -> nib.Nifti1Image:
     """Open the header of a NIfTI file (no voxel data yet) or raise InputError."""
     if not path.exists():
@@ -150,9 +158,12 @@ def load_volume(path: str | Path) -> Volume:
     """
     path = Path(path)
     if path.is_dir():
-        from mslesion.io.dicom import load_dicom_series
+        from mslesion.io.dicom import read_dicom_series
 
-        return load_dicom_series(path)
+        array, affine, warnings = read_dicom_series(path)
+        volume = Volume.from_array(array, affine)
+        volume.path, volume.warnings = path, warnings
+        return volume
     if not is_nifti_path(path):
         raise InputError(path, "not a NIfTI file name (expected .nii or .nii.gz)")
     img = _read_image(path)
