@@ -9,6 +9,7 @@ config's own hold-out split then picks validation cases among the rest.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mslesion.benchmark.config import Protocol, ProtocolSpec
@@ -31,6 +32,11 @@ class Fold:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "test": [list(k) for k in self.test], "consistency": [list(k) for k in self.consistency]}
+
+
+def prediction_path(fold_dir: Path, key: CaseKey) -> Path:
+    """Where the fold's lesion mask of a case lies."""
+    return fold_dir / "pred" / key[0] / key[1] / "lesion_mask.nii.gz"
 
 
 def usable(cases: list[Case]) -> list[Case]:

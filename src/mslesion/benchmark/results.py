@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mslesion.benchmark.config import BenchmarkConfig
-from mslesion.benchmark.protocol import CaseKey
-from mslesion.benchmark.run import prediction_path
+from mslesion.benchmark.protocol import CaseKey, prediction_path
 from mslesion.io.atomic import write_csv_atomic, write_text_atomic
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mslesion.benchmark.config import BenchmarkConfig, MethodSpec, Protocol, deep_merge, load_benchmark
-from mslesion.benchmark.protocol import CaseKey, Fold, build_folds, usable
+from mslesion.benchmark.protocol import CaseKey, Fold, build_folds, prediction_path, usable
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from mslesion.io.case import Case
@@ -141,11 +141,6 @@ def _evaluate(cfg: BenchmarkConfig, method: str, fold: Fold, fold_dir: Path,
                    "dataset": key[0]}
             rows.append({**ids, **row})
     return rows
-
-
-def prediction_path(fold_dir: Path, key: CaseKey) -> Path:
-    """Where the fold's lesion mask of a case lies."""
-    return fold_dir / "pred" / key[0] / key[1] / "lesion_mask.nii.gz"
 
 
 def run_fold(cfg: BenchmarkConfig, method: MethodSpec, fold: Fold, paths: dict[str, Path],
