@@ -239,9 +239,8 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
     skull-stripped template, both started from their centres of mass (image moments): neck,
     eyes and scalp in the field of view no longer pull the fit.
     """
-    from mslesion.preprocess.register import Init, register, registration_nmi
+    from mslesion.preprocess.register import Init, register, registration_brain, registration_nmi, registration_target
     from mslesion.space.sitkio import from_sitk, sitk_affine, to_sitk
-    from mslesion.space.templates import registration_brain, registration_target
 
     template, fixed_mask = registration_target(2.0)
     moving = flair_img if brain is None else to_sitk(from_sitk(flair_img) * brain, sitk_affine(flair_img))

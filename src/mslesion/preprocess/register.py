@@ -10,6 +10,7 @@ the normalised mutual information `nmi` so callers can warn.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,6 +21,7 @@ import SimpleITK as sitk
 
 from mslesion.errors import InputError
 from mslesion.space.sitkio import from_sitk, ras_to_transform, transform_to_ras
+from mslesion.space.templates import mni_brain_mask, mni_template
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +199,22 @@ def registration_nmi(fixed: sitk.Image, moving: sitk.Image, matrix: np.ndarray, 
     """NMI between `fixed` and `moving` resampled through `matrix`, inside `fixed_mask` (fixed grid, i,j,k)."""
     warped = from_sitk(resample_onto(fixed, moving, matrix))
     return nmi(from_sitk(fixed), warped, fixed_mask)
+
+
+@functools.lru_cache(maxsize=2)
+def registration_target(spacing_mm: float = 2.0, mask_margin_mm: float = 8.0) -> tuple[sitk.Image, sitk.Image]:
+    """(template, dilated brain mask) on an isotropic `spacing_mm` grid: the fixed pair of the MNI registration.
+
+    Cached, because smoothing and resampling the 1 mm template costs more than the
+    registration's first level.
+    """
+    template = isotropic(mni_template(), spacing_mm)
+    brain = sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8)
+    radius = max(1, int(round(mask_margin_mm / spacing_mm)))
+    mask = sitk.BinaryDilate(isotropic(brain, spacing_mm, is_label=True), [radius] * 3)
+    return template, mask
+
+
+def registration_brain(spacing_mm: float = 2.0) -> np.ndarray:
+    """The template brain mask (bool, i/j/k order) on the `registration_target` grid, for QC."""
+    return from_sitk(isotropic(sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8), spacing_mm, is_label=True)) > 0

@@ -6,6 +6,7 @@ priors     MNI152 2009a tissue maps and lesion-location regions on that grid
 templates  the MNI152 2009a template and brain mask as registration targets
 sitkio     the bridge between NumPy arrays with RAS affines and SimpleITK images (LPS)
 
-It imports nothing of the toolkit above `mslesion.errors`, and nothing heavy at import
-time: SimpleITK and nilearn load when a function needs them.
+Every stage imports it; it imports nothing else of the toolkit (tests/test_import_layers.py
+checks both). grid and boxes need only NumPy; sitkio and templates load SimpleITK, and
+nilearn's templates are read on first use.
 """

@@ -1,8 +1,9 @@
 """The MNI152 2009a template and brain mask that nilearn ships (packaged: nothing is downloaded).
 
-Registration targets are these images on nilearn's own 1 mm grid (197x233x189), as
-SimpleITK images, cached per process. The model's working grid is the FSL MNI152 grid
-of `mslesion.space.grid`, which is the same space with another field of view.
+The images stay on nilearn's own 1 mm grid (197x233x189), as SimpleITK images (the arrays
+cached per process); `preprocess.register.registration_target` registers scans to them.
+The model's working grid is the FSL MNI152 grid of `mslesion.space.grid`, which is the
+same space with another field of view.
 """
 
 from __future__ import annotations
@@ -44,27 +45,3 @@ def mni_brain_mask() -> sitk.Image:
 def mni_affine() -> np.ndarray:
     """RAS affine of nilearn's 1 mm MNI152 2009a grid."""
     return mni_arrays()[2].copy()
-
-
-@functools.lru_cache(maxsize=2)
-def registration_target(spacing_mm: float = 2.0, mask_margin_mm: float = 8.0) -> tuple[sitk.Image, sitk.Image]:
-    """(template, dilated brain mask) on an isotropic `spacing_mm` grid: the fixed pair of the MNI registration.
-
-    Cached, because smoothing and resampling the 1 mm template costs more than the
-    registration's first level.
-    """
-    from mslesion.preprocess.register import isotropic
-
-    template = isotropic(mni_template(), spacing_mm)
-    brain = sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8)
-    radius = max(1, int(round(mask_margin_mm / spacing_mm)))
-    mask = sitk.BinaryDilate(isotropic(brain, spacing_mm, is_label=True), [radius] * 3)
-    return template, mask
-
-
-def registration_brain(spacing_mm: float = 2.0) -> np.ndarray:
-    """The template brain mask (bool, i/j/k order) on the `registration_target` grid, for QC."""
-    from mslesion.preprocess.register import isotropic
-    from mslesion.space.sitkio import from_sitk
-
-    return from_sitk(isotropic(sitk.Cast(mni_brain_mask() > 0.5, sitk.sitkUInt8), spacing_mm, is_label=True)) > 0
