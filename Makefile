@@ -1,4 +1,4 @@
-# Quick start: `make demo` (install + segment an embedded example), `make test` (install + tests).
+# Quick start: `make demo` (install + segment an embedded example), `make test` (install + tests), `make lint` (ruff + mypy).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.mslesion-installed
 DEMO_OUT ?= demo_out
 export MSLESION_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-all clean default-model new-lesions-model browser
+.PHONY: install demo test lint test-all clean default-model new-lesions-model browser
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Lint (ruff check: pyflakes, pycodestyle, isort, bugbear, pyupgrade; settings and the rules left out in pyproject.toml)
+# and type checks (mypy on the bottom layers, mslesion.space and mslesion.io). `ruff format` is not used yet.
+lint: install
+	$(BIN)/ruff check src/
+	$(BIN)/mypy
 
 # Headless Chromium and its driver for the report's browser test (tests/report/test_viewer_browser.py), from Debian's
 # packages; needs root or password-less sudo. Without them that test skips and says why.
@@ -56,4 +62,4 @@ new-lesions-model: install
 	cp $(NL_RUN)/model/model.safetensors $(NL_RUN)/model/model.json src/mslesion/data/models/new-lesions/
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache

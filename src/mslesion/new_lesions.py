@@ -26,9 +26,9 @@ from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
 from mslesion.io.outdir import prepare_out, staged_output
 from mslesion.io.volume import Volume, load_volume, save_like
-from mslesion.preprocess.raw import CONTRASTS as VISIT_CONTRASTS  # each visit: what the single-visit pipeline takes
 from mslesion.models.store import resolve_model
 from mslesion.pipeline import PREPROCESS_MODES, brain_from_images
+from mslesion.preprocess.raw import CONTRASTS as VISIT_CONTRASTS  # each visit: what the single-visit pipeline takes
 
 logger = logging.getLogger(__name__)
 

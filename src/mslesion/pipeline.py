@@ -137,8 +137,8 @@ def segment(
     from mslesion.models.store import load_model, resolve_model
     from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
-    from mslesion.report.write import write_report
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
+    from mslesion.report.write import write_report
 
     start = time.perf_counter()
     if preprocess not in PREPROCESS_MODES:

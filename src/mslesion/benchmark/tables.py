@@ -133,7 +133,7 @@ def markdown_method_table(records: Sequence[Mapping[str, Any]], methods: Sequenc
     metrics = list(dict.fromkeys(r["metric"] for r in records))
     cells = {(r["method"], r["metric"]): r for r in records}
     n = max((int(r["n"]) for r in records if r["metric"] == metrics[0]), default=0)
-    lines = ["| method (n=%d) | %s |" % (n, " | ".join(LABELS.get(m, m) for m in metrics)),
+    lines = [f"| method (n={n:d}) | {' | '.join(LABELS.get(m, m) for m in metrics)} |",
              "|---|" + "---|" * len(metrics)]
     for method in methods:
         lines.append(f"| {method} | " + " | ".join(_cell(cells[(method, m)]) for m in metrics) + " |")

@@ -25,7 +25,7 @@ SPACING_WARN_MM = (0.1, 10.0)  # voxel sizes outside (but inside the refuse rang
 SCALAR_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 
 
-def check_shape(shape: tuple[int, ...], itemsize: int, path: object) -> None:
+def check_shape(shape: tuple[int, ...], itemsize: int, path: str | Path | None) -> None:
     """Refuse a 3D grid that is too small or too large, from the header alone."""
     if any(n < MIN_SLICES for n in shape):
         raise InputError(path, f"has only {min(shape)} slice(s) along an axis (shape {tuple(shape)}); a 3D volume of at least {MIN_SLICES} slices per axis is needed")
@@ -60,7 +60,7 @@ def check_data_size(path: Path, needed: int) -> None:
         raise InputError(path, f"truncated or corrupt image data (the header claims {needed} bytes, the file holds {held})")
 
 
-def check_dtype(dtype: np.dtype, path: object) -> None:
+def check_dtype(dtype: np.dtype, path: str | Path | None) -> None:
     """Refuse voxel types that are not one grey level per voxel (RGB, vectors, complex, text)."""
     dtype = np.dtype(dtype)
     if dtype.fields is not None or dtype.subdtype is not None:
@@ -71,7 +71,7 @@ def check_dtype(dtype: np.dtype, path: object) -> None:
         raise InputError(path, f"has an unsupported voxel type ({dtype}); a scalar numeric image is needed")
 
 
-def check_spacing(spacing: tuple[float, ...], path: object) -> list[str]:
+def check_spacing(spacing: tuple[float, ...], path: str | Path | None) -> list[str]:
     """Refuse voxel sizes outside 0.05-20 mm; return a warning for sizes outside 0.1-10 mm."""
     lo, hi = SPACING_REFUSE_MM
     shown = tuple(round(float(s), 4) for s in spacing)
@@ -104,7 +104,7 @@ def check_qform_sform(header: object, shape: tuple[int, ...], path: object) -> l
             "mslesion uses the sform, tools that read the qform will place this image elsewhere"]
 
 
-def finite_float32(data: np.ndarray, path: object) -> np.ndarray:
+def finite_float32(data: np.ndarray, path: str | Path | None) -> np.ndarray:
     """Floating-point voxels as float32, refusing NaN and values beyond float32 (checked after the cast)."""
     with np.errstate(over="ignore", invalid="ignore"):
         cast = data.astype(np.float32, copy=False)

@@ -13,6 +13,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -60,7 +61,7 @@ def _read_image(path: Path) -> nib.Nifti1Image:
     return img
 
 
-def _squeeze_to_3d(shape: tuple[int, ...], path: Path | None) -> tuple[int, ...]:
+def _squeeze_to_3d(shape: tuple[int, ...], path: Path | None) -> tuple[int, int, int]:
     """Accept 3D images and 4D/5D ones whose extra axes have length 1; refuse the rest."""
     spatial = tuple(shape[:3])
     extra = tuple(shape[3:])
@@ -68,7 +69,7 @@ def _squeeze_to_3d(shape: tuple[int, ...], path: Path | None) -> tuple[int, ...]
         raise InputError(path, f"is a {len(shape)}D image of shape {tuple(shape)}; a 3D image is needed")
     if any(n != 1 for n in extra):
         raise InputError(path, f"is a {len(shape)}D image of shape {tuple(shape)}; a 3D image is needed")
-    return spatial
+    return cast(tuple[int, int, int], spatial)  # three axes: checked above
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Volume:
     @classmethod
     def from_array(
         cls, array: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None
-    ) -> "Volume":
+    ) -> Volume:
         """A volume held in memory (no file behind it)."""
         array = np.asarray(array)
         if array.ndim != 3:
@@ -119,7 +120,7 @@ class Volume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along the three array axes (from the affine)."""
-        return tuple(float(s) for s in nib.affines.voxel_sizes(self.affine))  # type: ignore[return-value]
+        return cast(tuple[float, float, float], tuple(float(s) for s in nib.affines.voxel_sizes(self.affine)))
 
     @property
     def voxel_volume(self) -> float:
@@ -131,11 +132,11 @@ class Volume:
         """Axis codes such as 'RAS' or 'LPS' (where each array axis points)."""
         return "".join(nib.aff2axcodes(self.affine))
 
-    def same_grid(self, other: "Volume", atol: float = 1e-3) -> bool:
+    def same_grid(self, other: Volume, atol: float = 1e-3) -> bool:
         """True when both volumes share shape and affine (to `atol` mm)."""
         return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=atol))
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """A new in-memory volume on this grid holding `array`."""
         return Volume.from_array(array, self.affine, self.header)
 
@@ -144,7 +145,7 @@ class Volume:
         if self._image is not None:
             self._array = None
 
-    def validate(self) -> "Volume":
+    def validate(self) -> Volume:
         """Read the voxels now, so errors surface here rather than later."""
         _ = self.array
         return self
@@ -171,7 +172,8 @@ def load_volume(path: str | Path) -> Volume:
     dtype = img.get_data_dtype()
     check_dtype(dtype, path)
     check_shape(shape, dtype.itemsize, path)
-    check_data_size(path, int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize)
+    # nibabel types dataobj as ArrayLike; a NIfTI image's is an ArrayProxy, which has the data offset.
+    check_data_size(path, int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize)  # type: ignore[attr-defined]
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(path, "has an invalid (singular or non-finite) affine")

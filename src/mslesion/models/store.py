@@ -42,7 +42,7 @@ class ModelCard:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: Path) -> "ModelCard":
+    def from_dict(cls, data: dict[str, Any], source: Path) -> ModelCard:
         """A card read from JSON, every field checked (InputError naming `source` otherwise)."""
         if not isinstance(data, dict):
             raise InputError(source, "invalid model card (not a JSON object)")

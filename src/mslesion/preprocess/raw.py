@@ -85,7 +85,7 @@ class BrainExtraction(StrEnum):
     TEMPLATE = "template"
 
     @classmethod
-    def parse(cls, value: "str | BrainExtraction") -> "BrainExtraction":
+    def parse(cls, value: str | BrainExtraction) -> BrainExtraction:
         """The enum member, or a one-line InputError naming the choices."""
         try:
             return cls(value)
@@ -138,7 +138,7 @@ class Preprocessed:
         canonical = self.flair_grid.to_canonical(native_array)
         return to_working(canonical, self.flair_grid.canonical_affine, self.mni_to_flair, is_label)
 
-    def moved(self, mni_to_flair: np.ndarray, brain: np.ndarray | None = None) -> "Preprocessed":
+    def moved(self, mni_to_flair: np.ndarray, brain: np.ndarray | None = None) -> Preprocessed:
         """The same scans resampled again through another working-grid -> FLAIR mapping.
 
         Used to place a visit in a pair's halfway space (`preprocess.pair`). `brain` (working
@@ -322,8 +322,8 @@ def rigid_in_brain(fixed_img: Any, moving_img: Any, brain: np.ndarray, path: Pat
     mutual information inside the brain; a failure is an InputError naming `path`.
     """
     from mslesion.preprocess.register import Init, register, registration_nmi
-    from mslesion.space.sitkio import sitk_affine, to_sitk
     from mslesion.preprocess.skullstrip import dilate_mm
+    from mslesion.space.sitkio import sitk_affine, to_sitk
 
     mask = to_sitk(dilate_mm(brain, 5.0, fixed_img.GetSpacing()).astype(np.uint8), sitk_affine(fixed_img), dtype=np.uint8)
     try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from mslesion.space.sitkio import from_sitk, ras_to_transform, to_sitk
 from mslesion.space.grid import WORKING_AFFINE, WORKING_SHAPE
+from mslesion.space.sitkio import from_sitk, ras_to_transform, to_sitk
 
 
 def resample(

@@ -61,7 +61,7 @@ def new_lesion_data(*, case_id: str, lesion_rows: list[dict[str, Any]], summary:
     return {
         "case_id": case_id,
         "task": "new_lesions",
-        "created_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created_utc": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "mslesion_version": summary.get("mslesion_version", __version__),
         "model": model,
         "inputs": inputs,

@@ -75,7 +75,7 @@ def report_data(*, case_id: str, inputs: dict[str, Volume], lesions_rows: list[d
         model["name"] = Path(str(model.pop("path"))).name
     return {
         "case_id": case_id,
-        "created_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created_utc": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "mslesion_version": summary.get("mslesion_version"),
         "model": model,
         "inputs": _input_rows(inputs),

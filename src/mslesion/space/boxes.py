@@ -55,14 +55,14 @@ def brain_bbox(brain: np.ndarray, margin: int, patch_size: Sequence[int]) -> Box
     return widen_box(bounding_box(brain > 0, margin), patch_size, brain.shape)
 
 
-def box_around(center: np.ndarray, half: int, shape: tuple[int, ...]) -> tuple[slice, slice, slice] | None:
+def box_around(center: np.ndarray, half: int, shape: tuple[int, ...]) -> Box | None:
     """Box of `half` voxels either side of `center`, clipped to `shape`; None when empty."""
     c = np.round(np.asarray(center)).astype(int)
     lo = np.maximum(c - half, 0)
     hi = np.minimum(c + half + 1, shape)
     if np.any(hi <= lo):
         return None
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def pad_to_grid(crop_array: np.ndarray, crop: tuple[slice, slice, slice], shape: tuple[int, int, int]) -> np.ndarray:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
-from nibabel.affines import voxel_sizes
 import SimpleITK as sitk
+from nibabel.affines import voxel_sizes
 
 # RAS <-> LPS: negate x and y (the same matrix both ways).
 RAS_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -109,7 +110,7 @@ _CLASSES = {
 }
 
 
-def _cast(transform: sitk.Transform) -> sitk.Transform:
+def _cast(transform: sitk.Transform) -> Any:  # one of _CLASSES, all with GetMatrix/GetCenter/GetTranslation
     """The concrete SimpleITK class of a generic transform handle (so its matrix can be read)."""
     cls = _CLASSES.get(transform.GetName())
     if cls is None:

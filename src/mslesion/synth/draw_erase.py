@@ -589,8 +589,8 @@ def write_draw_erase_pairs(
     from mslesion.errors import InputError
     from mslesion.io.atomic import write_json_atomic
     from mslesion.io.manifest import write_manifest
-    from mslesion.space.priors import mni_tissues_1mm
     from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+    from mslesion.space.priors import mni_tissues_1mm
     from mslesion.synth.library import load_lesion_library
     from mslesion.synth.phantom import subject_seed
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mslesion.synth.anatomy import Anatomy, LesionKind, classify_location
 from mslesion.space.boxes import box_around
+from mslesion.synth.anatomy import Anatomy, LesionKind, classify_location
 from mslesion.synth.grid import downsample_box
 from mslesion.synth.library import LesionLibrary, RealComponent
 

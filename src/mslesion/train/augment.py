@@ -177,12 +177,12 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
     DataLoader worker processes can run it)."""
     from monai.transforms import (
         Compose,
+        Rand3DElasticd,
         RandAdjustContrastd,
         RandAffined,
         RandBiasFieldd,
         RandFlipd,
         RandGaussianNoised,
-        Rand3DElasticd,
     )
 
     keys = ["image", "label"]

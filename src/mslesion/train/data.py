@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mslesion.components import label_components
 from mslesion.errors import InputError
 from mslesion.io.case import Case, required_contrasts
-from mslesion.space.boxes import brain_bbox
-from mslesion.components import label_components
 from mslesion.preprocess.brain import nonzero_brain_mask
 from mslesion.preprocess.normalize import normalised_channels
+from mslesion.space.boxes import brain_bbox
 
 logger = logging.getLogger(__name__)
 

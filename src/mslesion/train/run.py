@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from mslesion.errors import InputError
-from mslesion.io.case import required_contrasts
 from mslesion.io.atomic import write_json_atomic, write_text_atomic
+from mslesion.io.case import required_contrasts
 from mslesion.train.config import TrainConfig, load_config
 
 logger = logging.getLogger(__name__)
