@@ -48,12 +48,12 @@ def features(patient: str) -> dict[str, np.ndarray]:
     import SimpleITK as sitk
 
     from mslesion.infer.sliding import predict_probability
-    from mslesion.models.store import load_model
-    from mslesion.models.subtraction import subtraction_probability, white_matter_prior_working_grid
-    from mslesion.pipeline import resolve_model
+    from mslesion.models.store import load_model, resolve_model
+    from mslesion.models.subtraction import subtraction_probability
     from mslesion.preprocess.normalize import normalised_channels
     from mslesion.preprocess.pair import preprocess_pair
-    from mslesion.preprocess.sitkio import from_sitk, to_sitk
+    from mslesion.space.priors import white_matter_prior_working_grid
+    from mslesion.space.sitkio import from_sitk, to_sitk
 
     folder = SHARED / "lesjak-longitudinal" / patient
     start = time.perf_counter()
