@@ -175,7 +175,7 @@ def preprocess_pair(baseline: dict[str, Path | Volume], followup: dict[str, Path
     # Both visits resampled again, masked by the union (their first pass was masked by their own brain).
     fu, bl = fu.moved(fu_map, brain=union), bl.moved(bl_map, brain=union)
     images = {**{f"baseline_{k}": v for k, v in bl.images.items()}, **{f"followup_{k}": v for k, v in fu.images.items()}}
-    from mslesion.synth.anatomy import mni_tissues_1mm  # the working grid is the MNI grid its priors live on
+    from mslesion.space.priors import mni_tissues_1mm  # the working grid is the MNI grid its priors live on
 
     residual = nawm_residual(images["baseline_FLAIR"], images["followup_FLAIR"], union, mni_tissues_1mm()["wm"] > NAWM_PRIOR)
     qc["visit_residual_nawm_sd"] = round(residual, 3)
