@@ -75,16 +75,11 @@ def require_ray():
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A 2-CPU Ray on this machine, started once for the session's Ray tests."""
+    """A 2-CPU Ray on this machine, started once for the session's Ray tests (RAY_ADDRESS: join that one instead)."""
     ray = require_ray()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
+    else:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture
-def add_session():
-    """Write one more session's FLAIR into a BIDS folder: add_session(bids, subject, session, seed)."""
-    def add(bids: Path, subject: str, session: str, seed: int) -> Path:
-        return write(bids / subject / session / "anat" / f"{subject}_{session}_FLAIR.nii.gz", phantom(seed, blobs=4))
-    return add

@@ -93,11 +93,22 @@ def run_tasks(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any]) ->
 
         yield from run_on_ray(options, spec, tasks)
     elif (options.workers or 1) == 1:
-        worker = spec.start(None, options.gpus_per_task > 0)  # this process, its threads as they are
-        for task in tasks:
-            yield worker(task)
+        yield from _run_here(options, spec, tasks)
     else:
         yield from _run_on_pool(options, spec, tasks)
+
+
+def _run_here(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any]) -> Iterator[Outcome]:
+    """One worker in this process: torch keeps its threads unless --cpus-per-task is given (then restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        worker = spec.start(options.threads if options.cpus_per_task else None, options.gpus_per_task > 0)
+        for task in tasks:
+            yield worker(task)
+    finally:
+        torch.set_num_threads(before)
 
 
 _WORKER: Worker | None = None  # the worker of a local pool process, made once by its initializer

@@ -60,8 +60,12 @@ def segment_dataset(
     engine: EngineOptions | None = None,
     checkpoint_every: int = 10,
     flips: int = 2,
+    recipe: type[SegmentSpec] = SegmentSpec,
 ) -> CohortResult:
-    """Segment every session of `bids_dir` into `out` on `engine`; skip done sessions, keep going past failures."""
+    """Segment every session of `bids_dir` into `out` on `engine`; skip done sessions, keep going past failures.
+
+    `recipe`: the workers' recipe; benchmarks/cohort.py swaps in a trivial one to time the scheduling alone.
+    """
     from mslesion.io.bids import list_sessions, read_participants, session_meta
     from mslesion.pipeline import load_model_once
 
@@ -90,7 +94,7 @@ def segment_dataset(
         failures = [{"subject": names[key][0], "session": names[key][1] or "", "error": why} for key, why in result.failed.items()]
         result.failures = write_csv_atomic(out / "failures.csv", failures, FAILURE_COLUMNS)
 
-    spec = SegmentSpec(out=str(out), model=str(model_path), max_attempts=engine.max_retries + 1, flips=flips)
+    spec = recipe(out=str(out), model=str(model_path), max_attempts=engine.max_retries + 1, flips=flips)
     result = run_jobs(jobs, spec, engine, write_tables, checkpoint_every, out)
     from mslesion.report.cohort import write_cohort_page
 
