@@ -73,6 +73,7 @@ def overhead(sessions: int, work: Path) -> list[dict[str, Any]]:
     bids = fake_cohort(work / "overhead", sessions)
     rows = []
     configs = [("local", EngineOptions("local", workers=1)), ("local", EngineOptions("local", workers=2, cpus_per_task=1))]
+    ray, ray_start = None, None
     try:
         import ray
 
@@ -80,8 +81,11 @@ def overhead(sessions: int, work: Path) -> list[dict[str, Any]]:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
         ray_start = time.perf_counter() - t0
         configs += [("ray", EngineOptions("ray", workers=1)), ("ray", EngineOptions("ray", workers=2))]
-    except ImportError:
-        ray, ray_start = None, None
+    except Exception as exc:  # no Ray, or it could not start here: the local rows still stand
+        logging.warning("ray part skipped: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        if ray is not None:
+            ray.shutdown()
+        ray = None
     for name, engine in configs:
         wall, result = _time_run(bids, work / "overhead_out", engine, TrivialSpec, "default")
         if len(result.done) != sessions:
@@ -91,6 +95,9 @@ def overhead(sessions: int, work: Path) -> list[dict[str, Any]]:
         logging.info("%s x%s: %.1f s, %.2f ms per task", name, engine.workers, wall, 1000 * wall / sessions)
     if ray is not None:
         ray.shutdown()
+    else:
+        rows.append({"engine": "ray", "workers": None, "sessions": sessions, "wall_s": None, "ms_per_task": None,
+                     "ray_start_s": "could not start Ray on this machine"})
     return rows
 
 

@@ -80,6 +80,21 @@ def ray_cluster():
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
     else:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        for attempt in range(3):  # on a busy machine Ray's agents can miss its 15 s start-up window: try again
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def add_session():
+    """Write one more session's FLAIR into a BIDS folder: add_session(bids, subject, session, seed)."""
+    def add(bids: Path, subject: str, session: str, seed: int) -> Path:
+        return write(bids / subject / session / "anat" / f"{subject}_{session}_FLAIR.nii.gz", phantom(seed, blobs=4))
+    return add

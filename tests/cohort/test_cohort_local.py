@@ -122,3 +122,13 @@ def test_new_lesions_dataset_pairs_consecutive_sessions(cohort: Path, tmp_path: 
     assert again.done == [] and len(again.skipped) == 3
     with pytest.raises(InputError, match="another mslesion cohort command"):
         segment_dataset(cohort, out, model="default")
+
+
+def test_ray_pool_size_fits_the_cluster() -> None:
+    from mslesion.cohort.ray_engine import pool_size
+
+    assert pool_size(EngineOptions("ray"), {"CPU": 16.0}, tasks=100) == 16
+    assert pool_size(EngineOptions("ray", cpus_per_task=4), {"CPU": 16.0}, tasks=100) == 4
+    assert pool_size(EngineOptions("ray", cpus_per_task=2, gpus_per_task=1), {"CPU": 16.0, "GPU": 2.0}, tasks=100) == 2
+    assert pool_size(EngineOptions("ray", cpus_per_task=2, gpus_per_task=0.5), {"CPU": 16.0, "GPU": 2.0}, tasks=3) == 3
+    assert pool_size(EngineOptions("ray", workers=5), {"CPU": 2.0}, tasks=3) == 3

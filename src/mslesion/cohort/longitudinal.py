@@ -23,6 +23,7 @@ from mslesion.cohort.engines import EngineOptions
 from mslesion.cohort.layout import read_done
 from mslesion.cohort.segment import LOCATION_KEYS
 from mslesion.cohort.tasks import PAIR_SIDECAR, PairSpec, Task
+from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ def new_lesions_dataset(
     engine = engine or EngineOptions()
     model_name = SUBTRACTION if str(model) == SUBTRACTION else str(load_model_once(model).path.resolve())
     pairs, alone = consecutive_pairs(list_sessions(bids_dir))
+    if not pairs:
+        raise InputError(bids_dir, "no subject has two or more sessions (sub-*/ses-*/anat): no pair to compare")
     for subject in alone:
         logger.info("%s: fewer than two sessions, no pair", subject)
     prepare_cohort_out(out, bids_dir, NAME)

@@ -61,9 +61,11 @@ def run_on_ray(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any]) -
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=options.address, logging_level=logging.WARNING, include_dashboard=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(None, f"cannot start or join Ray at {options.address or 'this machine'}: {exc}") from None
+            extra = {} if options.address else {"include_dashboard": False}  # a Ray of our own needs no dashboard
+            ray.init(address=options.address, logging_level=logging.WARNING, **extra)
+        except Exception as exc:  # Ray raises plain Exception when its processes do not come up
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(None, f"cannot start or join Ray at {options.address or 'this machine'}: {first}") from None
     actor_class = ray.remote(CohortActor).options(
         num_cpus=options.cpus_per_task or 1.0, num_gpus=options.gpus_per_task,
         max_restarts=-1, max_task_retries=options.max_retries + 1,  # one more run than the worker's cap: it reports the failure
