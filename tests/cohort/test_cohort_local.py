@@ -132,3 +132,36 @@ def test_ray_pool_size_fits_the_cluster() -> None:
     assert pool_size(EngineOptions("ray", cpus_per_task=2, gpus_per_task=1), {"CPU": 16.0, "GPU": 2.0}, tasks=100) == 2
     assert pool_size(EngineOptions("ray", cpus_per_task=2, gpus_per_task=0.5), {"CPU": 16.0, "GPU": 2.0}, tasks=3) == 3
     assert pool_size(EngineOptions("ray", workers=5), {"CPU": 2.0}, tasks=3) == 3
+
+
+@pytest.mark.slow  # two spawned processes import torch, then one is killed and the pool rebuilt: about 40 s
+def test_local_pool_survives_a_killed_process(cohort: Path, tiny_model: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    out, stop, killed = tmp_path / "pool", threading.Event(), []
+
+    def kill_first_start() -> None:
+        record = out / ".attempts" / "sub-02_ses-01"
+        while not stop.is_set():
+            try:
+                where = record.read_text().split()[1]
+            except (OSError, IndexError):
+                stop.wait(0.002)
+                continue
+            os.kill(int(where.rsplit(":", 1)[1]), signal.SIGKILL)
+            killed.append(where)
+            return
+
+    watcher = threading.Thread(target=kill_first_start, daemon=True)
+    watcher.start()
+    try:
+        result = segment_dataset(cohort, out, model=tiny_model, flips=1, engine=EngineOptions("local", workers=2, cpus_per_task=1))
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    assert len(killed) == 1 and result.done == GOOD and list(result.failed) == ["sub-03_ses-02"]
+    assert result.retried.get("sub-02_ses-01") == 2
+    assert [f"{r['subject']}_{r['session']}" for r in rows(out / "cohort.csv")] == GOOD
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
