@@ -247,7 +247,7 @@ def ensemble(
 
 
 # Options shared by the cohort commands: where their tasks run (`mslesion.cohort.engines`).
-EngineOpt = Annotated[str, typer.Option(help="'local': processes on this machine; 'ray': a Ray cluster (pip install 'mslesion[cluster]').")]
+EngineOpt = Annotated[str, typer.Option(help="'local': processes on this machine; 'ray': a Ray cluster (Ray comes with make install, or with mslesion's 'cluster' extra).")]
 WorkersOpt = Annotated[
     Optional[int], typer.Option(help="Parallel workers, each reading the model once (local default 1; ray default: as many as the cluster fits).")
 ]
