@@ -71,6 +71,7 @@ def _time_run(bids: Path, out: Path, engine: EngineOptions, recipe: type[Segment
 def overhead(sessions: int, work: Path) -> list[dict[str, Any]]:
     """Wall time per task of the trivial worker on each engine configuration."""
     bids = fake_cohort(work / "overhead", sessions)
+    _time_run(fake_cohort(work / "warmup", 20), work / "warmup_out", EngineOptions(), TrivialSpec, "default")  # imports, model check
     rows = []
     configs = [("local", EngineOptions("local", workers=1)), ("local", EngineOptions("local", workers=2, cpus_per_task=1))]
     ray, ray_start = None, None
@@ -147,6 +148,8 @@ def main() -> None:
     write_json_atomic(args.out / "cohort.json", result)
     text = (f"# Cohort engines: throughput and scheduling overhead\n\nWritten by `benchmarks/cohort.py` on {result['machine']}.\n\n"
             "## Scheduling overhead per task (trivial worker: no model, no image read)\n\n" + _table(result.get("overhead", []))
+            + "\nEach row: the whole `segment_dataset` call (listing, the driver's model check, tables every 10 completions,"
+            " cohort.html) divided by the sessions; Ray's start-up apart. On a shared machine these numbers move with its load.\n"
             + "\n## Sessions per hour, shipped default model, synthetic 1 mm sessions\n\n" + _table(result.get("throughput", [])))
     write_text_atomic(args.out / "cohort.md", text)
     print(text)
