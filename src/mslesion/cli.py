@@ -248,22 +248,82 @@ def ensemble(
     typer.echo(f"{out}: ensemble of {card.params['members']} {card.params['member_architecture']} models")
 
 
-@app.command("segment-dataset")
-@_friendly_errors
-def segment_dataset(
-    bids_dir: Annotated[Path, typer.Argument(help="BIDS dataset: sub-*/[ses-*/]anat/*_FLAIR.nii.gz (+ T1w, T2w, PD).")],
-    out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv at its top).")],
-    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
-) -> None:
-    """Segment every session of a BIDS dataset; skip sessions already done, list failures (exit 1 if any)."""
-    from mslesion.cohort import segment_dataset as run_dataset
+# Options shared by the cohort commands: where their tasks run (`mslesion.cohort.engines`).
+EngineOpt = Annotated[str, typer.Option(help="'local': processes on this machine; 'ray': a Ray cluster (Ray comes with make install, or with mslesion's 'cluster' extra).")]
+WorkersOpt = Annotated[
+    Optional[int], typer.Option(help="Parallel workers, each reading the model once (local default 1; ray default: as many as the cluster fits).")
+]
+AddressOpt = Annotated[
+    Optional[str], typer.Option(help="Ray only: 'auto' joins the cluster this machine belongs to, ray://HOST:10001 a remote one; unset: a Ray on this machine.")
+]
+CpusOpt = Annotated[Optional[float], typer.Option(help="CPUs (and torch threads) per worker (local default: this machine's cores shared; ray default 1).")]
+GpusOpt = Annotated[float, typer.Option(help="GPUs per worker (ray: reserved on the cluster; the model runs on the GPU).")]
+RetriesOpt = Annotated[int, typer.Option(help="Runs of a task after its worker was lost (killed, out of memory, node gone).")]
+CheckpointOpt = Annotated[int, typer.Option(help="Rewrite cohort.csv and failures.csv after every N completed tasks (and at the end).")]
 
-    result = run_dataset(bids_dir, out, model=model)
-    typer.echo(f"{len(result.done)} segmented, {len(result.skipped)} already done, {len(result.failed)} failed -> {result.table}, {result.page}")
+
+def _engine(engine: str, workers: int | None, address: str | None, cpus: float | None, gpus: float, retries: int) -> Any:
+    from mslesion.cohort.engines import EngineOptions
+
+    return EngineOptions(engine, workers, address, cpus, gpus, retries)  # type: ignore[arg-type]  # checked there
+
+
+def _cohort_exit(result: Any, verb: str) -> None:
+    """The cohort's one-line tally, each failure on stderr, exit 1 when any failed."""
+    typer.echo(f"{len(result.done)} {verb}, {len(result.skipped)} already done, {len(result.failed)} failed -> "
+               + ", ".join(str(p) for p in (result.table, result.failures, result.page) if p is not None))
+    for name, attempts in result.retried.items():
+        typer.echo(f"retried: {name} ran {attempts} times (lost worker)", err=True)
     for name, reason in result.failed.items():
         typer.echo(f"failed: {name}: {reason}", err=True)
     if result.failed:
         raise typer.Exit(1)
+
+
+@app.command("segment-dataset")
+@_friendly_errors
+def segment_dataset(
+    bids_dir: Annotated[Path, typer.Argument(help="BIDS dataset: sub-*/[ses-*/]anat/*_FLAIR.nii.gz (+ T1w, T2w, PD).")],
+    out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv, failures.csv, cohort.html at its top).")],
+    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
+    cpus_per_task: CpusOpt = None,
+    gpus_per_task: GpusOpt = 0.0,
+    max_retries: RetriesOpt = 2,
+    checkpoint_every: CheckpointOpt = 10,
+    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+) -> None:
+    """Segment every session of a BIDS dataset; skip sessions already done, list failures (exit 1 if any)."""
+    from mslesion.cohort import segment_dataset as run_dataset
+
+    options = _engine(engine, workers, address, cpus_per_task, gpus_per_task, max_retries)
+    result = run_dataset(bids_dir, out, model=model, engine=options, checkpoint_every=checkpoint_every, flips=flips)
+    _cohort_exit(result, "segmented")
+
+
+@app.command("new-lesions-dataset")
+@_friendly_errors
+def new_lesions_dataset(
+    bids_dir: Annotated[Path, typer.Argument(help="BIDS dataset with two or more sessions per subject: sub-*/ses-*/anat/*_FLAIR.nii.gz (+ T1w).")],
+    out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv and failures.csv at its top).")],
+    model: Annotated[str, typer.Option(help="Shipped model name, model folder, or 'subtraction' (unsupervised baseline).")] = "new-lesions",
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
+    cpus_per_task: CpusOpt = None,
+    gpus_per_task: GpusOpt = 0.0,
+    max_retries: RetriesOpt = 2,
+    checkpoint_every: CheckpointOpt = 10,
+    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+) -> None:
+    """New lesions between every two consecutive sessions of each subject; skip pairs already done, list failures (exit 1 if any)."""
+    from mslesion.cohort import new_lesions_dataset as run_pairs
+
+    options = _engine(engine, workers, address, cpus_per_task, gpus_per_task, max_retries)
+    result = run_pairs(bids_dir, out, model=model, engine=options, checkpoint_every=checkpoint_every, flips=flips)
+    _cohort_exit(result, "pairs done")
 
 
 @app.command()

@@ -26,8 +26,7 @@ from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
 from mslesion.io.outdir import prepare_out, staged_output
 from mslesion.io.volume import Volume, load_volume, save_like
-from mslesion.models.store import resolve_model
-from mslesion.pipeline import PREPROCESS_MODES, brain_from_images
+from mslesion.pipeline import PREPROCESS_MODES, LoadedModel, brain_from_images, load_model_once
 from mslesion.preprocess.raw import CONTRASTS as VISIT_CONTRASTS  # each visit: what the single-visit pipeline takes
 
 logger = logging.getLogger(__name__)
@@ -78,21 +77,16 @@ class _Method:
         return tuple(self.card.spacing_mm) if self.card else (1.0, 1.0, 1.0)
 
 
-def _load_method(model: str | Path) -> _Method:
-    if str(model) == SUBTRACTION:
+def _load_method(model: str | Path | LoadedModel) -> _Method:
+    if not isinstance(model, LoadedModel) and str(model) == SUBTRACTION:
         return _Method(SUBTRACTION)
-    from mslesion.models.store import load_model
-
-    if str(model) == PROBABILITY_CHANGE:
-        path = resolve_model(PROBABILITY_CHANGE_MODEL)
-        net, card = load_model(path)
-        return _Method(PROBABILITY_CHANGE, path, net, card)
-
-    path = resolve_model(model)
-    net, card = load_model(path)
-    if card.architecture != "new-lesions-unet":
-        raise InputError(path, f"is a {card.architecture} model, not a new-lesion model (new-lesions-unet or 'subtraction')")
-    return _Method(card.architecture, path, net, card)
+    if not isinstance(model, LoadedModel) and str(model) == PROBABILITY_CHANGE:
+        loaded = load_model_once(PROBABILITY_CHANGE_MODEL)
+        return _Method(PROBABILITY_CHANGE, loaded.path, loaded.net, loaded.card)
+    loaded = load_model_once(model)  # a cohort worker passes the model it read once
+    if loaded.card.architecture != "new-lesions-unet":
+        raise InputError(loaded.path, f"is a {loaded.card.architecture} model, not a new-lesion model (new-lesions-unet or 'subtraction')")
+    return _Method(loaded.card.architecture, loaded.path, loaded.net, loaded.card)
 
 
 def _check_names(visit: str, images: dict[str, Path]) -> None:
@@ -167,7 +161,7 @@ def detect_new_lesions(
     baseline: dict[str, Path],
     followup: dict[str, Path],
     out: Path,
-    model: str | Path = DEFAULT_NEW_LESION_MODEL,
+    model: str | Path | LoadedModel = DEFAULT_NEW_LESION_MODEL,
     flips: int = 2,
     overlap: float = 0.25,
     preprocess: str = "auto",

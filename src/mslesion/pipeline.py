@@ -38,6 +38,30 @@ class SegmentResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder read once: its path, network (eval mode) and card.
+
+    Whoever segments many scans with one model (a cohort worker) passes this as `model=`,
+    so the weights are read and checked once per worker, not once per scan.
+    """
+
+    path: Path
+    net: Any
+    card: Any  # models.store.ModelCard
+
+
+def load_model_once(model: str | Path | LoadedModel) -> LoadedModel:
+    """The model named or given, read (a LoadedModel is returned as it is)."""
+    if isinstance(model, LoadedModel):
+        return model
+    from mslesion.models.store import load_model, resolve_model
+
+    path = resolve_model(model)
+    net, card = load_model(path)
+    return LoadedModel(path, net, card)
+
+
 def _background_looks_raw(image: np.ndarray) -> bool:
     """Skull-stripped images have an exactly-zero background; raw ones do not."""
     corners = [image[:8, :8, :8], image[-8:, -8:, :8], image[:8, -8:, -8:], image[-8:, :8, -8:]]
@@ -118,7 +142,7 @@ def _brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.nd
 def segment(
     images: dict[str, Path],
     out: Path,
-    model: str | Path = DEFAULT_MODEL,
+    model: str | Path | LoadedModel = DEFAULT_MODEL,
     brain_mask: Path | None = None,
     flips: int = 2,
     overlap: float = 0.25,
@@ -134,7 +158,6 @@ def segment(
     """
     from mslesion import __version__
     from mslesion.infer.sliding import predict_probability
-    from mslesion.models.store import load_model, resolve_model
     from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
@@ -146,8 +169,8 @@ def segment(
     from mslesion.preprocess.raw import BrainExtraction
 
     extraction = BrainExtraction.parse(brain_extraction)
-    model_dir = resolve_model(model)
-    net, card = load_model(model_dir)
+    loaded = load_model_once(model)  # a cohort worker passes the model it read once
+    model_dir, net, card = loaded.path, loaded.net, loaded.card
     if card.architecture == "new-lesions-unet":
         raise InputError(model_dir, "is a new-lesion model (two visits in): use `mslesion new-lesions`")
     volumes, flair = _load_inputs(images)

@@ -42,7 +42,9 @@ def predict_probability(
 
     if blend not in ("gaussian", "constant"):
         raise ValueError(f"blend must be 'gaussian' or 'constant', not {blend!r}")
-    predictor = net if metadata is None else functools.partial(net, metadata=metadata)
+    # Patches run where the network is (a GPU when a cohort worker moved it there); stitching stays on the CPU.
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    predictor = net if metadata is None else functools.partial(net, metadata=metadata.to(device))
     box = brain_bbox(brain, margin=4, patch_size=patch_size)
     crop = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32))[None]
     total = torch.zeros(crop.shape[2:])
@@ -50,7 +52,8 @@ def predict_probability(
         dims = [a + 2 for a in axes]
         x = torch.flip(crop, dims) if dims else crop
         logits = sliding_window_inference(
-            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=predictor, overlap=overlap, mode=blend
+            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=predictor, overlap=overlap, mode=blend,
+            sw_device=device, device=torch.device("cpu"),
         )
         prob = torch.sigmoid(logits)
         total += (torch.flip(prob, dims) if dims else prob)[0, 0]

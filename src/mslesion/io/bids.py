@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,36 +92,76 @@ def _meta(sub: str, ses: str | None, row: dict[str, str], sidecar: dict[str, Any
     )
 
 
-def read_bids(root: str | Path) -> list[Case]:
-    """One case per subject/session holding anatomical images (masks from derivatives)."""
+@dataclass(frozen=True)
+class BidsSession:
+    """One subject/session's anatomical image files, found by name only (nothing opened yet)."""
+
+    subject: str
+    session: str | None
+    images: dict[str, Path]  # canonical contrast -> file
+
+    @property
+    def name(self) -> str:
+        return f"{self.subject}_{self.session}" if self.session else self.subject
+
+    @property
+    def rel_dir(self) -> Path:
+        return Path(self.subject, self.session, "anat") if self.session else Path(self.subject, "anat")
+
+
+def list_sessions(root: str | Path) -> list[BidsSession]:
+    """Every subject/session holding anatomical images, without opening them.
+
+    A cohort run lists sessions this way so one unreadable file fails its own session,
+    not the listing; only a missing folder or a dataset without images is an error here.
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "BIDS folder not found")
-    participants = _participants(root)
-    cases = []
+    sessions = []
     for anat in _session_dirs(root):
         rel = anat.relative_to(root)
-        sub = rel.parts[0]
-        ses = rel.parts[1] if len(rel.parts) > 2 else None
-        images: dict[str, Volume] = {}
-        first_sidecar: dict[str, Any] = {}
+        images: dict[str, Path] = {}
         for path in sorted(anat.glob("*.nii*")):
             contrast = _contrast(path.name)
-            if contrast is None or contrast in images:
-                continue
-            images[contrast] = load_volume(path)
-            first_sidecar = first_sidecar or _sidecar(path)
-        if not images:
-            continue
+            if contrast is not None and contrast not in images:
+                images[contrast] = path
+        if images:
+            sessions.append(BidsSession(rel.parts[0], rel.parts[1] if len(rel.parts) > 2 else None, images))
+    if not sessions:
+        raise InputError(root, "no sub-*/[ses-*/]anat/*_{FLAIR,T1w,T2w,PD}.nii[.gz] images found")
+    return sessions
+
+
+def session_meta(root: str | Path, session: BidsSession, participants: dict[str, dict[str, str]] | None = None) -> CaseMeta:
+    """Site, scanner and field strength of a session (participants.tsv, else its images' first JSON sidecar)."""
+    participants = _participants(Path(root)) if participants is None else participants
+    sidecar: dict[str, Any] = {}
+    for path in session.images.values():
+        sidecar = sidecar or _sidecar(path)
+    return _meta(session.subject, session.session, participants.get(session.subject, {}), sidecar)
+
+
+def read_participants(root: str | Path) -> dict[str, dict[str, str]]:
+    """participants.tsv rows by participant_id (empty when the dataset has none)."""
+    return _participants(Path(root))
+
+
+def read_bids(root: str | Path) -> list[Case]:
+    """One case per subject/session holding anatomical images (masks from derivatives)."""
+    root = Path(root)
+    participants = _participants(root) if root.is_dir() else {}
+    cases = []
+    for found in list_sessions(root):
+        rel = found.rel_dir
+        images = {contrast: load_volume(path) for contrast, path in found.images.items()}
         cases.append(
             Case(
-                case_id=f"{sub}_{ses}" if ses else sub,
+                case_id=found.name,
                 images=images,
                 lesion=_find_mask(root, rel, "lesion"),
                 brain=_find_mask(root, rel, "brain"),
-                meta=_meta(sub, ses, participants.get(sub, {}), first_sidecar),
+                meta=session_meta(root, found, participants),
             )
         )
-    if not cases:
-        raise InputError(root, "no sub-*/[ses-*/]anat/*_{FLAIR,T1w,T2w,PD}.nii[.gz] images found")
     return cases
