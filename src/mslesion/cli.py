@@ -308,7 +308,7 @@ def segment_dataset(
 def new_lesions_dataset(
     bids_dir: Annotated[Path, typer.Argument(help="BIDS dataset with two or more sessions per subject: sub-*/ses-*/anat/*_FLAIR.nii.gz (+ T1w).")],
     out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv and failures.csv at its top).")],
-    model: Annotated[str, typer.Option(help="Shipped model name, model folder, or 'subtraction' (unsupervised baseline).")] = "new-lesions",
+    model: Annotated[str, typer.Option(help="As `new-lesions --model`: 'subtraction' (default), 'probability-change', 'new-lesions' or a model folder.")] = "subtraction",
     engine: EngineOpt = "local",
     workers: WorkersOpt = None,
     address: AddressOpt = None,

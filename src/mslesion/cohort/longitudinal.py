@@ -67,7 +67,7 @@ def pair_row(subject: str, baseline: str, followup: str, summary: dict[str, Any]
 def new_lesions_dataset(
     bids_dir: str | Path,
     out: str | Path,
-    model: str | Path = "new-lesions",
+    model: str | Path = "subtraction",  # new_lesions.DEFAULT_NEW_LESION_MODEL
     engine: EngineOptions | None = None,
     checkpoint_every: int = 10,
     flips: int = 2,
