@@ -213,9 +213,9 @@ def detect_new_lesions(
     warnings += [f"model input {name} not given: treated as missing (zeros)" for name in method.contrasts if name not in images]
     if method.card is not None and method.card.training.get("caveat"):
         warnings.append(f"model: {method.card.training['caveat']}")
-    from mslesion.space.grid import WORKING_AFFINE, WORKING_SHAPE
+    from mslesion.space.grid import on_mni_grid
 
-    on_working_grid = pair is not None or (fu_flair.shape == WORKING_SHAPE and np.allclose(fu_flair.affine, WORKING_AFFINE, atol=1e-3))
+    on_working_grid = pair is not None or on_mni_grid(fu_flair.shape, fu_flair.affine)
     prob, threshold, min_mm3, visits = _inference(method, images, model_brain, spacing, on_working_grid, flips, overlap)
     maps = [prob, *(visits or ())]
     for i, array in enumerate(maps):

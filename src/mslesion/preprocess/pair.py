@@ -139,11 +139,10 @@ def nawm_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray,
     """
     from scipy import ndimage
 
-    from mslesion.preprocess.normalize import match_linear, zscore_brain
+    from mslesion.preprocess.normalize import normalised_channels
 
     inside = np.asarray(brain, bool)
-    base = zscore_brain(baseline, inside)
-    follow = match_linear(zscore_brain(followup, inside), base, inside)
+    base, follow = normalised_channels({"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"])
     nawm = ndimage.binary_erosion(inside, iterations=3) & np.asarray(white_matter, bool) & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
     if nawm.sum() < 100:
         return float("nan")

@@ -13,3 +13,9 @@ FSL_MNI_AFFINE = np.array(
 # Models segment on this grid; preprocessing resamples scans onto it and back (preprocess.resample).
 WORKING_SHAPE: tuple[int, int, int] = FSL_MNI_SHAPE
 WORKING_AFFINE: np.ndarray = FSL_MNI_AFFINE
+
+
+def on_mni_grid(shape: tuple[int, ...] | None, affine: np.ndarray | None, atol: float = 1e-3) -> bool:
+    """Whether an image of `shape` and `affine` lies on the FSL MNI152 1 mm grid (the working grid)."""
+    return (shape is not None and affine is not None and tuple(shape) == FSL_MNI_SHAPE
+            and np.allclose(affine, FSL_MNI_AFFINE, atol=atol))

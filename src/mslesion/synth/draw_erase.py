@@ -589,7 +589,7 @@ def write_draw_erase_pairs(
     from mslesion.errors import InputError
     from mslesion.io.atomic import write_json_atomic
     from mslesion.io.manifest import write_manifest
-    from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+    from mslesion.space.grid import FSL_MNI_SHAPE, on_mni_grid
     from mslesion.space.priors import mni_tissues_1mm
     from mslesion.synth.library import load_lesion_library
     from mslesion.synth.phantom import subject_seed
@@ -601,7 +601,7 @@ def write_draw_erase_pairs(
     contrasts = tuple(dict.fromkeys(["FLAIR", *contrasts]))
     case, vols = _load_source(case_dir, contrasts)
     like = vols["FLAIR"]
-    if like.shape != FSL_MNI_SHAPE or not np.allclose(like.affine, FSL_MNI_AFFINE, atol=1e-3):
+    if not on_mni_grid(like.shape, like.affine):
         raise InputError(
             case_dir, f"grid {like.shape} is not the FSL MNI152 1 mm grid {FSL_MNI_SHAPE} of the lesion masks"
         )

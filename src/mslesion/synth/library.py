@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.errors import InputError
-from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.grid import FSL_MNI_SHAPE, on_mni_grid
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _load_library(folder_str: str) -> LesionLibrary:
     donors, components = [], []
     for path in files:
         vol = load_volume(path)
-        if vol.shape != FSL_MNI_SHAPE or not np.allclose(vol.affine, FSL_MNI_AFFINE, atol=1e-3):
+        if not on_mni_grid(vol.shape, vol.affine):
             raise InputError(
                 path,
                 f"grid {vol.shape} is not the FSL MNI152 1 mm grid {FSL_MNI_SHAPE}; "

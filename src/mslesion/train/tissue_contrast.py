@@ -29,24 +29,17 @@ logger = logging.getLogger(__name__)
 SHIFT_RANGE = (-0.25, 0.75)
 
 
-def on_mni_grid(case: PreparedCase) -> bool:
-    """Whether the case lies on the FSL MNI152 1 mm grid (its prior then needs no registration)."""
-    from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
-
-    return (case.grid_shape == FSL_MNI_SHAPE and case.affine is not None
-            and np.allclose(case.affine, FSL_MNI_AFFINE, atol=1e-3))
-
-
 class TissueContrast:
     """Per-case grey-matter prior on the case's brain box; `apply` shifts grey matter in sampled patches."""
 
     def __init__(self, cases: Sequence[PreparedCase]) -> None:
+        from mslesion.space.grid import on_mni_grid
         from mslesion.space.priors import mni_tissues_1mm
 
         grey = mni_tissues_1mm()["gm"]
         self.priors: dict[str, np.ndarray] = {}
         for case in cases:
-            if on_mni_grid(case):
+            if on_mni_grid(case.grid_shape, case.affine):  # the prior then needs no registration
                 box = tuple(slice(o, o + n) for o, n in zip(case.origin, case.label.shape))
                 self.priors[case.case_id] = np.ascontiguousarray(grey[box], dtype=np.float32)
         logger.info("tissue contrast: %d of %d training cases on the MNI grid", len(self.priors), len(cases))
