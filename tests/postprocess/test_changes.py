@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mslesion.postprocess.changes import ChangeKind, change_counts, classify_changes, ranked_labels
-from mslesion.postprocess.lesions import lesion_table
+from mslesion.postprocess.changes import ChangeKind, change_counts, classify_changes
+from mslesion.postprocess.lesions import lesion_table, ranked_labels
 
 
 def _box(shape: tuple[int, int, int], lo: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from mslesion.components import label_components
+from mslesion.postprocess.lesions import ranked_labels
 
 
 class ChangeKind(StrEnum):
@@ -24,17 +25,6 @@ class ChangeKind(StrEnum):
     ENLARGING = "enlarging"
     SHRINKING = "shrinking"
     RESOLVED = "resolved"
-
-
-def ranked_labels(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
-    """Components of `mask` numbered 1..n by decreasing size (ties by first label), as `lesion_table` numbers lesions."""
-    labels, n = label_components(mask, connectivity)
-    if n == 0:
-        return labels, 0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    rank = np.zeros(n + 1, labels.dtype)
-    rank[1 + np.argsort(-sizes, kind="stable")] = np.arange(1, n + 1, dtype=labels.dtype)
-    return rank[labels], n
 
 
 def _touching_volume(region: np.ndarray, visit_labels: np.ndarray, visit_sizes: np.ndarray) -> int:

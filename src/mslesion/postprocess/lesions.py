@@ -57,20 +57,27 @@ class Lesion:
     centroid_z_mm: float
 
 
-def lesion_table(mask: np.ndarray, affine: np.ndarray, connectivity: int = 26) -> list[Lesion]:
-    """Lesions sorted by decreasing volume, numbered from 1."""
+def ranked_labels(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
+    """Components of `mask` numbered 1..n by decreasing size (ties by first label): the lesion ids of every table."""
     labels, n = label_components(mask, connectivity)
+    if n == 0:
+        return labels, 0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    rank = np.zeros(n + 1, labels.dtype)
+    rank[1 + np.argsort(-sizes, kind="stable")] = np.arange(1, n + 1, dtype=labels.dtype)
+    return rank[labels], n
+
+
+def lesion_table(mask: np.ndarray, affine: np.ndarray, connectivity: int = 26) -> list[Lesion]:
+    """Lesions sorted by decreasing volume, numbered from 1 (`ranked_labels`)."""
+    labels, n = ranked_labels(mask, connectivity)
     if n == 0:
         return []
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     centroids = np.asarray(ndimage.center_of_mass(np.ones(mask.shape), labels, range(1, n + 1)), dtype=float).reshape(n, 3)
     world = centroids @ affine[:3, :3].T + affine[:3, 3]
-    order = np.argsort(-sizes, kind="stable")
-    return [
-        Lesion(rank + 1, int(sizes[i]), float(sizes[i]) * voxel_ml, *map(float, centroids[i]), *map(float, world[i]))
-        for rank, i in enumerate(order)
-    ]
+    return [Lesion(i + 1, int(sizes[i]), float(sizes[i]) * voxel_ml, *map(float, centroids[i]), *map(float, world[i])) for i in range(n)]
 
 
 def lesion_rows(lesions: list[Lesion]) -> list[dict[str, float | int]]:
