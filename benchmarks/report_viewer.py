@@ -18,7 +18,7 @@ import numpy as np
 
 from mslesion.io.atomic import write_json_atomic
 from mslesion.io.volume import Volume, load_volume
-from mslesion.postprocess.lesions import lesion_rows, lesion_table
+from mslesion.postprocess.lesions import describe_lesions, lesion_rows, ranked_labels
 from mslesion.postprocess.locations import annotate_locations
 from mslesion.report.new_lesions import write_new_lesion_report
 from mslesion.report.viewer import BUNDLE, NIIVUE_VERSION
@@ -29,8 +29,9 @@ SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", Path(__file__).resolve().pa
 
 
 def _rows_and_summary(mask: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> tuple[list[dict], dict]:
-    rows = lesion_rows(lesion_table(mask, affine))
-    locations, _, warnings = annotate_locations(rows, mask, brain, affine)
+    labels, n = ranked_labels(mask)
+    rows = lesion_rows(describe_lesions(labels, n, affine))
+    locations, _, warnings = annotate_locations(rows, labels, brain, affine)
     summary = {"lesion_count": len(rows), "total_volume_ml": round(sum(r["volume_ml"] for r in rows), 4), "locations": locations,
                "model": {"name": "ground truth (no model)"}, "warnings": warnings, "mslesion_version": "0.1.0"}
     return rows, summary

@@ -171,6 +171,10 @@ def benchmark(
     typer.echo(run_benchmark(config, out, resume=resume))
 
 
+BACKEND_HELP = (
+    "What runs the network: 'auto' (OpenVINO when installed, in bfloat16 where the CPU has it: the fastest at equal masks, "
+    "benchmarks/results/speed.md; else PyTorch), 'torch', 'openvino' or 'onnxruntime'."
+)
 BRAIN_EXTRACTION_HELP = ("Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or "
                          "'template' (MNI brain mask through the registration, refined by intensity).")
 
@@ -195,13 +199,14 @@ def segment(
         str, typer.Option(help="'auto': raw scans (skull, other grids, thick slices) are preprocessed first; 'yes': always; 'no': never.")
     ] = "auto",
     brain_extraction: Annotated[str, typer.Option(help=BRAIN_EXTRACTION_HELP)] = "hdbet",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
 ) -> None:
     """Segment MS lesions: lesion mask, probabilities, lesions.csv, summary.json and report.html on the FLAIR grid."""
     from mslesion.pipeline import segment as run_segment
 
     images = _contrast_images(flair, t1, t2, pd)
     result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips, preprocess=preprocess,
-                         brain_extraction=brain_extraction)
+                         brain_extraction=brain_extraction, backend=backend)
     typer.echo(f"{result.lesion_count} lesions, {result.total_volume_ml:.2f} mL -> {result.out}")
 
 

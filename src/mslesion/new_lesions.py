@@ -174,7 +174,7 @@ def detect_new_lesions(
     """
     from mslesion import __version__
     from mslesion.postprocess.changes import change_counts
-    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
+    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, describe_lesions, lesion_labels, lesion_rows
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.report.new_lesions import write_new_lesion_report
 
@@ -224,11 +224,12 @@ def detect_new_lesions(
             maps[i] = np.clip(pair.to_native(array, is_label=False), 0.0, 1.0)
             maps[i][~brain] = 0.0
     prob = maps[0]
-    mask = binarise(prob, threshold, min_mm3, fu_flair.voxel_volume)
-    lesions = lesion_table(mask, fu_flair.affine)
+    labels, n = lesion_labels(prob, threshold, min_mm3, fu_flair.voxel_volume)  # labelled once: mask, table, locations
+    mask = (labels > 0).astype(np.uint8)
+    lesions = describe_lesions(labels, n, fu_flair.affine)
     rows = _with_change_kinds(lesion_rows(lesions), mask, maps[1:], method.card, fu_flair.voxel_volume)
     to_mni = None if pair is None else np.linalg.inv(pair.followup.mni_to_flair)
-    locations, location_qc, location_warnings = annotate_locations(rows, mask, brain, fu_flair.affine, to_mni=to_mni)
+    locations, location_qc, location_warnings = annotate_locations(rows, labels, brain, fu_flair.affine, to_mni=to_mni)
     warnings += location_warnings
     count = len(lesions)
     summary = {

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from mslesion import timing
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic, write_json_atomic
 from mslesion.io.outdir import prepare_out, staged_output
@@ -148,6 +149,7 @@ def segment(
     overlap: float = 0.25,
     preprocess: str = "auto",
     brain_extraction: str = "hdbet",
+    backend: str = "auto",
 ) -> SegmentResult:
     """Segment lesions; write mask, probabilities, tables and report on the input FLAIR grid.
 
@@ -155,10 +157,29 @@ def segment(
     1 mm MNI working grid; `preprocess.raw`) only when the input is not ready for the model
     (`preprocessing_reason`), "yes" always, "no" never (not-ready input is then an error).
     `brain_extraction` ("template" or "hdbet", `preprocess.raw.BrainExtraction`) is how raw scans lose their skull.
+    `backend` (`infer.backends.Backend`) runs the network. Seconds per stage go to summary.json (`mslesion.timing`).
     """
+    with timing.timed_run() as times:
+        return _segment(images, out, model, brain_mask, flips, overlap, preprocess, brain_extraction, backend, times)
+
+
+def _segment(
+    images: dict[str, Path],
+    out: Path,
+    model: str | Path | LoadedModel,
+    brain_mask: Path | None,
+    flips: int,
+    overlap: float,
+    preprocess: str,
+    brain_extraction: str,
+    backend: str,
+    times: timing.StageTimes,
+) -> SegmentResult:
+    """`segment`, its stages timed into `times`."""
     from mslesion import __version__
+    from mslesion.infer.backends import Backend
     from mslesion.infer.sliding import predict_probability
-    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, binarise, lesion_rows, lesion_table
+    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, describe_lesions, lesion_labels, lesion_rows
     from mslesion.postprocess.locations import annotate_locations
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
     from mslesion.report.write import write_report
@@ -169,11 +190,14 @@ def segment(
     from mslesion.preprocess.raw import BrainExtraction
 
     extraction = BrainExtraction.parse(brain_extraction)
-    loaded = load_model_once(model)  # a cohort worker passes the model it read once
+    backend = Backend.parse(backend)
+    with timing.stage("load model"):
+        loaded = load_model_once(model)  # a cohort worker passes the model it read once
     model_dir, net, card = loaded.path, loaded.net, loaded.card
     if card.architecture == "new-lesions-unet":
         raise InputError(model_dir, "is a new-lesion model (two visits in): use `mslesion new-lesions`")
-    volumes, flair = _load_inputs(images)
+    with timing.stage("load images"):
+        volumes, flair = _load_inputs(images)
     reason = preprocessing_reason(volumes, flair, card.spacing_mm, brain_mask)
     if preprocess == "no" and reason is not None:
         raise InputError(flair.path, f"{reason}; skull-strip and co-register first, or use --preprocess auto")
@@ -182,11 +206,12 @@ def segment(
         from mslesion.preprocess.raw import preprocess_raw
 
         logger.info("preprocessing the scans (%s)", reason or "requested")
-        pre = preprocess_raw(volumes, brain_mask=brain_mask, brain_extraction=extraction)  # volumes already read and validated
+        pre = preprocess_raw(volumes, brain_mask=brain_mask, brain_extraction=extraction)  # volumes read and validated; times its own steps
         model_images, model_brain = pre.images, pre.brain
         brain, brain_computed = pre.native_brain, brain_mask is None
     else:
-        brain, brain_computed = _brain_of_ready_input(flair, brain_mask)
+        with timing.stage("brain mask"):
+            brain, brain_computed = _brain_of_ready_input(flair, brain_mask)
         model_images, model_brain = {n: v.array for n, v in volumes.items()}, brain
     regional = getattr(net, "regional", False)  # DeepLesionBrain: regions fixed on the model's (MNI) grid
     # Ready input on other voxels than the model's: resampled for inference (regional models
@@ -216,32 +241,40 @@ def segment(
     if card.training.get("caveat"):  # what the model's own measurements say about trusting it
         warnings.append(f"model: {card.training['caveat']}")
     nyul = {name: NyulStandardiser.from_dict(d, model_dir) for name, d in card.nyul.items()} or None
-    x = normalised_channels(model_images, model_brain, card.contrasts, card.normalisation, nyul)
+    with timing.stage("normalise"):
+        x = normalised_channels(model_images, model_brain, card.contrasts, card.normalisation, nyul)
     metadata = None
     if getattr(net, "needs_metadata", False):  # FiLM: what we know of this scan; the rest is "unknown"
         given = {"contrasts": [c for c in card.contrasts if c in volumes], "voxel_size": list(flair.spacing)}
         metadata = net.metadata_spec.encode(given)
     vote = None
-    if regional:  # majority vote of the regional networks, then the usual minimum lesion size
-        prob, vote = predict_regional(net, x, card.threshold, flips=flips)
-    else:
-        prob = predict_probability(net, x, model_brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata)
+    with timing.stage("inference"):
+        if regional:  # majority vote of the regional networks, then the usual minimum lesion size
+            prob, vote = predict_regional(net, x, card.threshold, flips=flips)
+        else:
+            prob = predict_probability(net, x, model_brain, card.patch_size, overlap=overlap, flips=flips, metadata=metadata,
+                                       backend=backend)
     prob[~model_brain] = 0.0
-    if grid is not None:  # back onto the input grid, thresholded there like the preprocessed path
-        prob = np.clip(resample(prob, grid[0], flair.affine, flair.shape), 0.0, 1.0)
-        prob[~brain] = 0.0
-    if pre is not None:  # back onto the native FLAIR grid; threshold there so thin lesions survive thick slices
-        prob = np.clip(pre.to_native(prob, is_label=False), 0.0, 1.0)
-        vote = None if vote is None else pre.to_native(vote.astype(np.uint8), is_label=True) > 0
-        prob[~brain] = 0.0
-    if vote is not None:
-        mask = binarise((vote & brain).astype(np.float32), 0.5, card.min_lesion_mm3, flair.voxel_volume)
-    else:
-        mask = binarise(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume, min_mean_probability=card.min_mean_probability)
-    lesions = lesion_table(mask, flair.affine)
-    rows = lesion_rows(lesions)
+    with timing.stage("back to the input grid"):
+        if grid is not None:  # back onto the input grid, thresholded there like the preprocessed path
+            prob = np.clip(resample(prob, grid[0], flair.affine, flair.shape), 0.0, 1.0)
+            prob[~brain] = 0.0
+        if pre is not None:  # back onto the native FLAIR grid; threshold there so thin lesions survive thick slices
+            prob = np.clip(pre.to_native(prob, is_label=False), 0.0, 1.0)
+            vote = None if vote is None else pre.to_native(vote.astype(np.uint8), is_label=True) > 0
+            prob[~brain] = 0.0
+    with timing.stage("lesions"):  # labelled once: the mask, the table and the locations share these labels
+        if vote is not None:
+            labels, n = lesion_labels((vote & brain).astype(np.float32), 0.5, card.min_lesion_mm3, flair.voxel_volume)
+        else:
+            labels, n = lesion_labels(prob, card.threshold, card.min_lesion_mm3, flair.voxel_volume,
+                                      min_mean_probability=card.min_mean_probability)
+        mask = (labels > 0).astype(np.uint8)
+        lesions = describe_lesions(labels, n, flair.affine)
+        rows = lesion_rows(lesions)
     to_mni = None if pre is None else np.linalg.inv(pre.mni_to_flair)  # world -> MNI, from the registration
-    locations, location_qc, location_warnings = annotate_locations(rows, mask, brain, flair.affine, to_mni=to_mni)
+    with timing.stage("locations"):
+        locations, location_qc, location_warnings = annotate_locations(rows, labels, brain, flair.affine, to_mni=to_mni)
     warnings += location_warnings
     qc: dict[str, Any] = {"lesion_locations": location_qc}
     if pre is not None:
@@ -262,14 +295,17 @@ def segment(
     }
     prepare_out(out, [*images.values(), brain_mask, model_dir])
     with staged_output(out) as staging:
-        save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
-        save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)
-        if brain_computed:
-            save_like(brain.astype(np.uint8), flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        write_csv_atomic(staging / "lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS)
+        with timing.stage("write images"):
+            save_like(mask, flair, staging / "lesion_mask.nii.gz", dtype=np.uint8)
+            save_like(prob.astype(np.float32), flair, staging / "lesion_prob.nii.gz", dtype=np.float32)
+            if brain_computed:
+                save_like(brain.astype(np.uint8), flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
+            write_csv_atomic(staging / "lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS)
+        with timing.stage("report"):
+            write_report(staging, case_id=out.resolve().name, inputs=volumes, flair=flair, mask=mask, brain=brain,
+                         lesions_rows=rows, summary=summary, qc=qc)
+        summary["seconds_per_stage"] = times.as_dict()  # written last, so the report's own time is in it
         write_json_atomic(staging / "summary.json", summary)
-        write_report(staging, case_id=out.resolve().name, inputs=volumes, flair=flair, mask=mask, brain=brain,
-                     lesions_rows=rows, summary=summary, qc=qc)
     for message in warnings:
         logger.warning("warning: %s", message)
     return SegmentResult(out=out, lesion_count=len(lesions), total_volume_ml=summary["total_volume_ml"], summary=summary)

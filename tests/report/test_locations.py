@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mslesion.postprocess.lesions import lesion_table
+from mslesion.postprocess.lesions import lesion_table, ranked_labels
 from mslesion.postprocess.locations import (
     annotate_locations,
     classify_lesions,
     load_atlas,
     locate_lesions,
     location_summary,
-    ranked_labels,
 )
 from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 
@@ -98,7 +97,7 @@ def test_template_brain_itself_is_accepted_and_counts_add_up() -> None:
     a = load_atlas()
     mask = _blob_at(_atlas_places()["periventricular"]) | _blob_at(_atlas_places()["deep_white_matter"], 2)
     rows = [{"lesion_id": les.lesion_id, "volume_ml": les.volume_ml} for les in lesion_table(mask, FSL_MNI_AFFINE)]
-    summary, qc, warnings = annotate_locations(rows, mask, a.parenchyma, FSL_MNI_AFFINE)
+    summary, qc, warnings = annotate_locations(rows, ranked_labels(mask)[0], a.parenchyma, FSL_MNI_AFFINE)
     assert not warnings and qc["template_dice"] > 0.95
     assert [r["location"] for r in rows] == ["deep_white_matter", "periventricular"]
     assert summary["deep_white_matter"] == {"count": 1, "volume_ml": pytest.approx(0.125)}

@@ -93,7 +93,7 @@ def test_many_lesions_show_the_largest(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_lesion_figure_is_centred_on_the_lesion_on_a_non_ras_grid() -> None:
-    from mslesion.postprocess.locations import ranked_labels
+    from mslesion.postprocess.lesions import ranked_labels
     from mslesion.report.figures import to_ras
     from mslesion.report.new_lesions import _lesion_centre, _ras_index
 
@@ -115,7 +115,7 @@ def test_rejects_arrays_on_different_grids(tmp_path: Path) -> None:
 
 
 def test_each_new_lesion_row_shows_both_visits() -> None:
-    from mslesion.postprocess.locations import ranked_labels
+    from mslesion.postprocess.lesions import ranked_labels
     from mslesion.report.new_lesions import visit_contrast
 
     pair = _pair(2)

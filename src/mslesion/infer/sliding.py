@@ -2,23 +2,32 @@
 
 MONAI's `sliding_window_inference` does the windowing and the Gaussian or mean blending;
 this module adds what it lacks: cropping to the brain's bounding box first (a third of
-the MNI grid is background, so this saves that much time), flip TTA, and the sigmoid.
+the MNI grid is background, so this saves that much time), flip TTA, the sigmoid, and
+the choice of backend and precision that runs the windows (`infer.backends`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from mslesion.infer.backends import Backend, Precision, resolve_backend, use_bfloat16, window_predictor
 from mslesion.space.boxes import brain_bbox
 
 # Flip TTA: the identity plus mirroring along each axis (left-right first: brains are
 # nearly symmetric left-right, so that flip is the most informative one).
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,))
+
+
+def show_progress() -> bool:
+    """Progress bars on an interactive terminal only, never in logs or CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 @torch.no_grad()
@@ -32,11 +41,15 @@ def predict_probability(
     flips: int = 1,
     batch_size: int = 2,
     metadata: torch.Tensor | None = None,
+    precision: Precision | str = Precision.AUTO,
+    backend: Backend | str = Backend.AUTO,
 ) -> np.ndarray:
     """Lesion probability (D, H, W) for a (C, D, H, W) normalised image; 0 outside the brain box.
 
     `flips` = how many of FLIP_AXES to average (1 = no TTA, 2 = + left-right, 4 = all axes).
     `metadata`: the case's encoded metadata vector, for networks conditioned on it (FiLM).
+    `precision`: see `Precision`; `backend`: the library that runs the windows (`infer.backends`).
+    The blending and the returned probabilities are float32 whatever the two.
     """
     from monai.inferers import sliding_window_inference
 
@@ -47,13 +60,17 @@ def predict_probability(
     predictor = net if metadata is None else functools.partial(net, metadata=metadata.to(device))
     box = brain_bbox(brain, margin=4, patch_size=patch_size)
     crop = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32))[None]
+    backend = resolve_backend(backend, device, extra_inputs=metadata is not None)
+    window_shape = (batch_size, crop.shape[1], *(int(p) for p in patch_size))
+    # float32 logits out of every backend, so MONAI blends in float32
+    window_logits = window_predictor(net, backend, window_shape, device, use_bfloat16(precision, device), predictor)
     total = torch.zeros(crop.shape[2:])
     for axes in FLIP_AXES[: max(1, min(flips, len(FLIP_AXES)))]:
         dims = [a + 2 for a in axes]
         x = torch.flip(crop, dims) if dims else crop
         logits = sliding_window_inference(
-            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=predictor, overlap=overlap, mode=blend,
-            sw_device=device, device=torch.device("cpu"),
+            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=window_logits, overlap=overlap, mode=blend,
+            sw_device=device, device=torch.device("cpu"), progress=show_progress(),
         )
         prob = torch.sigmoid(logits)
         total += (torch.flip(prob, dims) if dims else prob)[0, 0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from mslesion.components import label_components, min_voxels_above
 
@@ -13,6 +12,39 @@ from mslesion.components import label_components, min_voxels_above
 # `postprocess.locations.annotate_locations` adds; the header an empty table still gets.
 LESION_TABLE_COLUMNS = ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k",
                         "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "location"]
+
+
+def lesion_labels(
+    prob: np.ndarray,
+    threshold: float,
+    min_lesion_mm3: float,
+    voxel_volume_mm3: float,
+    connectivity: int = 26,
+    min_mean_probability: float = 0.0,
+) -> tuple[np.ndarray, int]:
+    """The lesions of `prob`, labelled once: threshold, drop lesions of at most `min_lesion_mm3`
+    and, when `min_mean_probability` > 0, lesions whose mean probability is below it; the
+    rest numbered 1..n by decreasing size like `ranked_labels`, so the mask (labels > 0), the
+    lesion table and the locations all come from this one labelling.
+
+    The mean-probability rule is a lesion-level false-positive filter: on leave-one-out
+    predictions of real scans, false components had a median mean probability of 0.64 and
+    true ones 0.88, while a higher voxel threshold would also shrink the true lesions.
+    """
+    labels, n = label_components(prob > threshold, connectivity)
+    if n == 0:
+        return labels, 0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_voxels_above(min_lesion_mm3, voxel_volume_mm3)
+    if min_mean_probability > 0:
+        sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n + 1)
+        keep &= sums >= min_mean_probability * np.maximum(sizes, 1)
+    keep[0] = False
+    kept = np.flatnonzero(keep)
+    order = kept[np.argsort(-sizes[kept], kind="stable")]  # ties keep scan order, as ranked_labels
+    rank = np.zeros(n + 1, labels.dtype)
+    rank[order] = np.arange(1, len(order) + 1, dtype=labels.dtype)
+    return rank[labels], len(order)
 
 
 def binarise(
@@ -23,23 +55,9 @@ def binarise(
     connectivity: int = 26,
     min_mean_probability: float = 0.0,
 ) -> np.ndarray:
-    """Threshold `prob`, then drop lesions of at most `min_lesion_mm3` and, when
-    `min_mean_probability` > 0, lesions whose mean probability is below it (uint8 mask out).
-
-    The mean-probability rule is a lesion-level false-positive filter: on leave-one-out
-    predictions of real scans, false components had a median mean probability of 0.64 and
-    true ones 0.88, while a higher voxel threshold would also shrink the true lesions.
-    """
-    labels, n = label_components(prob > threshold, connectivity)
-    if n == 0:
-        return np.zeros(prob.shape, np.uint8)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_voxels_above(min_lesion_mm3, voxel_volume_mm3)
-    if min_mean_probability > 0:
-        sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n + 1)
-        keep &= sums >= min_mean_probability * np.maximum(sizes, 1)
-    keep[0] = False
-    return keep[labels].astype(np.uint8)
+    """The lesion mask (uint8) of `lesion_labels`."""
+    labels, _ = lesion_labels(prob, threshold, min_lesion_mm3, voxel_volume_mm3, connectivity, min_mean_probability)
+    return (labels > 0).astype(np.uint8)
 
 
 @dataclass
@@ -70,12 +88,18 @@ def ranked_labels(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray,
 
 def lesion_table(mask: np.ndarray, affine: np.ndarray, connectivity: int = 26) -> list[Lesion]:
     """Lesions sorted by decreasing volume, numbered from 1 (`ranked_labels`)."""
-    labels, n = ranked_labels(mask, connectivity)
+    return describe_lesions(*ranked_labels(mask, connectivity), affine)
+
+
+def describe_lesions(labels: np.ndarray, n: int, affine: np.ndarray) -> list[Lesion]:
+    """The `Lesion` of each label 1..n of already ranked labels (`lesion_labels`, `ranked_labels`)."""
     if n == 0:
         return []
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    centroids = np.asarray(ndimage.center_of_mass(np.ones(mask.shape), labels, range(1, n + 1)), dtype=float).reshape(n, 3)
+    where = np.nonzero(labels)  # the lesion voxels only: a full-volume center_of_mass took 0.4 s per scan
+    ids = labels[where]
+    sizes = np.bincount(ids, minlength=n + 1)[1:]
+    centroids = np.stack([np.bincount(ids, weights=axis, minlength=n + 1)[1:] / sizes for axis in where], axis=1)
     world = centroids @ affine[:3, :3].T + affine[:3, 3]
     return [Lesion(i + 1, int(sizes[i]), float(sizes[i]) * voxel_ml, *map(float, centroids[i]), *map(float, world[i])) for i in range(n)]
 

@@ -43,8 +43,6 @@ import numpy as np
 from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
-from mslesion.components import label_components
-
 logger = logging.getLogger(__name__)
 
 ATLAS_FILE = "locations_mni152_1mm.npz"
@@ -140,18 +138,6 @@ def _atlas_index(ijk: np.ndarray, affine: np.ndarray, atlas: LocationAtlas) -> t
     idx = np.rint(ijk @ vox_to_atlas[:3, :3].T + vox_to_atlas[:3, 3]).astype(np.int64)
     inside = np.all((idx >= 0) & (idx < np.array(atlas.brain.shape)), axis=1)
     return np.clip(idx, 0, np.array(atlas.brain.shape) - 1), inside
-
-
-def ranked_labels(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
-    """Components numbered as `lesion_table` numbers lesions: 1 = largest (stable order on ties)."""
-    labels, n = label_components(mask, connectivity)
-    if n == 0:
-        return labels, 0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    order = np.argsort(-sizes, kind="stable")  # same ordering as lesion_table
-    remap = np.zeros(n + 1, dtype=np.int32)
-    remap[order + 1] = np.arange(1, n + 1, dtype=np.int32)
-    return remap[labels], n
 
 
 def classify_lesions(labels: np.ndarray, affine: np.ndarray, to_mni: np.ndarray | None = None) -> dict[int, str]:
@@ -298,10 +284,10 @@ def locate_lesions(
 
 
 def annotate_locations(
-    rows: list[dict], mask: np.ndarray, brain: np.ndarray, affine: np.ndarray, to_mni: np.ndarray | None = None
+    rows: list[dict], labels: np.ndarray, brain: np.ndarray, affine: np.ndarray, to_mni: np.ndarray | None = None
 ) -> tuple[dict[str, dict[str, float | int]], dict[str, float | str], list[str]]:
-    """Add a `location` to each `lesion_rows` row (same numbering); per-class summary, QC and warnings."""
-    labels, _ = ranked_labels(mask)
+    """Add a `location` to each `lesion_rows` row; `labels` numbers the lesions as the rows do
+    (`postprocess.lesions.lesion_labels` or `ranked_labels`). Per-class summary, QC and warnings."""
     locations, qc, warnings = locate_lesions(labels, brain, affine, to_mni)
     for row in rows:
         row["location"] = locations.get(int(row["lesion_id"]), Location.UNKNOWN.value)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from mslesion import timing
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume, load_volume
 from mslesion.preprocess.orient import Reorientation
@@ -194,8 +195,10 @@ class _Timer:
         return round(time.process_time() - self._cpu_start, 2)
 
     def lap(self, name: str) -> None:
+        """The step `name` ended now: its seconds go to the QC record and to the run's stage times."""
         now = time.perf_counter()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 2)
+        timing.record(f"preprocess: {name}", now - self._start)
         self._start = now
 
 

@@ -141,7 +141,7 @@ def _lesion_figures(
     baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, mask: np.ndarray, brain: np.ndarray, rows: list[dict[str, Any]],
 ) -> list[tuple[dict[str, Any], bytes]]:
     """(row, PNG) for each row, in the order given."""
-    from mslesion.postprocess.locations import ranked_labels
+    from mslesion.postprocess.lesions import ranked_labels
     from mslesion.report.figures import to_ras
 
     affine = np.asarray(affine, dtype=float)
@@ -264,7 +264,7 @@ def write_new_lesion_report(
         raise ValueError(f"baseline, followup, mask and brain must be 3D arrays on one grid, got shapes {sorted(shapes)}")
     out = Path(out)
     if lesion_rows:
-        from mslesion.postprocess.locations import ranked_labels
+        from mslesion.postprocess.lesions import ranked_labels
 
         labels, _ = ranked_labels(np.asarray(mask) > 0)  # numbered as `lesion_table` numbers lesion_rows
         lesion_rows = _with_visits(lesion_rows, visit_contrast(labels, baseline, followup, brain))
