@@ -193,12 +193,16 @@ def side_by_side(repeats: int) -> dict[str, Any]:
     """mslesion and nnU-Net on the same ready scan, in turn, `repeats` times each; and the raw scan."""
     nn_python = nnunet_side.ensure_venv(ROOT)
     nnunet_side.prepare(ROOT, WORK / "nnunet", {c: SHARED / "lesjak-mni" / c for c in ("patient07", "patient19")})
-    facts = nnunet_side.network_facts(ROOT, WORK / "nnunet")
+    facts = nnunet_side.network_facts(ROOT, WORK / "nnunet", READY_CASE, threads=THREADS)
+    facts = {**facts, "params_m": round(facts["params"] / 1e6, 2), "patch": facts["patch_size"],
+             "versions": nnunet_side.venv_info(ROOT)["versions"]}
     images = {"FLAIR": READY_CASE / "FLAIR.nii.gz", "T1": READY_CASE / "T1.nii.gz"}
     ours, theirs = [], []
     for i in range(repeats):
         ours.append(run_mslesion(images, WORK / "mslesion_ready"))
-        theirs.append(nnunet_side.predict_once(ROOT, WORK / "nnunet", READY_CASE, WORK / f"nnunet_out{i}", threads=THREADS))
+        run = nnunet_side.predict_once(ROOT, WORK / "nnunet", READY_CASE, WORK / f"nnunet_out{i}", threads=THREADS)
+        # nnU-Net preprocesses and exports in worker processes: its memory is the whole process tree's
+        theirs.append({**run, "peak_mb": round(run["peak_tree_pss_mb"])})
         print(f"repeat {i + 1}: mslesion {ours[-1]['wall_s']} s, nnU-Net {theirs[-1]['wall_s']} s", flush=True)
     raw = [run_mslesion({"FLAIR": RAW_FLAIR}, WORK / "mslesion_raw") for _ in range(max(1, repeats - 1))]
     return {"nnunet_python": str(nn_python), "nnunet": facts, "mslesion_ready": ours, "nnunet_runs": theirs, "mslesion_raw": raw,
@@ -221,14 +225,17 @@ def write(result: dict[str, Any]) -> None:
              f"Written by `benchmarks/speed.py` on {result['date']}, {result['cpu']}, {THREADS} threads, torch {torch.__version__}.",
              "Times on a shared machine drift: the ratios, measured in turn in the same run, are the numbers to compare.", "",
              "## Side by side (processes, as a user runs them)", "",
-             "| run | wall s (median, min-max) | CPU s | peak MB |", "|---|---|---|---|"]
+             "| run | wall s (median, min-max) | CPU s | peak MB (all its processes) |", "|---|---|---|---|"]
     for name, runs in (("mslesion `segment`, ready 1 mm MNI brain, FLAIR + T1 (defaults)", sbs["mslesion_ready"]),
                        ("nnU-Net v2 `nnUNetv2_predict`, same scan, 3d_fullres, 1 fold, no TTA", sbs["nnunet_runs"]),
                        ("mslesion `segment`, raw ISBI FLAIR (skull, 4.4 mm slices)", sbs["mslesion_raw"])):
         w = spread([r["wall_s"] for r in runs])
         lines.append(f"| {name} | {w['median']} ({w['min']}-{w['max']}) | {statistics.median(r['cpu_s'] for r in runs):.1f} | "
                      f"{statistics.median(r['peak_mb'] for r in runs):.0f} |")
-    lines += ["", f"nnU-Net / mslesion, per pair run in turn: wall {sbs['ratio_wall']} (median {statistics.median(sbs['ratio_wall']):.2f}x), "
+    versions = theirs.get("versions", {})
+    lines += ["", f"nnU-Net {versions.get('nnunetv2')} on torch {versions.get('torch')} in its own venv (build/nnunet-venv, "
+              "benchmarks/nnunet_side.py), random weights of its own network for this plan: the timing of a trained one.",
+              "", f"nnU-Net / mslesion, per pair run in turn: wall {sbs['ratio_wall']} (median {statistics.median(sbs['ratio_wall']):.2f}x), "
               f"CPU {sbs['ratio_cpu']} (median {statistics.median(sbs['ratio_cpu']):.2f}x).", "",
               "## FLOPs and the machine", "",
               "| network | params (M) | patch | windows x flips | GFLOP per window | GFLOP per brain |", "|---|---|---|---|---|---|",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,10 @@ def segment(
     `brain_extraction` ("template" or "hdbet", `preprocess.raw.BrainExtraction`) is how raw scans lose their skull.
     `backend` (`infer.backends.Backend`) runs the network. Seconds per stage go to summary.json (`mslesion.timing`).
     """
-    with timing.timed_run() as times:
-        return _segment(images, out, model, brain_mask, flips, overlap, preprocess, brain_extraction, backend, times)
+    # Two background threads take one-off work off the critical path while the scans load (the
+    # loading mostly leaves the second core idle): the backend's compilation and the location atlas.
+    with timing.timed_run() as times, ThreadPoolExecutor(max_workers=2, thread_name_prefix="mslesion-warm-up") as background:
+        return _segment(images, out, model, brain_mask, flips, overlap, preprocess, brain_extraction, backend, times, background)
 
 
 def _segment(
@@ -174,13 +177,14 @@ def _segment(
     brain_extraction: str,
     backend: str,
     times: timing.StageTimes,
+    background: ThreadPoolExecutor,
 ) -> SegmentResult:
-    """`segment`, its stages timed into `times`."""
+    """`segment`, its stages timed into `times`, one-off work started on `background`."""
     from mslesion import __version__
     from mslesion.infer.backends import Backend
-    from mslesion.infer.sliding import predict_probability
+    from mslesion.infer.sliding import predict_probability, prepare_windows
     from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, describe_lesions, lesion_labels, lesion_rows
-    from mslesion.postprocess.locations import annotate_locations
+    from mslesion.postprocess.locations import annotate_locations, load_atlas
     from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
     from mslesion.report.write import write_report
 
@@ -196,6 +200,10 @@ def _segment(
     model_dir, net, card = loaded.path, loaded.net, loaded.card
     if card.architecture == "new-lesions-unet":
         raise InputError(model_dir, "is a new-lesion model (two visits in): use `mslesion new-lesions`")
+    regional = getattr(net, "regional", False)  # DeepLesionBrain: regions fixed on the model's (MNI) grid
+    warm_ups = [background.submit(load_atlas)]
+    if not regional and not getattr(net, "needs_metadata", False):
+        warm_ups.append(background.submit(prepare_windows, net, len(card.contrasts), card.patch_size, backend=backend))
     with timing.stage("load images"):
         volumes, flair = _load_inputs(images)
     reason = preprocessing_reason(volumes, flair, card.spacing_mm, brain_mask)
@@ -213,7 +221,6 @@ def _segment(
         with timing.stage("brain mask"):
             brain, brain_computed = _brain_of_ready_input(flair, brain_mask)
         model_images, model_brain = {n: v.array for n, v in volumes.items()}, brain
-    regional = getattr(net, "regional", False)  # DeepLesionBrain: regions fixed on the model's (MNI) grid
     # Ready input on other voxels than the model's: resampled for inference (regional models
     # cannot be: their regions are fixed on the model's grid, so they only warn below).
     mismatch = None if pre is not None else model_spacing_grid(flair.affine, flair.shape, card.spacing_mm)
@@ -248,7 +255,9 @@ def _segment(
         given = {"contrasts": [c for c in card.contrasts if c in volumes], "voxel_size": list(flair.spacing)}
         metadata = net.metadata_spec.encode(given)
     vote = None
-    with timing.stage("inference"):
+    with timing.stage("inference"):  # includes waiting for the warm-ups, whose errors (if any) the foreground meets again
+        for warm_up in warm_ups:
+            warm_up.exception()
         if regional:  # majority vote of the regional networks, then the usual minimum lesion size
             prob, vote = predict_regional(net, x, card.threshold, flips=flips)
         else:

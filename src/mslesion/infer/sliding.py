@@ -31,6 +31,25 @@ def show_progress() -> bool:
 
 
 @torch.no_grad()
+def prepare_windows(
+    net: nn.Module,
+    channels: int,
+    patch_size: Sequence[int],
+    batch_size: int = 2,
+    precision: Precision | str = Precision.AUTO,
+    backend: Backend | str = Backend.AUTO,
+) -> None:
+    """Compile `net` for the windows `predict_probability` will give it (same arguments), ahead of time.
+
+    `segment` runs this in a background thread while the images load, so an exported
+    backend's one-off export and compilation (about 1 s) overlaps the loading.
+    """
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    chosen = resolve_backend(backend, device, extra_inputs=False)
+    window_predictor(net, chosen, (batch_size, channels, *(int(p) for p in patch_size)), device, use_bfloat16(precision, device))
+
+
+@torch.no_grad()
 def predict_probability(
     net: nn.Module,
     image: np.ndarray,
