@@ -184,6 +184,14 @@ def run_mslesion(images: dict[str, Path], out: Path) -> dict[str, Any]:
     return {**row, "stages": summary["seconds_per_stage"], "lesion_count": summary["lesion_count"]}
 
 
+def isbi_dice(mask_path: Path) -> list[float]:
+    """Dice of a raw-ISBI lesion mask against each rater (their masks on the FLAIR grid, as real_accuracy.py scores it)."""
+    from real_accuracy import isbi_raters
+
+    mask = load_volume(mask_path).array > 0
+    return [round(dice(mask, rater), 4) for rater in isbi_raters()[1]]
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """Median, minimum and maximum."""
     return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
@@ -205,6 +213,7 @@ def side_by_side(repeats: int) -> dict[str, Any]:
         theirs.append({**run, "peak_mb": round(run["peak_tree_pss_mb"])})
         print(f"repeat {i + 1}: mslesion {ours[-1]['wall_s']} s, nnU-Net {theirs[-1]['wall_s']} s", flush=True)
     raw = [run_mslesion({"FLAIR": RAW_FLAIR}, WORK / "mslesion_raw") for _ in range(max(1, repeats - 1))]
+    raw[-1]["isbi_dice"] = isbi_dice(WORK / "mslesion_raw" / "lesion_mask.nii.gz")
     return {"nnunet_python": str(nn_python), "nnunet": facts, "mslesion_ready": ours, "nnunet_runs": theirs, "mslesion_raw": raw,
             "ratio_wall": [round(t["wall_s"] / o["wall_s"], 2) for o, t in zip(ours, theirs)],
             "ratio_cpu": [round(t["cpu_s"] / o["cpu_s"], 2) for o, t in zip(ours, theirs)]}
@@ -232,6 +241,8 @@ def write(result: dict[str, Any]) -> None:
         w = spread([r["wall_s"] for r in runs])
         lines.append(f"| {name} | {w['median']} ({w['min']}-{w['max']}) | {statistics.median(r['cpu_s'] for r in runs):.1f} | "
                      f"{statistics.median(r['peak_mb'] for r in runs):.0f} |")
+    lines += ["", f"The raw scan's mask (default backend) against the ISBI raters: Dice {sbs['mslesion_raw'][-1]['isbi_dice']} "
+              "(the shipped model's recorded numbers, PyTorch float32, in real_accuracy.md: 0.512 / 0.525)."]
     versions = theirs.get("versions", {})
     lines += ["", f"nnU-Net {versions.get('nnunetv2')} on torch {versions.get('torch')} in its own venv (build/nnunet-venv, "
               "benchmarks/nnunet_side.py), random weights of its own network for this plan: the timing of a trained one.",
