@@ -298,7 +298,11 @@ def import_seconds() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--render", action="store_true", help="only rewrite speed.md from speed.json")
     args = parser.parse_args()
+    if args.render:
+        write(json.loads((RESULTS / "speed.json").read_text()))
+        return
     WORK.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine()}
     try:
@@ -311,7 +315,9 @@ def main() -> None:
     result["mslesion_flops"] = mslesion_flops(READY_CASE)
     result["imports"] = import_seconds()
     result["backends"] = backends(args.repeats)
+    write_json_atomic(RESULTS / "speed.json", result)  # the measurements first: `--render` redoes the table from them
     result["side_by_side"] = side_by_side(args.repeats)
+    write_json_atomic(RESULTS / "speed.json", result)
     write(result)
 
 
