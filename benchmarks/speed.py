@@ -62,8 +62,10 @@ RAW_FLAIR = SHARED / "isbi-raw" / "training01" / "FLAIR.nii.gz"
 # What `segment` runs by default (pipeline.segment): flips and overlap.
 FLIPS, OVERLAP = 2, 0.25
 # Backends x precisions compared in part 3; ONNX Runtime's CPU provider has float32 only.
+# "torch.compile": PyTorch with the network compiled by TorchInductor (C++ on the CPU), not a `--backend` choice.
 CONFIGS = (
-    ("torch", "float32"), ("torch", "bfloat16"), ("onnxruntime", "float32"), ("openvino", "float32"), ("openvino", "bfloat16"),
+    ("torch", "float32"), ("torch", "bfloat16"), ("torch.compile", "bfloat16"), ("onnxruntime", "float32"),
+    ("openvino", "float32"), ("openvino", "bfloat16"),
 )
 
 
@@ -137,13 +139,14 @@ def backends(repeats: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reference: dict[str, np.ndarray] = {}
     for backend, precision in CONFIGS:
-        if not installed(Backend(backend)):
+        if backend != "torch.compile" and not installed(Backend(backend)):
             rows.append({"backend": backend, "precision": precision, "skipped": "not installed"})
             continue
         row: dict[str, Any] = {"backend": backend, "precision": precision, "seconds": [], "dice": {}, "dice_vs_torch_fp32": {}}
+        runner, engine = (torch.compile(net), "torch") if backend == "torch.compile" else (net, backend)
         for name, x, brain, ref in inputs:
-            run = functools.partial(predict_probability, net, x, brain, card.patch_size, overlap=OVERLAP, flips=FLIPS,
-                                    precision=precision, backend=backend)
+            run = functools.partial(predict_probability, runner, x, brain, card.patch_size, overlap=OVERLAP, flips=FLIPS,
+                                    precision=precision, backend=engine)
             start = time.perf_counter()
             prob = run()  # the first call compiles an exported backend: its own column
             first = time.perf_counter() - start
