@@ -28,35 +28,6 @@ logger = logging.getLogger(__name__)
 WindowPredictor = Callable[[torch.Tensor], torch.Tensor]
 
 
-class Precision(StrEnum):
-    """The arithmetic of inference.
-
-    AUTO: bfloat16 where the device computes it natively, else float32 (emulated bfloat16
-    would be slower than float32 on an older CPU). FLOAT32 and BFLOAT16 force one.
-    """
-
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether `device` runs bfloat16 convolutions natively (oneDNN's check on CPU)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
-
-
-def use_bfloat16(precision: Precision | str, device: torch.device) -> bool:
-    """Whether inference on `device` runs in bfloat16 under `precision`."""
-    precision = Precision(precision)
-    if precision is Precision.AUTO:
-        return native_bfloat16(device)
-    return precision is Precision.BFLOAT16
-
-
 class Backend(StrEnum):
     """The library that runs the network's windows.
 

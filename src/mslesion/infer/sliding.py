@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mslesion.infer.backends import Backend, Precision, resolve_backend, use_bfloat16, window_predictor
+from mslesion.infer.backends import Backend, resolve_backend, window_predictor
+from mslesion.precision import Precision, use_bfloat16
 from mslesion.space.boxes import brain_bbox
 
 # Flip TTA: the identity plus mirroring along each axis (left-right first: brains are
