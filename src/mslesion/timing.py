@@ -64,10 +64,15 @@ def record(name: str, seconds: float) -> None:
         times.add(name, seconds)
 
 
+def announce(name: str) -> None:
+    """Say that stage `name` starts: on an interactive terminal (INFO), else only in debug logs."""
+    logger.log(logging.INFO if _interactive() else logging.DEBUG, "%s ...", name)
+
+
 @contextmanager
 def stage(name: str) -> Iterator[None]:
     """Time the block as stage `name` of the current run (if any)."""
-    logger.log(logging.INFO if _interactive() else logging.DEBUG, "%s ...", name)
+    announce(name)
     start = time.perf_counter()
     try:
         yield

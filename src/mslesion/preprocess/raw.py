@@ -385,6 +385,7 @@ def preprocess_raw(
             if _overlap(head, flair_affine, loaded[name][0].shape, loaded[name][1]) < MIN_OVERLAP:
                 raise InputError(paths[name], f"{name} does not overlap the FLAIR in space (another subject or field of view?)")
         timer.lap("load_reorient")
+        timing.announce("bias correction (N4)" if n4 else "reading the scans")
         sitk_images, corrected = {}, {}
         for name, (array, affine, _) in loaded.items():
             img = to_sitk(array, affine)
@@ -397,9 +398,11 @@ def preprocess_raw(
         if brain_mask is not None:
             brain = _given_brain(brain_mask, flair_grid)
         elif method is BrainExtraction.HDBET:
+            timing.announce("brain extraction (HD-BET)")
             brain = _hdbet_brain(corrected["FLAIR"][0], flair_affine, paths["FLAIR"])
         timer.lap("brain")
         if mni_to_flair is None:
+            timing.announce("registration to MNI")
             mni_to_flair = _mni_registration(sitk_images["FLAIR"], paths["FLAIR"], qc, warnings, brain)
         timer.lap("register_mni")
         if brain is None:
