@@ -138,7 +138,7 @@ def window_predictor(
     the network, so a cohort worker that segments many scans compiles once.
     """
     if backend is Backend.TORCH:
-        return torch_predictor(predictor or net, device, bfloat16)
+        return torch_predictor(net if predictor is None else predictor, device, bfloat16)
     # Parameters' version counters grow with every in-place update (an optimiser step), so a
     # network still being trained (the trainer's validation) never reuses a stale compilation.
     key = (backend.value, window_shape, bfloat16, sum(p._version for p in net.parameters()))
