@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mslesion.components import label_components, min_voxels_above
+from mslesion.space.boxes import bounding_box_or_none
 
 # Columns of a lesion table (lesions.csv / new_lesions.csv): `lesion_rows` plus the location
 # `postprocess.locations.annotate_locations` adds; the header an empty table still gets.
@@ -31,20 +32,24 @@ def lesion_labels(
     predictions of real scans, false components had a median mean probability of 0.64 and
     true ones 0.88, while a higher voxel threshold would also shrink the true lesions.
     """
-    labels, n = label_components(prob > threshold, connectivity)
-    if n == 0:
-        return labels, 0
+    candidates = prob > threshold
+    out = np.zeros(prob.shape, np.int32)
+    box = bounding_box_or_none(candidates)  # lesions fill a small part of the volume: label and count inside their box only
+    if box is None:
+        return out, 0
+    labels, n = label_components(candidates[box], connectivity)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = sizes >= min_voxels_above(min_lesion_mm3, voxel_volume_mm3)
     if min_mean_probability > 0:
-        sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n + 1)
+        sums = np.bincount(labels.ravel(), weights=prob[box].ravel(), minlength=n + 1)
         keep &= sums >= min_mean_probability * np.maximum(sizes, 1)
     keep[0] = False
     kept = np.flatnonzero(keep)
     order = kept[np.argsort(-sizes[kept], kind="stable")]  # ties keep scan order, as ranked_labels
-    rank = np.zeros(n + 1, labels.dtype)
-    rank[order] = np.arange(1, len(order) + 1, dtype=labels.dtype)
-    return rank[labels], len(order)
+    rank = np.zeros(n + 1, np.int32)
+    rank[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    out[box] = rank[labels]
+    return out, len(order)
 
 
 def binarise(
