@@ -27,7 +27,7 @@ def _outputs(out: Path) -> dict[str, object]:
             found[rel] = np.asarray(nib.load(str(path)).dataobj)
         elif rel.endswith(".json") and rel != "dataset_description.json":
             data = json.loads(path.read_text())
-            for key in ("seconds", "created_utc"):  # when it ran, not what it found
+            for key in ("seconds", "seconds_per_stage", "created_utc"):  # when it ran and how long, not what it found
                 data.pop(key, None)
             found[rel] = data
         elif rel.endswith(".csv"):

@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from mslesion.errors import InputError
+from mslesion.infer.backends import Backend
 from mslesion.io.atomic import write_csv_atomic
+from mslesion.precision import Precision as InferencePrecision
 from mslesion.train.config import Precision, Schedule, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -320,8 +322,11 @@ class Trainer:
         metadata = None
         if getattr(self.net, "needs_metadata", False):
             metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))
-        prob = predict_probability(self.net, case.image, case.brain, self.patch_size,
-                                   overlap=self.cfg.infer.overlap, flips=1, metadata=metadata)
+        # PyTorch, in the training's own precision: the weights change between validations, so an
+        # exported backend would recompile every time, and it is the training arithmetic that is validated.
+        arithmetic = InferencePrecision.BFLOAT16 if self.cfg.train.precision is Precision.BF16 else InferencePrecision.FLOAT32
+        prob = predict_probability(self.net, case.image, case.brain, self.patch_size, overlap=self.cfg.infer.overlap, flips=1,
+                                   metadata=metadata, precision=arithmetic, backend=Backend.TORCH)
         prob[~case.brain] = 0
         return prob
 
