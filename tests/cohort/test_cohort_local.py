@@ -111,6 +111,9 @@ def test_new_lesions_dataset_pairs_consecutive_sessions(cohort: Path, tmp_path: 
     assert [(r["subject"], r["baseline"], r["followup"]) for r in table] == [
         ("sub-01", "ses-01", "ses-02"), ("sub-01", "ses-02", "ses-03"), ("sub-02", "ses-01", "ses-02")]
     assert {"new_lesion_count", "new_lesion_volume_ml", "periventricular_count"} <= set(table[0])
+    # counts per change class: subtraction finds new lesions only
+    assert all(r["new_count"] == r["new_lesion_count"] and r["enlarging_count"] == r["shrinking_count"] == r["resolved_count"] == "0"
+               for r in table)
     [failure] = rows(out / "failures.csv")
     assert (failure["subject"], failure["baseline"], failure["followup"]) == ("sub-03", "ses-01", "ses-02")
     sidecar = json.loads((out / "sub-01" / "ses-03" / "anat" / "sub-01_ses-03_space-orig_label-newlesion_mask.json").read_text())

@@ -25,14 +25,18 @@ from mslesion.cohort.segment import LOCATION_KEYS
 from mslesion.cohort.tasks import PAIR_SIDECAR, PairSpec, Task
 from mslesion.errors import InputError
 from mslesion.io.atomic import write_csv_atomic
+from mslesion.postprocess.changes import ChangeKind
 
 logger = logging.getLogger(__name__)
 
 NAME = "mslesion new lesions between consecutive sessions"
 VISIT_CONTRASTS = ("FLAIR", "T1")  # what `new-lesions` takes of each visit
+# Counts per change class (postprocess.changes.ChangeKind): `probability-change` classes every changed
+# lesion; subtraction and the network report new lesions only, so their other classes stay 0.
+CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
 PAIR_COLUMNS = ["subject", "baseline", "followup", "new_lesion_count", "new_lesion_volume_ml"] + [
-    f"{k}_{m}" for k in LOCATION_KEYS for m in ("count", "volume_ml")
-] + ["warnings"]
+    f"{kind}_count" for kind in CHANGE_KINDS
+] + [f"{k}_{m}" for k in LOCATION_KEYS for m in ("count", "volume_ml")] + ["warnings"]
 PAIR_FAILURE_COLUMNS = ["subject", "baseline", "followup", "error"]
 
 
@@ -58,6 +62,8 @@ def pair_row(subject: str, baseline: str, followup: str, summary: dict[str, Any]
     row: dict[str, Any] = {"subject": subject, "baseline": baseline, "followup": followup,
                            "new_lesion_count": summary.get("new_lesion_count"), "new_lesion_volume_ml": summary.get("total_volume_ml"),
                            "warnings": " | ".join(summary.get("warnings", []))}
+    for kind in CHANGE_KINDS:
+        row[f"{kind}_count"] = summary.get("change_counts", {}).get(kind, 0)
     for key, entry in summary.get("locations", {}).items():
         row[f"{key}_count"] = entry["count"]
         row[f"{key}_volume_ml"] = entry["volume_ml"]
