@@ -60,21 +60,50 @@ def test_compare_with_a_non_numeric_score_is_refused(tmp_path: Path, refused) ->
     assert not (tmp_path / "w.json").exists()
 
 
-def test_diverging_training_stops_without_a_model(tmp_path: Path, tiny_dataset: Path, refused, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mslesion.losses
-
-    def diverged(name: str, **params):
-        return lambda logits, target: logits.mean() * float("inf")
-
-    monkeypatch.setattr(mslesion.losses, "make_loss", diverged)
+def _train_config(tmp_path: Path, dataset: Path, epochs: int) -> Path:
+    """A tiny U-Net on 32^3 patches, one step per epoch, validated every epoch."""
     cfg = {
-        "data": {"datasets": [str(tiny_dataset)], "contrasts": ["FLAIR"], "split": "holdout", "val_fraction": 0.2},
+        "data": {"datasets": [str(dataset)], "contrasts": ["FLAIR"], "split": "holdout", "val_fraction": 0.2},
         "model": {"architecture": "unet", "params": {"features": [4, 4, 8, 8, 16, 4]}},
         "patch": {"size": [32, 32, 32], "batch_size": 1, "lesion_fraction": 0.7},
-        "train": {"max_epochs": 1, "steps_per_epoch": 1, "checkpoint_every": 1, "seed": 3, "num_threads": 1},
+        "train": {"max_epochs": epochs, "steps_per_epoch": 1, "checkpoint_every": 1, "seed": 3, "num_threads": 1},
     }
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
+@pytest.mark.parametrize(("value", "shown"), [(float("nan"), "loss is nan"), (1e17, "loss is 1e+17 (limit 1e+06)")])
+def test_diverging_training_stops_without_a_model(value: float, shown: str, tmp_path: Path, tiny_dataset: Path, refused,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import mslesion.losses
+
+    monkeypatch.setattr(mslesion.losses, "make_loss", lambda name, **params: lambda logits, target: logits.mean() * 0 + value)
     run = tmp_path / "run"
-    refused(["train", "--config", config, "--out", run], run, message="training diverged")
+    refused(["train", "--config", _train_config(tmp_path, tiny_dataset, 1), "--out", run], run,
+            message=f"training diverged at step 1: {shown}; no model written from this step on")
     assert not (run / "model").exists()
+
+
+def test_divergence_after_a_good_epoch_keeps_its_model_and_checkpoint(tmp_path: Path, tiny_dataset: Path, refused,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import mslesion.losses
+
+    real, run, seen = mslesion.losses.make_loss, tmp_path / "run", {}
+
+    def diverging_at_step_2(name: str, **params):
+        loss = real(name, **params)
+
+        def call(logits, target):
+            if not seen:  # step 1: the real loss; step 2: a run gone off to 1e17, after epoch 1 wrote its model
+                seen["step 1"] = True
+                return loss(logits, target)
+            seen["model"] = (run / "model" / "model.safetensors").read_bytes()
+            return loss(logits, target) * 1e17
+
+        return call
+
+    monkeypatch.setattr(mslesion.losses, "make_loss", diverging_at_step_2)
+    refused(["train", "--config", _train_config(tmp_path, tiny_dataset, 2), "--out", run], run, message="training diverged at step 2: loss is")
+    assert (run / "model" / "model.safetensors").read_bytes() == seen["model"]
+    assert (run / "checkpoint").is_dir()

@@ -129,3 +129,17 @@ def test_multi_member_gzip_is_read(tmp_path: Path) -> None:
     two = tmp_path / "two.nii.gz"
     two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))  # trailer: the last member's size only
     assert load_volume(two).array[7, 7, 7] == 511
+
+
+@pytest.mark.parametrize(("field", "value"), [("quatern_b", 2.0), ("qoffset_x", np.inf)], ids=["quaternion_beyond_unit", "infinite_offset"])
+def test_invalid_qform_beside_a_valid_sform_is_a_warning(field: str, value: object, tmp_path: Path) -> None:
+    """Found by test_fuzz_readers.py: nibabel raised ValueError/HeaderDataError computing the qform the sform overrides."""
+    img = nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4))
+    img.set_qform(np.eye(4), code=1)
+    img.set_sform(np.eye(4), code=2)
+    img.header[field], img.header["vox_offset"] = value, 352
+    path = tmp_path / "qform.nii.gz"
+    path.write_bytes(gzip.compress(img.header.binaryblock + b"\0" * 4 + np.ones((8, 8, 8), np.float32).tobytes()))
+    volume = load_volume(path).validate()
+    np.testing.assert_array_equal(volume.affine, np.eye(4))
+    assert len(volume.warnings) == 1 and "qform is invalid" in volume.warnings[0] and str(path) in volume.warnings[0]

@@ -41,6 +41,16 @@ BAD_CARDS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "params_unknown": (lambda c: c["params"].update(widths=[1, 2]), "params"),
     "unknown_field": (lambda c: c.update(colour="blue"), "invalid model card"),
     "not_an_object": (lambda c: [c], "not a JSON object"),
+    # Found by tests/badinput/test_fuzz_readers.py:
+    "threshold_400_digits": (lambda c: c.update(threshold=10**400), "threshold must be a number in (0.0, 1.0), not a 401-digit integer"),
+    "field_name_with_newline": (lambda c: c.update({"a\nb": 1}), "unknown field(s) ['a\\nb']"),
+    "architecture_missing": (lambda c: c.pop("architecture") and None, "missing field(s) ['architecture']"),
+    "nyul_nan_landmarks": (lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 99], "scale": [0, 100], "landmarks": [0, float("nan"), 100]}}),
+                           "Nyul landmarks must be one finite, increasing value per percentile"),
+    "nyul_one_number_scale": (lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 99], "scale": [0], "landmarks": [0, 50, 100]}}),
+                              "not Nyul landmarks (IndexError)"),
+    "nyul_percentile_above_100": (lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 199], "scale": [0, 100], "landmarks": [0, 50, 100]}}),
+                                  "Nyul percentiles must be"),
 }
 
 
@@ -69,8 +79,7 @@ def test_weights_that_are_not_finite_are_refused(value: float, tmp_path: Path, t
 
 
 def test_the_shipped_cards_pass_the_checks() -> None:
-    from mslesion.models.store import ModelCard
-    from mslesion.models.store import resolve_model
+    from mslesion.models.store import ModelCard, resolve_model
 
     for name in ("default", "new-lesions"):
         path = resolve_model(name) / "model.json"
@@ -83,3 +92,23 @@ def test_card_errors_are_input_errors_in_the_api(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match=r"threshold must be a number in \(0.0, 1.0\)"):
         ModelCard.from_dict({"architecture": "unet", "contrasts": ["FLAIR"], "threshold": 0}, tmp_path / "model.json")
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "[" * 100000 + "]" * 100000], ids=["5000_digits", "nested_100000_deep"])
+def test_json_python_cannot_parse_is_one_line(text: str, tmp_path: Path, tiny_model: Path, ready_scan: Path, refused) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "model.json").write_text(text)
+    refused(["segment", "--flair", ready_scan, "--out", tmp_path / "out", "--model", model], model / "model.json", message="invalid JSON")
+
+
+def test_card_claiming_a_huge_network_is_refused_without_building_it(tmp_path: Path, tiny_model: Path) -> None:
+    import time
+
+    from mslesion.models.store import load_model
+
+    model = _with_card(tiny_model, tmp_path / "model", lambda c: c.update(params={"features": [100000] * 6}))
+    started = time.perf_counter()
+    with pytest.raises(InputError, match="weights do not fit architecture 'unet'") as err:
+        load_model(model)
+    assert str(model / "model.safetensors") in str(err.value) and time.perf_counter() - started < 5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mslesion.io.volume import Volume, load_volume
 
 # BIDS suffix (with `ce-` entity for contrast-enhanced T1) -> canonical contrast name.
 SUFFIX_TO_CONTRAST = {"FLAIR": "FLAIR", "T1w": "T1", "T2w": "T2", "PD": "PD", "PDw": "PD"}
+MAX_TESLA = 20.0  # field strengths above are not MRI scanners (a value in gauss or mT?)
 _ENTITY = re.compile(r"(?P<key>[a-zA-Z]+)-(?P<value>[a-zA-Z0-9]+)")
 
 
@@ -45,18 +47,57 @@ def _participants(root: Path) -> dict[str, dict[str, str]]:
     table = root / "participants.tsv"
     if not table.is_file():
         return {}
-    with table.open(newline="") as fh:
-        return {row["participant_id"]: row for row in csv.DictReader(fh, delimiter="\t") if row.get("participant_id")}
+    try:
+        with table.open(newline="", encoding="utf-8") as fh:
+            return {row["participant_id"]: row for row in csv.DictReader(fh, delimiter="\t") if row.get("participant_id")}
+    except (OSError, ValueError, csv.Error) as exc:  # ValueError: not UTF-8
+        raise InputError(table, f"unreadable participants table ({type(exc).__name__})") from None
+
+
+def _sidecar_path(image: Path) -> Path:
+    """The JSON sidecar beside an image: `sub-01_FLAIR.nii.gz` -> `sub-01_FLAIR.json`."""
+    return image.with_name(image.name.split(".")[0] + ".json")
 
 
 def _sidecar(image: Path) -> dict[str, Any]:
-    sidecar = image.with_name(image.name.split(".")[0] + ".json")
+    """The image's JSON sidecar as a dict ({} when there is none), or InputError naming it."""
+    sidecar = _sidecar_path(image)
     if not sidecar.is_file():
         return {}
     try:
-        return json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, OSError):
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # ValueError: JSON syntax, not UTF-8, integers over 4300 digits
         raise InputError(sidecar, "unreadable JSON sidecar") from None
+    if not isinstance(data, dict):
+        raise InputError(sidecar, f"JSON sidecar is not an object (a {type(data).__name__})")
+    return data
+
+
+def _text(value: Any, key: str, source: Path | None) -> str | None:
+    """A metadata field as text: strings and numbers are kept (as text), empty and 'n/a' are None, anything else refused."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if value is None or (isinstance(value, str) and value.strip() in ("", "n/a")):
+        return None
+    if not isinstance(value, str):
+        raise InputError(source, f"{key} must be text, not a {type(value).__name__}")
+    return value
+
+
+def _field_strength(value: Any, key: str, source: Path | None) -> float | None:
+    """A field strength in tesla (a number, or a number as text), None when absent or 'n/a'; anything else refused."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "n/a")):
+        return None
+    tesla = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            tesla = float(value)
+        except (ValueError, OverflowError):
+            tesla = None
+    if tesla is None or not 0 < tesla <= MAX_TESLA:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InputError(source, f"{key} {shown} is not a field strength in tesla (a number in (0, {MAX_TESLA:g}])")
+    return tesla
 
 
 def _find_mask(root: Path, rel_dir: Path, kind: str) -> Volume | None:
@@ -81,14 +122,19 @@ def _session_dirs(root: Path) -> list[Path]:
     return [a for a in anat if a.is_dir()]
 
 
-def _meta(sub: str, ses: str | None, row: dict[str, str], sidecar: dict[str, Any]) -> CaseMeta:
-    field = row.get("field_strength") or sidecar.get("MagneticFieldStrength")
+def _meta(sub: str, ses: str | None, row: dict[str, str], sidecar: dict[str, Any], table: Path, sidecar_path: Path | None) -> CaseMeta:
+    """The session's metadata: participants.tsv (`table`) first, then its image's sidecar."""
+    def pick(column: str, key: str, parse: Callable[[Any, str, Path | None], Any]) -> Any:
+        if row.get(column) not in (None, "", "n/a"):
+            return parse(row[column], f"{column} of {sub}", table)
+        return parse(sidecar.get(key), key, sidecar_path)
+
     return CaseMeta(
         subject=sub,
         session=ses,
-        site=row.get("site") or sidecar.get("InstitutionName"),
-        scanner=row.get("scanner") or sidecar.get("ManufacturersModelName"),
-        field_strength=float(field) if field not in (None, "", "n/a") else None,
+        site=pick("site", "InstitutionName", _text),
+        scanner=pick("scanner", "ManufacturersModelName", _text),
+        field_strength=pick("field_strength", "MagneticFieldStrength", _field_strength),
     )
 
 
@@ -137,9 +183,12 @@ def session_meta(root: str | Path, session: BidsSession, participants: dict[str,
     """Site, scanner and field strength of a session (participants.tsv, else its images' first JSON sidecar)."""
     participants = _participants(Path(root)) if participants is None else participants
     sidecar: dict[str, Any] = {}
+    sidecar_path = None
     for path in session.images.values():
-        sidecar = sidecar or _sidecar(path)
-    return _meta(session.subject, session.session, participants.get(session.subject, {}), sidecar)
+        if not sidecar:
+            sidecar, sidecar_path = _sidecar(path), _sidecar_path(path)
+    row = participants.get(session.subject, {})
+    return _meta(session.subject, session.session, row, sidecar, Path(root) / "participants.tsv", sidecar_path)
 
 
 def read_participants(root: str | Path) -> dict[str, dict[str, str]]:

@@ -4,6 +4,8 @@ Only the voxels and the geometry are kept: no header field (patient name, IDs, d
 is copied into the volume, so nothing identifying reaches outputs, reports or logs.
 A folder holding several series is refused with the list of series, so the user picks
 one folder; the descriptions shown are the series' own (e.g. "AX FLAIR"), never patient data.
+A series whose slices are not evenly spaced along the slice normal (a missing or duplicated
+file) is refused: ITK would stack it as if it were, and every volume would come out wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from mslesion.io.limits import check_dtype, check_shape, check_spacing, finite_f
 logger = logging.getLogger(__name__)
 
 SERIES_DESCRIPTION = "0008|103e"
+IMAGE_POSITION = "0020|0032"  # ImagePositionPatient: the slice's first voxel, LPS mm
+IMAGE_ORIENTATION = "0020|0037"  # ImageOrientationPatient: row and column directions
+GAP_TOLERANCE = 0.1  # a slice gap may differ from the median gap by this fraction
 
 
 def _series_description(first_file: str) -> str:
@@ -32,6 +37,60 @@ def _series_description(first_file: str) -> str:
     except RuntimeError:
         return ""
     return reader.GetMetaData(SERIES_DESCRIPTION).strip() if reader.HasMetaDataKey(SERIES_DESCRIPTION) else ""
+
+
+def _header_numbers(reader, key: str, count: int) -> np.ndarray | None:  # noqa: ANN001 - SimpleITK reader
+    """`count` finite numbers from a backslash-separated header field, or None when absent or malformed."""
+    if not reader.HasMetaDataKey(key):
+        return None
+    try:
+        values = np.array([float(v) for v in reader.GetMetaData(key).strip().split("\\")])
+    except ValueError:
+        return None
+    return values if values.shape == (count,) and np.all(np.isfinite(values)) else None
+
+
+def slice_geometry(files: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each file's position (n, 3) and orientation (n, 6) from its header, or None when a file lacks them."""
+    import SimpleITK as sitk
+
+    positions, orientations = [], []
+    reader = sitk.ImageFileReader()
+    for name in files:
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None  # the series reader reports unreadable files in its own words
+        position = _header_numbers(reader, IMAGE_POSITION, 3)
+        orientation = _header_numbers(reader, IMAGE_ORIENTATION, 6)
+        if position is None or orientation is None:
+            return None
+        positions.append(position)
+        orientations.append(orientation)
+    return np.array(positions), np.array(orientations)
+
+
+def check_slice_spacing(files: list[str], folder: Path) -> None:
+    """Refuse a series whose slices are not evenly spaced along the slice normal (missing or duplicated slices).
+
+    Series without position and orientation in every header cannot be checked and are left
+    to ITK, as before.
+    """
+    geometry = slice_geometry(files) if len(files) > 2 else None
+    if geometry is None:
+        return
+    positions, orientations = geometry
+    if not np.allclose(orientations, orientations[0], atol=1e-3):
+        raise InputError(folder, "DICOM slices have different orientations (a localizer or a second stack in the series?)")
+    normal = np.cross(orientations[0, :3], orientations[0, 3:])
+    if np.linalg.norm(normal) < 1e-3:
+        raise InputError(folder, "DICOM slice orientation (0020,0037) has parallel row and column directions")
+    gaps = np.diff(np.sort(positions @ (normal / np.linalg.norm(normal))))
+    median = float(np.median(gaps))
+    if median <= 1e-3 or np.any(np.abs(gaps - median) > GAP_TOLERANCE * median):
+        raise InputError(folder, f"DICOM slices are not evenly spaced (gaps {gaps.min():.2f} to {gaps.max():.2f} mm "
+                                 "along the slice normal: missing or duplicated slices?)")
 
 
 def sitk_to_arrays(image, path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: ANN001 - SimpleITK image
@@ -68,7 +127,8 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[
             for uid in series
         )
         raise InputError(folder, f"holds {len(series)} DICOM series: {listed}; put the series to use in a folder of its own")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    check_slice_spacing(files, folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:

@@ -95,7 +95,17 @@ def check_qform_sform(header: object, shape: tuple[int, ...], path: object) -> l
     """
     if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:  # type: ignore[index]
         return []
-    qform, sform = header.get_qform(), header.get_sform()  # type: ignore[attr-defined]
+    from nibabel.spatialimages import HeaderDataError
+
+    invalid = [f"{path}: the header's qform is invalid (quaternion, offsets or voxel sizes); mslesion uses the sform, "
+               "tools that read the qform will fail on this image or place it elsewhere"]
+    try:
+        qform = header.get_qform()  # type: ignore[attr-defined]
+    except (ValueError, HeaderDataError):  # |b, c, d| > 1, negative pixdim, qfac not +-1
+        return invalid
+    if not np.all(np.isfinite(qform)):
+        return invalid
+    sform = header.get_sform()  # type: ignore[attr-defined]
     corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
     apart = float(np.max(np.linalg.norm((corners @ (qform - sform).T)[:, :3], axis=1)))
     if not np.isfinite(apart) or apart <= QFORM_SFORM_TOLERANCE_MM:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,58 +46,72 @@ class ModelCard:
         """A card read from JSON, every field checked (InputError naming `source` otherwise)."""
         if not isinstance(data, dict):
             raise InputError(source, "invalid model card (not a JSON object)")
-        try:
-            card = cls(**data)
-        except TypeError as exc:
-            raise InputError(source, f"invalid model card ({exc})") from None
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        if unknown := sorted(set(data) - names):
+            raise InputError(source, f"invalid model card: unknown field(s) {_shown(unknown)}")
+        if missing := sorted(required - set(data)):
+            raise InputError(source, f"invalid model card: missing field(s) {_shown(missing)}")
+        card = cls(**data)
         check_card(card, source)
         card.patch_size = tuple(int(n) for n in card.patch_size)  # type: ignore[assignment]
         card.spacing_mm = tuple(float(s) for s in card.spacing_mm)  # type: ignore[assignment]
         return card
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A card value as shown in an error: its repr (one line), cut to `limit` characters."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit integer"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(value: Any, name: str, lo: float, hi: float, source: Path, *, open_lo: bool = False, open_hi: bool = False) -> None:
     """Refuse a card field that is not a finite number in [lo, hi] (open ends when asked)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # math.isfinite(int) converts to float: a JSON integer of 400 digits would raise OverflowError there
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or math.isfinite(value))
     if ok:
         ok = (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi)
     if not ok:
         interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
-        raise InputError(source, f"invalid model card: {name} must be a number in {interval}, not {value!r}")
+        raise InputError(source, f"invalid model card: {name} must be a number in {interval}, not {_shown(value)}")
 
 
 def _triple(value: Any, name: str, lo: float, hi: float, source: Path, integer: bool = False) -> None:
     """Refuse a card field that is not three numbers in [lo, hi] (whole numbers when `integer`)."""
     if not isinstance(value, (list, tuple)) or len(value) != 3:
-        raise InputError(source, f"invalid model card: {name} must be a list of 3 numbers, not {value!r}")
+        raise InputError(source, f"invalid model card: {name} must be a list of 3 numbers, not {_shown(value)}")
     for item in value:
         _number(item, name, lo, hi, source)
         if integer and item != int(item):
-            raise InputError(source, f"invalid model card: {name} must be whole numbers, not {value!r}")
+            raise InputError(source, f"invalid model card: {name} must be whole numbers, not {_shown(value)}")
 
 
 def check_card(card: ModelCard, source: Path) -> None:
     """Every field of a card of the right type and in range: a bad card fails here, in one line, not in inference."""
     from mslesion.io.limits import SPACING_REFUSE_MM
-    from mslesion.preprocess.normalize import Normalisation
+    from mslesion.preprocess.normalize import Normalisation, NyulStandardiser
 
     if not isinstance(card.architecture, str) or not card.architecture:
-        raise InputError(source, f"invalid model card: architecture must be a name, not {card.architecture!r}")
+        raise InputError(source, f"invalid model card: architecture must be a name, not {_shown(card.architecture)}")
     if (not isinstance(card.contrasts, list) or not card.contrasts or not all(isinstance(c, str) and c for c in card.contrasts)
             or len(set(card.contrasts)) != len(card.contrasts)):
-        raise InputError(source, f"invalid model card: contrasts must be a list of distinct names, not {card.contrasts!r}")
+        raise InputError(source, f"invalid model card: contrasts must be a list of distinct names, not {_shown(card.contrasts)}")
     for name in ("params", "training", "nyul"):
         if not isinstance(getattr(card, name), dict):
             raise InputError(source, f"invalid model card: {name} must be a JSON object")
     if not isinstance(card.normalisation, str) or card.normalisation not in {n.value for n in Normalisation}:
-        raise InputError(source, f"invalid model card: normalisation must be one of {[n.value for n in Normalisation]}, not {card.normalisation!r}")
+        raise InputError(source, f"invalid model card: normalisation must be one of {[n.value for n in Normalisation]}, not {_shown(card.normalisation)}")
     _triple(card.patch_size, "patch_size", 1, 1024, source, integer=True)
     _triple(card.spacing_mm, "spacing_mm", *SPACING_REFUSE_MM, source)
     _number(card.threshold, "threshold", 0.0, 1.0, source, open_lo=True, open_hi=True)
     _number(card.min_lesion_mm3, "min_lesion_mm3", 0.0, 1e6, source)
     _number(card.min_mean_probability, "min_mean_probability", 0.0, 1.0, source, open_hi=True)
     if not isinstance(card.modality_dropout, bool):
-        raise InputError(source, f"invalid model card: modality_dropout must be true or false, not {card.modality_dropout!r}")
+        raise InputError(source, f"invalid model card: modality_dropout must be true or false, not {_shown(card.modality_dropout)}")
+    for contrast, landmarks in card.nyul.items():  # read at inference; a bad set fails here, before any image is read
+        if not isinstance(landmarks, dict):
+            raise InputError(source, f"invalid model card: nyul[{_shown(contrast)}] must be a JSON object")
+        NyulStandardiser.from_dict(landmarks, source)
 
 
 def save_model(state_dict: dict[str, Any], card: ModelCard, folder: str | Path) -> Path:
@@ -144,25 +158,45 @@ def load_model(folder: str | Path):
     if not folder.is_dir() or not card_path.is_file() or not weights_path.is_file():
         raise InputError(folder, f"not a model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
     try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()), card_path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(card_path.read_text())
+    except (ValueError, RecursionError) as exc:  # JSON syntax, UTF-8, integers over 4300 digits, nesting too deep
         raise InputError(card_path, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)})") from None
+    card = ModelCard.from_dict(data, card_path)
     if card.architecture not in ARCHITECTURES:
-        raise InputError(card_path, f"invalid model card: unknown architecture {card.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise InputError(card_path, f"invalid model card: unknown architecture {_shown(card.architecture)}; known: {', '.join(sorted(ARCHITECTURES))}")
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(weights_path, f"not a safetensors file ({exc.__class__.__name__})") from None
     check_finite_weights(state, weights_path)
-    try:
-        net = build_network(card.architecture, len(card.contrasts), card.params)
-    except (TypeError, ValueError) as exc:  # params the builder does not take, or of the wrong type
-        raise InputError(card_path, f"invalid model card: params do not build a {card.architecture!r} ({exc})") from None
+    shapes = network_shapes(card, card_path)
+    if shapes != {name: tuple(tensor.shape) for name, tensor in state.items()}:
+        raise InputError(weights_path, f"weights do not fit architecture {card.architecture!r}")
+    net = build_network(card.architecture, len(card.contrasts), card.params)  # as above, now for real: its size is that of the weights file
     try:
         net.load_state_dict(state)
     except RuntimeError:
         raise InputError(weights_path, f"weights do not fit architecture {card.architecture!r}") from None
     return net.eval(), card
+
+
+def network_shapes(card: ModelCard, source: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes the card's network has, built on PyTorch's meta device (no memory, no init).
+
+    A card's params may claim any size (100000 channels): built this way, they are refused for
+    not fitting the weights file instead of allocating the network they describe.
+    """
+    import torch
+
+    from mslesion.models.registry import build_network
+
+    try:
+        with torch.device("meta"):
+            net = build_network(card.architecture, len(card.contrasts), card.params)
+    except Exception as exc:  # noqa: BLE001 - any failure to build from the card's params is the card's fault
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise InputError(source, f"invalid model card: params do not build a {card.architecture!r} ({type(exc).__name__}: {first})") from None
+    return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
 
 
 def check_finite_weights(state: dict[str, Any], source: Path) -> None:

@@ -247,10 +247,15 @@ class NyulStandardiser:
         try:
             out = cls(tuple(data["percentiles"]), tuple(data["scale"]))  # type: ignore[arg-type]
             landmarks = np.asarray(data["landmarks"], dtype=float)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
             raise InputError(source, f"not Nyul landmarks ({type(exc).__name__})") from None
-        if landmarks.shape != (len(out.percentiles),) or np.any(np.diff(landmarks) < 0):
-            raise InputError(source, "Nyul landmarks must be one increasing value per percentile")
+        percentiles = np.asarray(out.percentiles)
+        if len(percentiles) < 2 or not np.all(np.isfinite(percentiles)) or np.any(np.diff(percentiles) <= 0) or percentiles[0] < 0 or percentiles[-1] > 100:
+            raise InputError(source, "Nyul percentiles must be at least two increasing numbers in [0, 100]")
+        if len(data["scale"]) != 2 or not np.all(np.isfinite(out.scale)):
+            raise InputError(source, "Nyul scale must be two finite numbers")
+        if landmarks.shape != (len(out.percentiles),) or not np.all(np.isfinite(landmarks)) or np.any(np.diff(landmarks) < 0):
+            raise InputError(source, "Nyul landmarks must be one finite, increasing value per percentile")
         out.landmarks_ = landmarks
         return out
 

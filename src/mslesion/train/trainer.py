@@ -72,6 +72,10 @@ def training_hardware() -> str:
         return f"GPU {torch.cuda.get_device_name(0)}"
     return f"CPU {platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
+# A training loss beyond this (or not finite) means the run diverged: every loss here is a mean of
+# terms of order 1 (a run seen diverging reached 1e17 and still wrote a model).
+MAX_LOSS = 1e6
+
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_dice", "val_threshold", "lr", "seconds"]
 
 
@@ -304,13 +308,33 @@ class Trainer:
         if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
             sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
             loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))
-        if not torch.isfinite(loss.detach()).all():  # diverged: stop before these weights are stepped or saved
-            raise InputError(self.out, f"training diverged: loss is {float(loss.detach())} at step {step}; lower optim.lr or check the data")
+        value = float(loss.detach())
+        self.check_diverged(value, step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
         self.optimizer.step()
         self.state.step += 1
-        return float(loss.detach())
+        return value
+
+    def check_diverged(self, value: float, step: int) -> None:
+        """Stop at a non-finite loss or one beyond MAX_LOSS, before this step's weights are stepped or saved.
+
+        The model folder holds the weights of the last good validation only; under DDP every
+        rank learns that one diverged (a scalar all-reduce), so none waits in backward forever.
+        """
+        here = not math.isfinite(value) or abs(value) > MAX_LOSS
+        bad = here
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(here)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            bad = bool(flag.item())
+        if bad:
+            limit = f" (limit {MAX_LOSS:.0e})" if math.isfinite(value) else ""
+            what = f"loss is {value:.3g}{limit}" if here else "the loss diverged on another rank"
+            raise InputError(self.out, f"training diverged at step {step + 1}: {what}; "
+                                       "no model written from this step on; lower optim.lr or check the data")
 
     # --- validation --------------------------------------------------------------------
     def probability(self, case) -> np.ndarray:
