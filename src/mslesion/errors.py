@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
+
+Choice = TypeVar("Choice", bound=StrEnum)
 
 
 class InputError(ValueError):
@@ -15,3 +19,11 @@ class InputError(ValueError):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+def parse_choice(choices: type[Choice], value: str | Choice, what: str) -> Choice:
+    """The member of `choices` named `value`, or an InputError naming `what` and every choice (one line)."""
+    try:
+        return choices(value)
+    except ValueError:
+        raise InputError(None, f"{what} must be one of {', '.join(m.value for m in choices)}, not {value!r}") from None

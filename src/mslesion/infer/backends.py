@@ -21,7 +21,7 @@ from enum import StrEnum
 import torch
 from torch import nn
 
-from mslesion.errors import InputError
+from mslesion.errors import InputError, parse_choice
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,7 @@ class Backend(StrEnum):
     @classmethod
     def parse(cls, value: str | Backend) -> Backend:
         """The enum member, or a one-line InputError naming the choices."""
-        try:
-            return cls(value)
-        except ValueError:
-            raise InputError(None, f"backend must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
+        return parse_choice(cls, value, "backend")
 
 
 def installed(backend: Backend) -> bool:

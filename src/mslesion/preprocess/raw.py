@@ -46,7 +46,7 @@ import numpy as np
 from nibabel.affines import voxel_sizes
 
 from mslesion import timing
-from mslesion.errors import InputError
+from mslesion.errors import InputError, parse_choice
 from mslesion.io.volume import Volume, load_volume
 from mslesion.preprocess.orient import Reorientation
 from mslesion.preprocess.resample import from_working, resample, to_working
@@ -88,10 +88,7 @@ class BrainExtraction(StrEnum):
     @classmethod
     def parse(cls, value: str | BrainExtraction) -> BrainExtraction:
         """The enum member, or a one-line InputError naming the choices."""
-        try:
-            return cls(value)
-        except ValueError:
-            raise InputError(None, f"brain extraction must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
+        return parse_choice(cls, value, "brain extraction")
 
 
 @dataclass
