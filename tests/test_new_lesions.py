@@ -195,3 +195,19 @@ def test_nawm_residual_is_zero_for_aligned_visits_and_grows_with_misalignment(rn
     noisy = image + rng.normal(0, 2, image.shape) * brain
     shifted = ndimage.shift(image, (2, 0, 0), order=1) * brain
     assert nawm_residual(shifted, image, brain, white_matter) > 2 * nawm_residual(noisy, image, brain, white_matter)
+
+
+@pytest.mark.shared_data
+def test_two_different_patients_are_flagged(shared_data: Path, tmp_path: Path) -> None:
+    """Issue 18: visits of two different brains (Lesjak patient07 as baseline, patient19 as follow-up, both
+    ready on the MNI grid) used to give 'new lesions' without a word; now a QC warning says they do not line up."""
+    from mslesion.new_lesions import detect_new_lesions
+
+    cases = shared_data / "lesjak-mni"
+    result = detect_new_lesions({"FLAIR": cases / "patient07" / "FLAIR.nii.gz"}, {"FLAIR": cases / "patient19" / "FLAIR.nii.gz"},
+                                tmp_path / "out", model="subtraction", flips=1)
+    assert result.summary["visit_residual_nawm_sd"] > 0.55
+    assert any("do not line up" in w and "two different brains" in w for w in result.summary["warnings"])
+    same = detect_new_lesions({"FLAIR": cases / "patient07" / "FLAIR.nii.gz"}, {"FLAIR": cases / "patient07" / "FLAIR.nii.gz"},
+                              tmp_path / "same", model="subtraction", flips=1)
+    assert same.summary["visit_residual_nawm_sd"] < 0.1 and not any("do not line up" in w for w in same.summary["warnings"])

@@ -216,6 +216,13 @@ def detect_new_lesions(
     from mslesion.space.grid import on_mni_grid
 
     on_working_grid = pair is not None or on_mni_grid(fu_flair.shape, fu_flair.affine)
+    visit_residual = None if pair is None else pair.qc.get("visit_residual_nawm_sd")
+    if pair is None and on_working_grid:  # ready visits on the MNI grid: the same alignment check as preprocessed pairs
+        from mslesion.preprocess.pair import visit_alignment
+
+        residual, alignment_warnings = visit_alignment(images["baseline_FLAIR"], images["followup_FLAIR"], model_brain)
+        visit_residual = round(residual, 3)
+        warnings += alignment_warnings
     prob, threshold, min_mm3, visits = _inference(method, images, model_brain, spacing, on_working_grid, flips, overlap)
     maps = [prob, *(visits or ())]
     for i, array in enumerate(maps):
@@ -244,6 +251,7 @@ def detect_new_lesions(
         "inputs": {f"{visit}_{name}": {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]}
                    for visit, vols in (("baseline", bl_volumes), ("followup", fu_volumes)) for name, v in vols.items()},
         "preprocessing": None if pair is None else {"reason": reason or "requested", **pair.qc},
+        "visit_residual_nawm_sd": visit_residual,
         "warnings": [w for vols in (bl_volumes, fu_volumes) for v in vols.values() for w in v.warnings] + warnings,  # logged on loading
         "seconds": round(time.perf_counter() - start, 2),
         "mslesion_version": __version__,

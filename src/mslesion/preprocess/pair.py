@@ -149,6 +149,19 @@ def nawm_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray,
     return float(np.std(follow[nawm] - base[nawm]))
 
 
+def visit_alignment(baseline_flair: np.ndarray, followup_flair: np.ndarray, brain: np.ndarray) -> tuple[float, list[str]]:
+    """`nawm_residual` of two FLAIRs on the MNI working grid (its white-matter prior lives there), and
+    the warning when the visits do not line up: misregistration, or two different brains (Lesjak
+    patient07 against patient19: 0.90)."""
+    from mslesion.space.priors import mni_tissues_1mm
+
+    residual = nawm_residual(baseline_flair, followup_flair, brain, mni_tissues_1mm()["wm"] > NAWM_PRIOR)
+    if residual <= MAX_NAWM_RESIDUAL_SD:
+        return residual, []
+    return residual, [f"the visits do not line up well: follow-up minus baseline FLAIR in normal-appearing white matter varies by "
+                      f"{residual:.2f} sd (more than {MAX_NAWM_RESIDUAL_SD}); changes may be misregistration, or the visits two different brains"]
+
+
 def _load(images: dict[str, Path | Volume]) -> dict[str, Volume]:
     return {name: src if isinstance(src, Volume) else load_volume(Path(src)).validate() for name, src in images.items()}
 
@@ -174,12 +187,8 @@ def preprocess_pair(baseline: dict[str, Path | Volume], followup: dict[str, Path
     # Both visits resampled again, masked by the union (their first pass was masked by their own brain).
     fu, bl = fu.moved(fu_map, brain=union), bl.moved(bl_map, brain=union)
     images = {**{f"baseline_{k}": v for k, v in bl.images.items()}, **{f"followup_{k}": v for k, v in fu.images.items()}}
-    from mslesion.space.priors import mni_tissues_1mm  # the working grid is the MNI grid its priors live on
-
-    residual = nawm_residual(images["baseline_FLAIR"], images["followup_FLAIR"], union, mni_tissues_1mm()["wm"] > NAWM_PRIOR)
+    residual, alignment_warnings = visit_alignment(images["baseline_FLAIR"], images["followup_FLAIR"], union)
     qc["visit_residual_nawm_sd"] = round(residual, 3)
-    if not residual <= MAX_NAWM_RESIDUAL_SD:
-        warnings.append(f"the visits do not line up well: follow-up minus baseline FLAIR in normal-appearing white matter varies by "
-                        f"{residual:.2f} sd (more than {MAX_NAWM_RESIDUAL_SD}); changes may be misregistration")
+    warnings += alignment_warnings
     qc.update({"followup": fu.qc, "baseline": bl.qc, "brain_volume_ml_union": round(float(union.sum()) / 1000.0, 1)})
     return PreprocessedPair(images=images, brain=union, followup=fu, baseline=bl, followup_to_baseline=to_baseline, qc=qc, warnings=warnings)
