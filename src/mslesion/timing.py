@@ -42,7 +42,8 @@ class StageTimes:
 _current: ContextVar[StageTimes | None] = ContextVar("mslesion_stage_times", default=None)
 
 
-def _interactive() -> bool:
+def interactive() -> bool:
+    """An interactive terminal, not a log or CI: where progress is shown."""
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
@@ -66,7 +67,7 @@ def record(name: str, seconds: float) -> None:
 
 def announce(name: str) -> None:
     """Say that stage `name` starts: on an interactive terminal (INFO), else only in debug logs."""
-    logger.log(logging.INFO if _interactive() else logging.DEBUG, "%s ...", name)
+    logger.log(logging.INFO if interactive() else logging.DEBUG, "%s ...", name)
 
 
 @contextmanager

@@ -9,26 +9,42 @@ the choice of backend and precision that runs the windows (`infer.backends`).
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from mslesion.infer.backends import Backend, resolve_backend, window_predictor
+from mslesion.infer.backends import Backend, WindowPredictor, resolve_backend, window_predictor
 from mslesion.precision import Precision, use_bfloat16
 from mslesion.space.boxes import brain_bbox
+from mslesion.timing import interactive
 
 # Flip TTA: the identity plus mirroring along each axis (left-right first: brains are
 # nearly symmetric left-right, so that flip is the most informative one).
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (2,))
 
 
-def show_progress() -> bool:
-    """Progress bars on an interactive terminal only, never in logs or CI."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
+def _device(net: nn.Module) -> torch.device:
+    """Where the network is (a GPU when a cohort worker moved it there); the CPU for a network without parameters."""
+    return next((p.device for p in net.parameters()), torch.device("cpu"))
+
+
+def _window_logits(
+    net: nn.Module,
+    channels: int,
+    patch_size: Sequence[int],
+    batch_size: int,
+    precision: Precision | str,
+    backend: Backend | str,
+    metadata: torch.Tensor | None = None,
+) -> WindowPredictor:
+    """The function that turns a batch of windows into float32 logits (so MONAI blends in float32)."""
+    device = _device(net)
+    predictor = net if metadata is None else functools.partial(net, metadata=metadata.to(device))
+    chosen = resolve_backend(backend, device, extra_inputs=metadata is not None)
+    window_shape = (batch_size, channels, *(int(p) for p in patch_size))
+    return window_predictor(net, chosen, window_shape, device, use_bfloat16(precision, device), predictor)
 
 
 @torch.no_grad()
@@ -45,9 +61,7 @@ def prepare_windows(
     `segment` runs this in a background thread while the images load, so an exported
     backend's one-off export and compilation (about 1 s) overlaps the loading.
     """
-    device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    chosen = resolve_backend(backend, device, extra_inputs=False)
-    window_predictor(net, chosen, (batch_size, channels, *(int(p) for p in patch_size)), device, use_bfloat16(precision, device))
+    _window_logits(net, channels, patch_size, batch_size, precision, backend)
 
 
 @torch.no_grad()
@@ -75,22 +89,17 @@ def predict_probability(
 
     if blend not in ("gaussian", "constant"):
         raise ValueError(f"blend must be 'gaussian' or 'constant', not {blend!r}")
-    # Patches run where the network is (a GPU when a cohort worker moved it there); stitching stays on the CPU.
-    device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    predictor = net if metadata is None else functools.partial(net, metadata=metadata.to(device))
     box = brain_bbox(brain, margin=4, patch_size=patch_size)
     crop = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32))[None]
-    backend = resolve_backend(backend, device, extra_inputs=metadata is not None)
-    window_shape = (batch_size, crop.shape[1], *(int(p) for p in patch_size))
-    # float32 logits out of every backend, so MONAI blends in float32
-    window_logits = window_predictor(net, backend, window_shape, device, use_bfloat16(precision, device), predictor)
+    window_logits = _window_logits(net, crop.shape[1], patch_size, batch_size, precision, backend, metadata)
+    # Patches run where the network is; stitching stays on the CPU.
     total = torch.zeros(crop.shape[2:])
     for axes in FLIP_AXES[: max(1, min(flips, len(FLIP_AXES)))]:
         dims = [a + 2 for a in axes]
         x = torch.flip(crop, dims) if dims else crop
         logits = sliding_window_inference(
             x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=window_logits, overlap=overlap, mode=blend,
-            sw_device=device, device=torch.device("cpu"), progress=show_progress(),
+            sw_device=_device(net), device=torch.device("cpu"), progress=interactive(),
         )
         prob = torch.sigmoid(logits)
         total += (torch.flip(prob, dims) if dims else prob)[0, 0]
