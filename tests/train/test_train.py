@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from mslesion.errors import InputError
@@ -125,9 +126,28 @@ def test_bf16_training_runs_and_records_plain_strings(tmp_path: Path, tiny_datas
     from mslesion.train.run import run_training
 
     out = tmp_path / "run"
-    summary = run_training(_config(tmp_path, tiny_dataset, precision="bf16"), out)
+    path = _config(tmp_path, tiny_dataset, precision="bf16")
+    raw = yaml.safe_load(path.read_text())
+    raw["patch"]["size"] = [48, 48, 48]  # a 3^3 bottleneck: see the next test for 32^3
+    path.write_text(yaml.safe_dump(raw))
+    summary = run_training(path, out)
     assert summary["steps"] == 4 and np.isfinite(float((out / "log.csv").read_text().splitlines()[-1].split(",")[2]))
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"] == "bf16"
+
+
+def test_bf16_training_refuses_convolutions_smaller_than_their_kernel(tmp_path: Path, tiny_dataset: Path) -> None:
+    """32^3 patches leave a 2^3 bottleneck under 3^3 kernels: PyTorch's CPU bf16 weight gradient there reads garbage."""
+    from mslesion.train.run import run_training
+    from mslesion.train.trainer import small_bf16_convolutions
+    from mslesion.models.unet import build_unet
+
+    net = build_unet(1, features=TINY_PARAMS["features"])
+    small = small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 32, 32, 32)))
+    assert small and all("input 2x2x2, kernel 3x3x3" in s for s in small) and all(s.startswith("down_4.") for s in small)
+    assert small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 48, 48, 48))) == []
+    with pytest.raises(InputError, match="patch.size \\[32, 32, 32\\].*smaller than their kernel"):
+        run_training(_config(tmp_path, tiny_dataset, precision="bf16"), tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun missing")

@@ -135,6 +135,32 @@ def autocast(precision: str, device: str = "cpu"):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=Precision(precision) is Precision.BF16)
 
 
+def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> list[str]:
+    """Convolutions of `model` whose input is smaller than their kernel along an axis, seen in one `forward()`.
+
+    PyTorch's CPU bfloat16 convolution (oneDNN, torch 2.13) computes the weight gradient of
+    such a layer wrongly, reading uninitialised memory: the loss turns NaN or the weights
+    jump at random (measured: a 3x3x3 convolution on a 2x2x2 bottleneck, as a 32^3 patch
+    gives a 5-level U-Net, gets weight gradients of 1e24). float32 is not affected.
+    """
+    found: list[str] = []
+
+    def check(name: str, module: nn.Module, args: tuple) -> None:
+        kernel = tuple(module.kernel_size) if hasattr(module, "kernel_size") else ()
+        spatial = tuple(args[0].shape[2:])
+        if kernel and any(s < k for s, k in zip(spatial, kernel)):
+            found.append(f"{name} (input {'x'.join(map(str, spatial))}, kernel {'x'.join(map(str, kernel))})")
+
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: check(n, mod, args))
+             for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    try:
+        forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optim.name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -220,6 +246,7 @@ class Trainer:
             except RuntimeError:
                 raise InputError(cfg.model.init, "model.init: its weights do not fit model.params") from None
         self.model: nn.Module = self.net
+        self.checked_bf16_shapes = False  # see small_bf16_convolutions, checked on the first step
         if self.dist.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net)
         self.loss = make_loss(cfg.loss.name, **cfg.loss.params)
@@ -298,12 +325,25 @@ class Trainer:
             group["lr"] = learning_rate(cfg, step, self.total_steps)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(cfg.train.precision):
-            if getattr(self.net, "needs_metadata", False):
-                metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
-                logits = self.model(x, self.net.metadata_spec.encode_batch(metas))
-            else:
-                logits = self.model(x)
+
+        def forward() -> torch.Tensor:
+            with autocast(cfg.train.precision):
+                if getattr(self.net, "needs_metadata", False):
+                    metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
+                    return self.model(x, self.net.metadata_spec.encode_batch(metas))
+                return self.model(x)
+
+        if Precision(cfg.train.precision) is Precision.BF16 and x.device.type == "cpu" and not self.checked_bf16_shapes:
+            outputs: list[torch.Tensor] = []
+            small = small_bf16_convolutions(self.net, lambda: outputs.append(forward()))
+            if small:
+                raise InputError(self.out, f"train.precision bf16 with patch.size {list(cfg.patch.size)}: convolutions see inputs "
+                                           f"smaller than their kernel ({'; '.join(small[:3])}), where PyTorch's CPU bfloat16 "
+                                           "gradient is wrong; use a larger patch.size or train.precision fp32")
+            self.checked_bf16_shapes = True
+            logits = outputs[0]
+        else:
+            logits = forward()
         loss = self.loss(logits.float(), y)
         if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
             sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
