@@ -137,9 +137,9 @@ def test_bf16_training_runs_and_records_plain_strings(tmp_path: Path, tiny_datas
 
 def test_bf16_training_refuses_convolutions_smaller_than_their_kernel(tmp_path: Path, tiny_dataset: Path) -> None:
     """32^3 patches leave a 2^3 bottleneck under 3^3 kernels: PyTorch's CPU bf16 weight gradient there reads garbage."""
+    from mslesion.models.unet import build_unet
     from mslesion.train.run import run_training
     from mslesion.train.trainer import small_bf16_convolutions
-    from mslesion.models.unet import build_unet
 
     net = build_unet(1, features=TINY_PARAMS["features"])
     small = small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 32, 32, 32)))
