@@ -217,11 +217,12 @@ def detect_new_lesions(
 
     on_working_grid = pair is not None or on_mni_grid(fu_flair.shape, fu_flair.affine)
     visit_residual = None if pair is None else pair.qc.get("visit_residual_nawm_sd")
-    if pair is None and on_working_grid:  # ready visits on the MNI grid: the same alignment check as preprocessed pairs
+    if pair is None:  # ready visits: the same alignment check as preprocessed pairs (off the MNI grid, without its prior)
         from mslesion.preprocess.pair import visit_alignment
 
-        residual, alignment_warnings = visit_alignment(images["baseline_FLAIR"], images["followup_FLAIR"], model_brain)
-        visit_residual = round(residual, 3)
+        residual, alignment_warnings = visit_alignment(images["baseline_FLAIR"], images["followup_FLAIR"], model_brain,
+                                                       None if on_working_grid else fu_flair.spacing)
+        visit_residual = round(residual, 3) if np.isfinite(residual) else None
         warnings += alignment_warnings
     prob, threshold, min_mm3, visits = _inference(method, images, model_brain, spacing, on_working_grid, flips, overlap)
     maps = [prob, *(visits or ())]

@@ -47,6 +47,12 @@ MIN_NMI_VISITS = 1.05
 # 0.52-0.68 (patient01) and 0.56-0.62 / 0.72-0.74 / 0.84-0.88 (patient03); rotated 2 degrees:
 # 0.49 / 0.65. So it flags about 2 mm on a clean pair, 0.5-1 mm on a noisier one.
 MAX_NAWM_RESIDUAL_SD = 0.55
+# The same without a white-matter prior (`brain_residual`, visits off the MNI grid), measured on the
+# raw Lesjak pairs resampled into the database's common space (0.72 x 0.72 x 3 mm) by its own
+# transforms (throwaway script): 0.30 (patient01) and 0.70 (patient03) for one patient's visits;
+# patient01 against patient03 (by world coordinates) 1.15, Lesjak patient07 against patient19 on
+# the MNI grid 1.07. Set between them: it flags two different brains, not a noisy pair.
+MAX_BRAIN_RESIDUAL_SD = 0.9
 NAWM_PRIOR = 0.9  # deep white matter: MNI152 white-matter probability above this
 NAWM_MAX_Z = 2.0  # bright at either visit (a lesion, or a changing one): not normal-appearing
 
@@ -149,17 +155,43 @@ def nawm_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray,
     return float(np.std(follow[nawm] - base[nawm]))
 
 
-def visit_alignment(baseline_flair: np.ndarray, followup_flair: np.ndarray, brain: np.ndarray) -> tuple[float, list[str]]:
-    """`nawm_residual` of two FLAIRs on the MNI working grid (its white-matter prior lives there), and
-    the warning when the visits do not line up: misregistration, or two different brains (Lesjak
-    patient07 against patient19: 0.90)."""
-    from mslesion.space.priors import mni_tissues_1mm
+def visit_alignment(baseline_flair: np.ndarray, followup_flair: np.ndarray, brain: np.ndarray,
+                    spacing_mm: tuple[float, ...] | None = None) -> tuple[float, list[str]]:
+    """How well two FLAIRs of a pair line up, and the warning when they do not: misregistration,
+    or two different brains.
 
-    residual = nawm_residual(baseline_flair, followup_flair, brain, mni_tissues_1mm()["wm"] > NAWM_PRIOR)
-    if residual <= MAX_NAWM_RESIDUAL_SD:
+    On the MNI working grid (`spacing_mm` None): `nawm_residual` over the MNI white-matter prior
+    (Lesjak patient07 against patient19: 0.90; limit MAX_NAWM_RESIDUAL_SD). Elsewhere (ready
+    visits on their own grid, no prior there): `brain_residual`, limit MAX_BRAIN_RESIDUAL_SD.
+    """
+    if spacing_mm is None:
+        from mslesion.space.priors import mni_tissues_1mm
+
+        residual = nawm_residual(baseline_flair, followup_flair, brain, mni_tissues_1mm()["wm"] > NAWM_PRIOR)
+        limit, where = MAX_NAWM_RESIDUAL_SD, "normal-appearing white matter"
+    else:
+        residual = brain_residual(baseline_flair, followup_flair, brain, spacing_mm)
+        limit, where = MAX_BRAIN_RESIDUAL_SD, "the brain's normal-appearing tissue"
+    if not residual > limit:  # NaN (too little tissue to tell) is not flagged
         return residual, []
-    return residual, [f"the visits do not line up well: follow-up minus baseline FLAIR in normal-appearing white matter varies by "
-                      f"{residual:.2f} sd (more than {MAX_NAWM_RESIDUAL_SD}); changes may be misregistration, or the visits two different brains"]
+    return residual, [f"the visits do not line up well: follow-up minus baseline FLAIR in {where} varies by "
+                      f"{residual:.2f} sd (more than {limit}); changes may be misregistration, or the visits two different brains"]
+
+
+def brain_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, ...]) -> float:
+    """`nawm_residual` without a white-matter prior, for visits off the MNI grid: the sd of follow-up
+    minus baseline FLAIR over the brain more than 3 mm inside its edge, bright voxels left out."""
+    from scipy import ndimage
+
+    from mslesion.preprocess.normalize import normalised_channels
+
+    inside = np.asarray(brain, bool)
+    base, follow = normalised_channels({"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"])
+    deep = ndimage.distance_transform_edt(inside, sampling=spacing_mm) > 3.0
+    tissue = deep & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
+    if tissue.sum() < 100:
+        return float("nan")
+    return float(np.std(follow[tissue] - base[tissue]))
 
 
 def _load(images: dict[str, Path | Volume]) -> dict[str, Volume]:
