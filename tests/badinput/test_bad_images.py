@@ -143,3 +143,30 @@ def test_invalid_qform_beside_a_valid_sform_is_a_warning(field: str, value: obje
     volume = load_volume(path).validate()
     np.testing.assert_array_equal(volume.affine, np.eye(4))
     assert len(volume.warnings) == 1 and "qform is invalid" in volume.warnings[0] and str(path) in volume.warnings[0]
+
+
+def test_negated_contrast_is_a_qc_warning_in_the_summary(tmp_path: Path, tiny_model: Path, ready_scan: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A negated export (or a negative scl_slope) makes the brain darker than the background: exit 0, but said."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mslesion.cli import app
+
+    negated = _image(tmp_path / "negated.nii.gz", -nib.load(ready_scan).get_fdata(dtype=np.float32))
+    result = CliRunner().invoke(app, ["segment", "--flair", str(negated), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
+                                      "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((tmp_path / "out" / "summary.json").read_text())["warnings"]
+    assert any("looks negated" in w and str(negated) in w for w in warnings), warnings
+    assert "looks negated" in caplog.text  # the CLI's log goes to stderr
+
+
+def test_plain_scans_and_masks_are_not_taken_for_negated(tmp_path: Path, ready_scan: Path) -> None:
+    assert load_volume(ready_scan).validate().warnings == []
+    some_negative = nib.load(ready_scan).get_fdata(dtype=np.float32) - 20  # N4 leaves a few negative voxels in real scans
+    assert load_volume(_image(tmp_path / "n4.nii.gz", some_negative)).validate().warnings == []
+    assert load_volume(_image(tmp_path / "mask.nii.gz", np.zeros((8, 8, 8), np.uint8))).validate().warnings == []
+    slope = load_volume(_image(tmp_path / "slope.nii.gz", np.abs(nib.load(ready_scan).get_fdata()).astype(np.int16), slope=-1.0)).validate()
+    assert len(slope.warnings) == 1 and "looks negated" in slope.warnings[0]

@@ -20,6 +20,7 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.io.limits import (
+    check_contrast_sign,
     check_data_size,
     check_dtype,
     check_qform_sform,
@@ -115,7 +116,15 @@ class Volume:
         data = data.reshape(self.shape)
         if np.issubdtype(data.dtype, np.floating):  # checked after the cast: 1e300 is finite, not in float32
             data = finite_float32(data, self.path)
+        self._note(check_contrast_sign(data, self.path))
         return data
+
+    def _note(self, warnings: list[str]) -> None:
+        """Log QC warnings about this image and keep them in `warnings` (each once)."""
+        for message in warnings:
+            if message not in self.warnings:
+                logger.warning("warning: %s", message)
+                self.warnings.append(message)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -164,6 +173,7 @@ def load_volume(path: str | Path) -> Volume:
         array, affine, warnings = read_dicom_series(path)
         volume = Volume.from_array(array, affine)
         volume.path, volume.warnings = path, warnings
+        volume._note(check_contrast_sign(array, path))
         return volume
     if not is_nifti_path(path):
         raise InputError(path, "not a NIfTI file name (expected .nii or .nii.gz)")
