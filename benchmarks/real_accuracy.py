@@ -115,7 +115,7 @@ def log_rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None = None) -> float:
+def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None = None, flips: int = 2, overlap: float = 0.25) -> float:
     """`segment` once into `out` (kept, so scoring can be redone); seconds, or 0 when cached."""
     if (out / "lesion_prob.nii.gz").is_file():
         return json.loads((out / "seconds.json").read_text())["seconds"]
@@ -123,7 +123,7 @@ def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None 
 
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         start = time.perf_counter()
-        segment(images, Path(tmp), model=model, brain_mask=brain, flips=2)
+        segment(images, Path(tmp), model=model, brain_mask=brain, flips=flips, overlap=overlap)
         seconds = round(time.perf_counter() - start, 1)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out, ignore_errors=True)
@@ -183,10 +183,10 @@ def isbi_raters() -> tuple[Path, list[np.ndarray]]:
     return folder / "FLAIR.nii.gz", masks
 
 
-def isbi(model: Path, post: dict, out: Path) -> dict:
+def isbi(model: Path, post: dict, out: Path, flips: int = 2, overlap: float = 0.25) -> dict:
     """`segment` on the raw ISBI FLAIR with `post` applied to its probabilities; Dice etc. per rater."""
     flair, raters = isbi_raters()
-    seconds = predict(model, {"FLAIR": flair}, out)
+    seconds = predict(model, {"FLAIR": flair}, out, flips=flips, overlap=overlap)
     prob = load_volume(out / "lesion_prob.nii.gz")
     brain = load_volume(out / "brain_mask.nii.gz").array > 0
     row: dict = {"seconds": seconds, "brain_ml": round(float(brain.sum() * np.prod(prob.spacing)) / 1000, 1)}

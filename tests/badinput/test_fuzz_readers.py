@@ -21,7 +21,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from mslesion.errors import InputError
@@ -404,3 +404,104 @@ def test_bids_reader_lists_and_reads_or_raises_input_error(entries: list[tuple[s
 def test_bids_reader_fuzz_long(entries: list[tuple[str, str, Any]], scratch: Path) -> None:
     _check_bids(entries, scratch)
 
+
+
+# --- DICOM series -----------------------------------------------------------------------------------------------
+
+DICOM_UID = "1.2.826.0.1.3680043.2.1125.77"
+GOOD_ORIENTATION = "1\\0\\0\\0\\0.6\\-0.8"  # oblique, unit length exactly (GDCM checks it when writing)
+ODD_TEXT = ["", "abc", "nan\\nan\\nan", "inf\\0\\0", "1\\2", "1e300\\0\\0", "0\\0\\0\\0\\0\\0", "-0\\1\\0\\1\\0\\0", "1\\0\\0\\1\\0\\0",
+            "0.5\\0.5", "0\\0", "-1\\2", "1e-9\\1e-9", "99999\\99999", "3.0", "\\\\\\"]
+
+
+@st.composite
+def dicom_series(draw: st.DrawFn) -> dict[str, Any]:
+    """A small series of one-slice files (SimpleITK/GDCM writes them), with odd headers, slices missing, doubled or out of
+    order, files cut short or with bytes changed, and stray files beside them."""
+    odd = lambda: draw(st.integers(0, 3)) == 0  # noqa: E731 - most of a case stays valid, so the reader gets past its first check
+    slices, rows, cols = (draw(st.integers(1 if odd() else 3, n)) for n in (7, 9, 9))
+    step = draw(st.sampled_from([2.5, 1.0, 0.0, -3.0, 1e-6, 40.0])) if odd() else 2.5
+    positions = [f"-12\\30\\{5 + step * k:.6g}" for k in range(slices)]
+    tags_per_slice: list[dict[str, str]] = []
+    for k in range(slices):
+        tags = {"0020|0032": positions[k], "0020|0037": GOOD_ORIENTATION, "0028|0030": "0.9\\0.8", "0020|0013": str(k + 1)}
+        for _ in range(draw(st.integers(0, 2)) if odd() else 0):
+            tags[draw(st.sampled_from(["0020|0032", "0020|0037", "0028|0030", "0018|0050", "0020|0013"]))] = draw(st.sampled_from(ODD_TEXT))
+        tags_per_slice.append(tags)
+    kind = draw(st.sampled_from(["unit", "bits", "const"]))
+    operations = draw(st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "truncate", "flip", "junk"]), st.integers(0, 10**6)),
+                               max_size=3)) if odd() else []
+    return {"shape": (slices, rows, cols), "tags": tags_per_slice, "kind": kind, "operations": operations}
+
+
+def _write_dicom_case(case: dict[str, Any], folder: Path) -> None:
+    import locale
+
+    import SimpleITK as sitk
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(len(case["tags"]))
+    slices, rows, cols = case["shape"]
+    if case["kind"] == "bits":
+        array = rng.integers(-32768, 32767, (slices, rows, cols)).astype(np.int16)
+    else:
+        array = (rng.normal(400, 20, (slices, rows, cols)) if case["kind"] == "unit" else np.full((slices, rows, cols), 7)).astype(np.int16)
+    saved = locale.setlocale(locale.LC_ALL)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    files = []
+    for k, tags in enumerate(case["tags"]):
+        plane = sitk.GetImageFromArray(array[k])
+        for tag, value in {"0020|000d": DICOM_UID + ".1", "0020|000e": DICOM_UID, "0008|0060": "MR", "0008|0018": f"{DICOM_UID}.2.{k + 1}",
+                           **tags}.items():
+            plane.SetMetaData(tag, value)
+        files.append(folder / f"slice_{k:03d}.dcm")
+        writer.SetFileName(str(files[-1]))
+        try:
+            writer.Execute(plane)
+        except RuntimeError:  # a header GDCM will not even write (e.g. non-unit direction cosines): not a reader case
+            locale.setlocale(locale.LC_ALL, saved)
+            reject()
+    locale.setlocale(locale.LC_ALL, saved)  # GDCM's writer switches the process to the "C" locale
+    for operation, where in case["operations"]:
+        target = files[where % len(files)]
+        if not target.exists():
+            continue
+        raw = bytearray(target.read_bytes())
+        if operation == "delete":
+            target.unlink()
+        elif operation == "duplicate":
+            shutil.copy(target, folder / f"copy_{where}.dcm")
+        elif operation == "truncate":
+            target.write_bytes(bytes(raw[: where % len(raw)]))
+        elif operation == "flip":
+            raw[where % len(raw)] ^= 0xFF
+            target.write_bytes(bytes(raw))
+        else:
+            (folder / f"junk_{where}.dcm").write_bytes(raw[:132] + b"\0" * (where % 300))
+
+
+def _check_dicom(case: dict[str, Any], folder: Path) -> None:
+    from mslesion.io import load_volume
+
+    _write_dicom_case(case, folder)
+    try:
+        volume = load_volume(folder).validate()
+    except InputError as exc:
+        _refusal(exc)
+        return
+    _valid_volume(volume)
+    event(f"valid volume, {len(volume.warnings)} warning(s)")
+
+
+@fast(60)
+@given(case=dicom_series())
+def test_dicom_reader_returns_a_valid_volume_or_input_error(case: dict[str, Any], scratch: Path) -> None:
+    _check_dicom(case, scratch / "dicom")
+
+
+@slow(2500)
+@given(case=dicom_series())
+def test_dicom_reader_fuzz_long(case: dict[str, Any], scratch: Path) -> None:
+    _check_dicom(case, scratch / "dicom")

@@ -1,0 +1,118 @@
+"""Inference settings of one trained recipe, chosen as its training recipe is: leave-one-out plus ISBI (issue 13).
+
+The fold models of a recipe (runs/real/RECIPE/FOLD/model, from `real_accuracy.py`) segment the held-out
+Lesjak case (FLAIR + T1 and FLAIR) and the raw ISBI FLAIR under each setting below; each setting gets
+its own postprocessing chosen on its leave-one-out maps (`real_accuracy.choose_postprocessing`) and the
+same selection score as the recipes. Settings:
+- window: the sliding window's edge. Every window is instance-normalised on its own, so what the
+  network sees around a bright spot depends on the window; a larger window than the training patch
+  gives each normalisation more of the brain;
+- overlap: the windows' overlap, so each voxel is the Gaussian-weighted mean of more placements;
+- flips: test-time mirroring (1 = none, 2 = + left-right, 4 = all three axes).
+
+    MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/inference_settings.py configs/real/scanner.yaml
+
+writes benchmarks/results/inference_settings.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_accuracy as ra  # noqa: E402 - the benchmark next door: its folds, scoring and postprocessing choice
+
+from mslesion.io.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from mslesion.io.volume import load_volume  # noqa: E402
+
+# (name, window edge in voxels or None for the card's patch size, overlap, flips)
+SETTINGS = (
+    ("shipped (64, overlap 0.25, 2 flips)", None, 0.25, 2),
+    ("overlap 0.5", None, 0.5, 2),
+    ("4 flips", None, 0.25, 4),
+    ("window 96", 96, 0.25, 2),
+    ("window 128", 128, 0.25, 2),
+)
+
+
+def with_window(model: Path, window: int | None, out: Path) -> Path:
+    """`model`, or a copy of it whose card asks for `window`^3 sliding windows."""
+    if window is None:
+        return model
+    if not (out / "model.json").is_file():
+        shutil.copytree(model, out, dirs_exist_ok=True)
+        card = json.loads((model / "model.json").read_text())
+        card["patch_size"] = [window] * 3
+        write_json_atomic(out / "model.json", card)
+    return out
+
+
+def evaluate_setting(recipe: str, name: str, window: int | None, overlap: float, flips: int) -> dict:
+    slug = f"w{window or 'card'}_o{overlap}_f{flips}"
+    cache = ra.CACHE / recipe / "settings" / slug
+    maps, where = [], []
+    for fold, test_case in ra.FOLDS.items():
+        model = with_window(ra.RUNS / recipe / fold / "model", window, cache / fold / "model")
+        case = ra.SHARED / "lesjak-mni" / test_case
+        ref = load_volume(case / "lesion.nii.gz")
+        for inputs, contrasts in ra.INPUTS.items():
+            out = cache / fold / inputs
+            seconds = ra.predict(model, {c: case / f"{c}.nii.gz" for c in contrasts}, out, flips=flips, overlap=overlap)
+            prob = load_volume(out / "lesion_prob.nii.gz")
+            maps.append((prob.array, ref.array > 0, prob.spacing))
+            where.append((fold, inputs, seconds))
+            print(f"{name}: {fold} {inputs} {seconds} s", flush=True)
+    post, _ = ra.choose_postprocessing(maps)
+    result: dict = {"setting": name, "window": window, "overlap": overlap, "flips": flips, "postprocessing": post, "folds": {}}
+    for (fold, inputs, seconds), (prob, ref, spacing) in zip(where, maps):
+        result["folds"].setdefault(fold, {})[inputs] = {**ra.score(prob, ref, spacing, post), "seconds": seconds}
+    model = with_window(ra.RUNS / recipe / "train-p19_test-p07" / "model", window, cache / "train-p19_test-p07" / "model")
+    result["isbi"] = ra.isbi(model, post, cache / "isbi", flips=flips, overlap=overlap)
+    result["selection_score"] = ra.selection_score(result)
+    return result
+
+
+def mean_of(result: dict, inputs: str, key: str) -> float:
+    return float(np.mean([result["folds"][fold][inputs][key] for fold in ra.FOLDS]))
+
+
+def write(recipe: str, results: list[dict]) -> None:
+    lines = [
+        f"# Inference settings of recipe `{recipe}`: leave-one-out on the two Lesjak cases, ISBI raw FLAIR",
+        "",
+        "Written by `benchmarks/inference_settings.py`: the same fold models under each setting, each with its own postprocessing chosen on "
+        "its leave-one-out maps; cells are means of the two folds; ISBI: the fold model trained on patient19. Seconds: one ready 1 mm brain "
+        "(FLAIR + T1, held-out patient07) through `segment`, on 2 cores beside other work.",
+        "",
+        "| setting | postprocessing | FLAIR+T1 Dice | FLAIR+T1 F1 | FLAIR Dice | FLAIR F1 | ISBI Dice (rater 1 / 2) | s per brain | selection score |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['setting']} | {ra.post_text(r['postprocessing'])} | {mean_of(r, 'FLAIR+T1', 'dice'):.3f} | {mean_of(r, 'FLAIR+T1', 'msseg_lesion_f1'):.3f} "
+            f"| {mean_of(r, 'FLAIR', 'dice'):.3f} | {mean_of(r, 'FLAIR', 'msseg_lesion_f1'):.3f} "
+            f"| {r['isbi']['rater1']['dice']:.3f} / {r['isbi']['rater2']['dice']:.3f} "
+            f"| {r['folds']['train-p19_test-p07']['FLAIR+T1']['seconds']} | {r['selection_score']:.4f} |")
+    write_text_atomic(ra.RESULTS / "inference_settings.md", "\n".join(lines) + "\n")
+    write_json_atomic(ra.RESULTS / "inference_settings.json", {"recipe": recipe, "settings": results})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path, help="a recipe whose fold models real_accuracy.py has trained")
+    args = parser.parse_args()
+    recipe = args.recipe.stem
+    results = []
+    for name, window, overlap, flips in SETTINGS:
+        results.append(evaluate_setting(recipe, name, window, overlap, flips))
+        write(recipe, results)
+
+
+if __name__ == "__main__":
+    main()
