@@ -211,3 +211,12 @@ def test_model_init_fine_tunes_from_a_trained_model(tmp_path: Path, tiny_dataset
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(InputError, match="model.init"):
         load_config(path)
+
+
+def test_training_restores_the_process_torch_settings(tmp_path: Path, tiny_dataset: Path) -> None:
+    from mslesion.train.run import run_training
+
+    threads = torch.get_num_threads()
+    run_training(_config(tmp_path, tiny_dataset, max_epochs=1), tmp_path / "run")  # the config asks for 1 thread
+    assert torch.get_num_threads() == threads
+    assert torch.tensor([1e-39]).mul(1.0).item() != 0.0  # denormals are not flushed to zero any more

@@ -46,7 +46,21 @@ def load_cases(cfg: TrainConfig):
 
 
 def run_training(config_path: Path, out: Path, resume: bool = False, time_budget_minutes: float | None = None) -> dict:
-    """Train as configured; return a summary (steps, best validation Dice, why it stopped)."""
+    """Train as configured; return a summary (steps, best validation Dice, why it stopped).
+
+    The process's torch thread count and denormal flushing are set for the run and restored after it.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run_training(config_path, out, resume, time_budget_minutes)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)
+
+
+def _run_training(config_path: Path, out: Path, resume: bool, time_budget_minutes: float | None) -> dict:
     import torch
     import yaml
 
