@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest
 
 # Lint (ruff check: pyflakes, pycodestyle, isort, bugbear, pyupgrade; settings and the rules left out in pyproject.toml)
-# and type checks (mypy on the bottom layers, mslesion.space and mslesion.io). `ruff format` is not used yet.
+# and type checks (mypy on the whole package, pipeline and new_lesions skipped for now: see pyproject.toml). `ruff format` is not used yet.
 lint: install
 	$(BIN)/ruff check src/
 	$(BIN)/mypy

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.io.manifest import read_manifest
-from mslesion.io.volume import save_like
+from mslesion.io.volume import Volume, save_like
 
 
 def flair_hyperintensity_mask(flair: np.ndarray, brain: np.ndarray, z_threshold: float = 2.5, min_voxels: int = 4) -> np.ndarray:
@@ -36,6 +36,12 @@ def flair_hyperintensity_mask(flair: np.ndarray, brain: np.ndarray, z_threshold:
     return keep[labels]
 
 
+def _file(volume: Volume) -> Path:
+    """The file a volume of the example's manifest was read from (read_manifest opens every one from disk)."""
+    assert volume.path is not None
+    return volume.path
+
+
 def run_demo(out: Path, seed: int = 7) -> str:
     """Make a subject, segment it with the default model, evaluate; return the printed report."""
     from mslesion.evaluate.runner import run_evaluation
@@ -46,14 +52,15 @@ def run_demo(out: Path, seed: int = 7) -> str:
     manifest = make_dataset(out / "example", n=1, seed=seed, n_sites=1)
     (case,) = read_manifest(manifest)
     made = time.perf_counter() - start
-    images = {name: case.images[name].path for name in ("FLAIR", "T1")}
-    result = segment(images, out / "segmentation", brain_mask=case.brain.path)
+    assert case.lesion is not None and case.brain is not None  # make_dataset writes both masks of every subject
+    images = {name: _file(case.images[name]) for name in ("FLAIR", "T1")}
+    result = segment(images, out / "segmentation", brain_mask=_file(case.brain))
     seg_seconds = time.perf_counter() - start - made
-    table = run_evaluation(out / "segmentation" / "lesion_mask.nii.gz", case.lesion.path, out / "evaluation")
+    table = run_evaluation(out / "segmentation" / "lesion_mask.nii.gz", _file(case.lesion), out / "evaluation")
     flair = case.images["FLAIR"]
     baseline = flair_hyperintensity_mask(flair.array, case.brain.array)
     baseline_path = save_like(baseline, flair, out / "baseline" / f"{case.case_id}.nii.gz")
-    baseline_table = run_evaluation(baseline_path, case.lesion.path, out / "baseline_evaluation")
+    baseline_table = run_evaluation(baseline_path, _file(case.lesion), out / "baseline_evaluation")
     baseline_dice = baseline_table.splitlines()[2].split()[1]
     return (
         f"example subject {case.case_id} (synthetic, FLAIR + T1): {int(case.lesion.array.sum())} lesion voxels "

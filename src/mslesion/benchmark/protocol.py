@@ -46,7 +46,8 @@ def usable(cases: list[Case]) -> list[Case]:
 
 def _pooled(spec: ProtocolSpec, cases: dict[str, list[Case]]) -> tuple[list[Case], dict[str, str]]:
     """All cases of the protocol's datasets, in order, and each case id's dataset (ids must be unique)."""
-    pooled, owner = [], {}
+    pooled: list[Case] = []
+    owner: dict[str, str] = {}
     for name in spec.datasets:
         for case in cases[name]:
             if case.case_id in owner:

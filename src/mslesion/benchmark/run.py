@@ -111,8 +111,9 @@ def _segment(case: Case, contrasts: list[str], model: Path, out: Path, cfg: Benc
 
     if (out / "summary.json").is_file():
         return
-    images = {c: case.images[c].path for c in contrasts if c in case.images}
-    if any(p is None for p in images.values()):
+    paths = {c: case.images[c].path for c in contrasts if c in case.images}
+    images = {c: p for c, p in paths.items() if p is not None}
+    if len(images) != len(paths):
         raise InputError(None, f"case {case.case_id}: images must be files on disk")
     brain = case.brain.path if case.brain is not None else None
     segment(images, out, model=model, brain_mask=brain, flips=cfg.test_time.flips, overlap=cfg.test_time.overlap)
@@ -135,6 +136,7 @@ def _evaluate(cfg: BenchmarkConfig, method: str, fold: Fold, fold_dir: Path,
     for role, keys in (("test", fold.test), ("consistency", fold.consistency)):
         for key in keys:
             case = cases[key]
+            assert case.lesion is not None  # load_cases keeps usable cases only, each with a lesion mask
             pred = MaskEntry(case.case_id, load_volume(prediction_path(fold_dir, key)))
             (row,), _ = evaluate_pairs([(pred, MaskEntry(case.case_id, case.lesion, case.meta.site))])
             ids = {"method": method, "fold": fold.name, "setting": _setting(cfg, fold, key[0], role), "role": role,

@@ -6,13 +6,13 @@ engine module imports the other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from mslesion.cohort.engines import EngineKind, EngineOptions, Outcome, WorkerSpec, run_locally
 
 
-def run_tasks(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any]) -> Iterator[Outcome]:
+def run_tasks(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any]) -> Generator[Outcome, None, None]:
     """Run every task (each has a `key`); yield one Outcome per task as they finish."""
     if not tasks:
         return

@@ -73,7 +73,7 @@ def onnx_bytes(net: nn.Module, window_shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter warns about instance norm in eval mode, which is what we want
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(window_shape),), buffer, input_names=["image"], output_names=["logits"],
+        torch.onnx.export(net, (torch.zeros(window_shape),), buffer, input_names=["image"], output_names=["logits"],  # type: ignore[arg-type]  # torch types f as a path; its TorchScript exporter (dynamo=False) takes a file object too
                           opset_version=17, dynamo=False)
     return buffer.getvalue()
 

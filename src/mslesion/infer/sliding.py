@@ -101,6 +101,7 @@ def predict_probability(
             x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=window_logits, overlap=overlap, mode=blend,
             sw_device=_device(net), device=torch.device("cpu"), progress=interactive(),
         )
+        assert isinstance(logits, torch.Tensor)  # one tensor per window in, one tensor out (MONAI stitches tuples and dicts too)
         prob = torch.sigmoid(logits)
         total += (torch.flip(prob, dims) if dims else prob)[0, 0]
     out = np.zeros(brain.shape, np.float32)

@@ -39,7 +39,7 @@ def _series_description(first_file: str) -> str:
     return reader.GetMetaData(SERIES_DESCRIPTION).strip() if reader.HasMetaDataKey(SERIES_DESCRIPTION) else ""
 
 
-def _header_numbers(reader, key: str, count: int) -> np.ndarray | None:  # noqa: ANN001 - SimpleITK reader
+def _header_numbers(reader, key: str, count: int) -> np.ndarray | None:  # reader: a SimpleITK image reader
     """`count` finite numbers from a backslash-separated header field, or None when absent or malformed."""
     if not reader.HasMetaDataKey(key):
         return None
@@ -93,7 +93,7 @@ def check_slice_spacing(files: list[str], folder: Path) -> None:
                                  "along the slice normal: missing or duplicated slices?)")
 
 
-def sitk_to_arrays(image, path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: ANN001 - SimpleITK image
+def sitk_to_arrays(image, path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A SimpleITK 3D image as (array (x, y, z), RAS affine, voxel-size warnings), through `mslesion.space.sitkio`."""
     from mslesion.space.sitkio import from_sitk, sitk_affine
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mslesion.errors import InputError
+
+if TYPE_CHECKING:
+    from nibabel.nifti1 import Nifti1Header
 
 MAX_AXIS = 1024  # voxels along any axis (a 0.25 mm whole head is ~800)
 MAX_VOXELS = 2**28  # 268M voxels (e.g. 512 x 512 x 1024): 1 GiB as float32
@@ -106,25 +110,25 @@ def check_contrast_sign(data: np.ndarray, path: str | Path | None) -> list[str]:
 QFORM_SFORM_TOLERANCE_MM = 1.0
 
 
-def check_qform_sform(header: object, shape: tuple[int, ...], path: object) -> list[str]:
+def check_qform_sform(header: Nifti1Header, shape: tuple[int, ...], path: object) -> list[str]:
     """A warning when the file's qform and sform are both set and place the image differently.
 
     nibabel (so mslesion) uses the sform; ITK-based tools may use the qform, so a mask made by one
     would sit elsewhere in the other: a disagreement worth knowing before trusting overlays.
     """
-    if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:  # type: ignore[index]
+    if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:
         return []
     from nibabel.spatialimages import HeaderDataError
 
     invalid = [f"{path}: the header's qform is invalid (quaternion, offsets or voxel sizes); mslesion uses the sform, "
                "tools that read the qform will fail on this image or place it elsewhere"]
     try:
-        qform = header.get_qform()  # type: ignore[attr-defined]
+        qform = header.get_qform()
     except (ValueError, HeaderDataError):  # |b, c, d| > 1, negative pixdim, qfac not +-1
         return invalid
     if not np.all(np.isfinite(qform)):
         return invalid
-    sform = header.get_sform()  # type: ignore[attr-defined]
+    sform = header.get_sform()
     corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
     apart = float(np.max(np.linalg.norm((corners @ (qform - sform).T)[:, :3], axis=1)))
     if not np.isfinite(apart) or apart <= QFORM_SFORM_TOLERANCE_MM:

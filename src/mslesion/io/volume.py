@@ -182,8 +182,7 @@ def load_volume(path: str | Path) -> Volume:
     dtype = img.get_data_dtype()
     check_dtype(dtype, path)
     check_shape(shape, dtype.itemsize, path)
-    # nibabel types dataobj as ArrayLike; a NIfTI image's is an ArrayProxy, which has the data offset.
-    check_data_size(path, int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize)  # type: ignore[attr-defined]
+    check_data_size(path, int(img.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize)  # type: ignore[attr-defined]  # nibabel types dataobj as ArrayLike; a NIfTI file's is an ArrayProxy, with the data offset
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(path, "has an invalid (singular or non-finite) affine")

@@ -68,12 +68,12 @@ class Region:
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(a, a + n) for a, n in zip(self.start, self.size, strict=True))  # type: ignore[return-value]
+        return tuple(slice(a, a + n) for a, n in zip(self.start, self.size, strict=True))  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
     @property
     def centre(self) -> tuple[float, float, float]:
         """Centre in voxel index coordinates (a region from 0 to 95 has centre 47.5)."""
-        return tuple(a + (n - 1) / 2 for a, n in zip(self.start, self.size, strict=True))  # type: ignore[return-value]
+        return tuple(a + (n - 1) / 2 for a, n in zip(self.start, self.size, strict=True))  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
 def _even_starts(span: int, n: int, exact_centre: bool) -> list[int] | None:
@@ -139,7 +139,7 @@ def regions_from_starts(size: Sequence[int], per_axis: Sequence[Sequence[int]]) 
     for index, (i, j, k) in enumerate(product(range(nx), range(ny), range(nz))):
         start = (per_axis[0][i], per_axis[1][j], per_axis[2][k])
         mirror = ((nx - 1 - i) * ny + j) * nz + k
-        out.append(Region(index, start, size, mirror))  # type: ignore[arg-type]
+        out.append(Region(index, start, size, mirror))
     return out
 
 

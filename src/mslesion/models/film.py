@@ -133,15 +133,16 @@ class FiLMGenerator(nn.Module):
         self.trunk = nn.Sequential(
             nn.Linear(metadata_size, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid()
         )
-        self.heads = nn.ModuleList(nn.Linear(hidden, 2 * c) for c in channels)
-        for head, c in zip(self.heads, channels, strict=True):
+        heads = [nn.Linear(hidden, 2 * c) for c in channels]
+        self.heads = nn.ModuleList(heads)
+        for head, c in zip(heads, channels, strict=True):
             nn.init.zeros_(head.weight)
             with torch.no_grad():
                 head.bias.copy_(torch.cat([torch.ones(c), torch.zeros(c)]))
 
     def forward(self, metadata: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         hidden = self.trunk(metadata)
-        return [tuple(head(hidden).chunk(2, dim=1)) for head in self.heads]  # type: ignore[misc]
+        return [tuple(head(hidden).chunk(2, dim=1)) for head in self.heads]
 
 
 def film(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:

@@ -323,4 +323,4 @@ class ScannerInvariantUNet(nn.Module):
 
 def build_scanner_invariant_unet(in_channels: int, n_sites: int, **params: object) -> ScannerInvariantUNet:
     """Registry builder for `ScannerInvariantUNet` (params: features, aux, lam, dropout, norm, ...)."""
-    return ScannerInvariantUNet(in_channels, n_sites, **params)  # type: ignore[arg-type]
+    return ScannerInvariantUNet(in_channels, n_sites, **params)  # type: ignore[arg-type]  # a card's untyped params: a bad one raises here

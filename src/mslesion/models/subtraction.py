@@ -124,7 +124,7 @@ def _check_inputs(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray,
     spacing = tuple(float(s) for s in spacing_mm)
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"spacing_mm must be three positive voxel sizes, got {spacing_mm!r}")
-    return spacing  # type: ignore[return-value]
+    return spacing
 
 
 def subtraction_probability(

@@ -245,7 +245,7 @@ class NyulStandardiser:
     def from_dict(cls, data: dict, source: Path | None = None) -> NyulStandardiser:
         """Landmarks from `to_dict`'s mapping (a JSON file or a model card), or InputError naming `source`."""
         try:
-            out = cls(tuple(data["percentiles"]), tuple(data["scale"]))  # type: ignore[arg-type]
+            out = cls(tuple(data["percentiles"]), tuple(data["scale"]))
             landmarks = np.asarray(data["landmarks"], dtype=float)
         except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
             raise InputError(source, f"not Nyul landmarks ({type(exc).__name__})") from None

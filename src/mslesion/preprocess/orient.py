@@ -28,7 +28,7 @@ class Reorientation:
         """The reorientation that turns a grid of `shape` and RAS `affine` into RAS voxel order."""
         affine = np.asarray(affine, dtype=float)
         ornt = nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt("RAS"))
-        return cls(tuple(int(n) for n in shape[:3]), affine, ornt)  # type: ignore[arg-type]
+        return cls(tuple(int(n) for n in shape[:3]), affine, ornt)  # type: ignore[arg-type]  # 3 axes; mypy cannot count a generator's items
 
     @property
     def canonical_shape(self) -> tuple[int, int, int]:
@@ -37,7 +37,7 @@ class Reorientation:
         shape = [0, 0, 0]
         for src, dst in enumerate(order):
             shape[dst] = self.native_shape[src]
-        return tuple(shape)  # type: ignore[return-value]
+        return tuple(shape)  # type: ignore[return-value]  # 3 axes; mypy types a list's tuple as tuple[int, ...]
 
     @property
     def canonical_affine(self) -> np.ndarray:

@@ -23,6 +23,7 @@ inference share it. Results go back to the follow-up's native grid (`to_native`)
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,17 +195,17 @@ def brain_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray
     return float(np.std(follow[tissue] - base[tissue]))
 
 
-def _load(images: dict[str, Path | Volume]) -> dict[str, Volume]:
+def _load(images: Mapping[str, Path | Volume]) -> dict[str, Volume]:
     return {name: src if isinstance(src, Volume) else load_volume(Path(src)).validate() for name, src in images.items()}
 
 
-def preprocess_pair(baseline: dict[str, Path | Volume], followup: dict[str, Path | Volume], n4: bool = True, threads: int = 2) -> PreprocessedPair:
+def preprocess_pair(baseline: Mapping[str, Path | Volume], followup: Mapping[str, Path | Volume], n4: bool = True, threads: int = 2) -> PreprocessedPair:
     """Preprocess two visits (FLAIR required in each; T1/T2/PD optional) into one halfway space.
 
     Bad input raises `InputError` naming the file; poor registrations become `warnings`.
     """
-    for visit, images in (("baseline", baseline), ("follow-up", followup)):
-        if "FLAIR" not in images:
+    for visit, given in (("baseline", baseline), ("follow-up", followup)):
+        if "FLAIR" not in given:
             raise InputError(None, f"the {visit} FLAIR is required")
     baseline, followup = _load(baseline), _load(followup)
     qc: dict[str, Any] = {}

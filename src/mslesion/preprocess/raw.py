@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -199,7 +200,7 @@ class _Timer:
         self._start = now
 
 
-def _check_names(images: dict[str, Path]) -> None:
+def _check_names(images: Mapping[str, Path | Volume]) -> None:
     unknown = sorted(set(images) - set(CONTRASTS))
     if unknown:
         raise InputError(None, f"unknown contrast name(s) {unknown}; use {list(CONTRASTS)}")
@@ -232,7 +233,7 @@ def _overlap(flair_mask: np.ndarray, flair_affine: np.ndarray, shape: tuple[int,
     return float(inside.mean())
 
 
-def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: list[str], brain: np.ndarray | None = None) -> np.ndarray:
+def _mni_registration(flair_img: Any, path: Path | None, qc: dict[str, Any], warnings: list[str], brain: np.ndarray | None = None) -> np.ndarray:
     """Affine FLAIR -> MNI registration; returns the MNI -> FLAIR RAS matrix and fills QC.
 
     With a `brain` mask (canonical FLAIR grid) the skull-stripped FLAIR is registered to the
@@ -264,7 +265,7 @@ def _mni_registration(flair_img: Any, path: Path, qc: dict[str, Any], warnings: 
     return reg.matrix
 
 
-def _warped_mni_brain(shape: tuple[int, ...], affine: np.ndarray, mni_to_flair: np.ndarray) -> np.ndarray:
+def _warped_mni_brain(shape: tuple[int, int, int], affine: np.ndarray, mni_to_flair: np.ndarray) -> np.ndarray:
     """The MNI152 brain mask (bool) carried onto the canonical FLAIR grid through the registration."""
     from mslesion.space.templates import mni_arrays
 
@@ -272,7 +273,7 @@ def _warped_mni_brain(shape: tuple[int, ...], affine: np.ndarray, mni_to_flair: 
     return resample(template_brain, template_affine, affine, shape, np.linalg.inv(mni_to_flair)) > 0.5
 
 
-def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path: Path) -> np.ndarray:
+def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path: Path | None) -> np.ndarray:
     """Brain mask on the canonical FLAIR grid from the warped MNI mask, refined by intensity."""
     from mslesion.preprocess.skullstrip import brain_mask_or_fail, refine_brain_mask
 
@@ -282,7 +283,7 @@ def _brain(flair: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, path
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
 
 
-def _hdbet_brain(flair: np.ndarray, affine: np.ndarray, path: Path) -> np.ndarray:
+def _hdbet_brain(flair: np.ndarray, affine: np.ndarray, path: Path | None) -> np.ndarray:
     """HD-BET's brain mask on the canonical FLAIR grid (`preprocess.hdbet`)."""
     from mslesion.preprocess.hdbet import hdbet_brain_mask
     from mslesion.preprocess.skullstrip import brain_mask_or_fail
@@ -334,7 +335,7 @@ def rigid_in_brain(fixed_img: Any, moving_img: Any, brain: np.ndarray, path: Pat
 
 
 def _coregister(
-    name: str, path: Path, flair_img: Any, moving_img: Any, brain: np.ndarray, qc: dict[str, Any], warnings: list[str]
+    name: str, path: Path | None, flair_img: Any, moving_img: Any, brain: np.ndarray, qc: dict[str, Any], warnings: list[str]
 ) -> np.ndarray:
     """Rigid contrast -> FLAIR registration inside the dilated brain; returns FLAIR -> contrast RAS matrix."""
     reg, quality = rigid_in_brain(flair_img, moving_img, brain, path, f"{name} to FLAIR")
@@ -348,7 +349,7 @@ def _coregister(
 
 
 def preprocess_raw(
-    images: dict[str, Path | Volume],
+    images: Mapping[str, Path | Volume],
     brain_mask: Path | None = None,
     n4: bool = True,
     threads: int = 2,

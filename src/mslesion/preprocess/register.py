@@ -70,7 +70,7 @@ class Registration:
 
 def _initial(fixed: sitk.Image, moving: sitk.Image, kind: str, init: Init | np.ndarray) -> sitk.Transform:
     """The starting transform, of the class the optimiser will adjust."""
-    base: sitk.Transform = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
+    base: sitk.Euler3DTransform | sitk.AffineTransform = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
     if isinstance(init, np.ndarray):
         start = ras_to_transform(init)
         if kind != "rigid":
@@ -86,7 +86,7 @@ def _initial(fixed: sitk.Image, moving: sitk.Image, kind: str, init: Init | np.n
     return _centred_identity(fixed, base)
 
 
-def _centred_identity(fixed: sitk.Image, base: sitk.Transform) -> sitk.Transform:
+def _centred_identity(fixed: sitk.Image, base: sitk.Euler3DTransform | sitk.AffineTransform) -> sitk.Euler3DTransform | sitk.AffineTransform:
     """Identity in scanner coordinates, rotating about the fixed image's centre (better-scaled steps)."""
     centre = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in fixed.GetSize()])
     base.SetCenter(centre)

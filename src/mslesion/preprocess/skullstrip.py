@@ -13,6 +13,8 @@ does not reach across a 4 mm slice.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -101,12 +103,12 @@ def refine_brain_mask(
     return out
 
 
-def brain_mask_or_fail(mask: np.ndarray, voxel_volume_mm3: float, path: object = None, min_ml: float = 100.0) -> np.ndarray:
+def brain_mask_or_fail(mask: np.ndarray, voxel_volume_mm3: float, path: str | Path | None = None, min_ml: float = 100.0) -> np.ndarray:
     """Return `mask`, or raise a one-line InputError when it is empty or implausibly small."""
     volume_ml = float(mask.sum()) * voxel_volume_mm3 / 1000.0
     if volume_ml < min_ml:
         raise InputError(
-            path,  # type: ignore[arg-type]
+            path,
             f"brain extraction found {volume_ml:.0f} mL of brain (less than {min_ml:.0f} mL): is this a brain MRI with the head in view?",
         )
     return mask

@@ -28,7 +28,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def find_browser() -> tuple[str, str] | str:
     """(browser, driver) executables, or why they cannot be used (a reason to skip on)."""
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401  # imported only to see that it is installed
     except ImportError:
         return "the selenium package is not installed (pip install -e '.[test]')"
     browser = next((p for p in map(shutil.which, BROWSERS) if p), None)

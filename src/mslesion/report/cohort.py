@@ -46,7 +46,7 @@ def volume_plot_png(rows: list[dict[str, Any]], dpi: int = 90) -> bytes | None:
     values = [[v for v, g in volumes if g == group] for group in groups]
     top = max(v for v, _ in volumes)
     bins = np.linspace(0.0, top * 1.05 if top > 0 else 1.0, min(30, max(5, len(volumes))) + 1)
-    ax.hist(values, bins=bins, stacked=True, color=[PALETTE[i % len(PALETTE)] for i in range(len(groups))],
+    ax.hist(values, bins=bins, stacked=True, color=[PALETTE[i % len(PALETTE)] for i in range(len(groups))],  # type: ignore[arg-type]  # edges as an array: matplotlib takes it, its stubs say Sequence
             label=groups if grouped else None)
     ax.set_xlabel("total lesion volume per session (mL)")
     ax.set_ylabel("sessions")

@@ -27,7 +27,7 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[flo
     order = ornt[:, 0].astype(int)
     sizes = np.empty(3)
     sizes[order] = spacing
-    return ras, tuple(float(s) for s in sizes)  # type: ignore[return-value]
+    return ras, tuple(float(s) for s in sizes)  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
 def display_window(image: np.ndarray, brain: np.ndarray) -> tuple[float, float]:
@@ -76,7 +76,7 @@ def pick_slices(brain: np.ndarray, mask: np.ndarray, view: str, n: int) -> list[
     return sorted(set(picks))
 
 
-def figure_png(fig) -> bytes:  # noqa: ANN001 - matplotlib Figure
+def figure_png(fig) -> bytes:
     """A matplotlib Figure as PNG bytes (Agg canvas, black background)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -86,7 +86,7 @@ def figure_png(fig) -> bytes:  # noqa: ANN001 - matplotlib Figure
     return buffer.getvalue()
 
 
-def draw_slice(ax, image: np.ndarray, overlay: np.ndarray, view: str, spacing, window, colour: str, label: str) -> None:  # noqa: ANN001
+def draw_slice(ax, image: np.ndarray, overlay: np.ndarray, view: str, spacing, window, colour: str, label: str) -> None:
     """One `view_plane` slice on `ax`: grey image, `overlay` outlined, radiological left-right, a label at the bottom."""
     ax.imshow(image, cmap="gray", origin="lower", vmin=window[0], vmax=window[1], aspect=_aspect(spacing, view), interpolation="nearest")
     if overlay.any():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Set as AbstractSet
 from html import escape
 from typing import Any
 
@@ -44,7 +45,7 @@ def _cell(value: Any) -> str:
     return escape(str(value))
 
 
-def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: set[str] = frozenset(),  # type: ignore[assignment]
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: AbstractSet[str] = frozenset(),
           row_mm: list[str | None] | None = None, links: dict[str, str] | None = None) -> str:
     """An HTML table of dict rows; `columns` are (key, heading) pairs.
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 CORTEX_MAX_DEPTH_MM = 22.0
 
 
-def _to_fsl_grid(img) -> np.ndarray:  # noqa: ANN001 - nibabel image
+def _to_fsl_grid(img) -> np.ndarray:
     """Resample a nilearn MNI152 2009a image onto the FSL MNI152 1 mm grid (exact when voxels align)."""
     from scipy import ndimage as ndi
 

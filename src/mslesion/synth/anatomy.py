@@ -70,7 +70,7 @@ class Anatomy:
     @property
     def crop_shape(self) -> tuple[int, int, int]:
         """Shape of the cropped working arrays."""
-        return self.gm.shape  # type: ignore[return-value]
+        return self.gm.shape
 
     @property
     def crop_start(self) -> np.ndarray:
@@ -118,6 +118,7 @@ def _load_anatomy(r: float) -> Anatomy:
     brain_p = downsample(tissues["brain"], r)
     brain = brain_p >= 0.5
     crop = bounding_box(brain, int(math.ceil(CROP_MARGIN_MM / r)))
+    assert len(crop) == 3  # one slice per axis of the 3D brain
     b = brain[crop]
 
     def down(a: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from mslesion.synth.library import LesionLibrary, RealComponent
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
-Spacing = float | Sequence[float]
+Spacing = float | Sequence[float] | np.ndarray
 
 # Follow-up / baseline intensity ratio ranges of a new lesion, per contrast (see `ratio_range`).
 DEFAULT_RATIOS: dict[str, tuple[float, float]] = {
@@ -332,7 +332,7 @@ def _draw_one(
 ) -> dict[str, Any]:
     """Multiply one shape into every contrast of `out` in place; return its record."""
     sl = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, n)) for s, n in zip(box, brain.shape))
-    local = np.zeros(tuple(s.stop - s.start for s in sl), np.float32)
+    local: np.ndarray = np.zeros(tuple(s.stop - s.start for s in sl), np.float32)
     inner = tuple(slice(b.start - s.start, b.stop - s.start) for b, s in zip(box, sl))
     local[inner] = comp.mask
     soft = np.maximum(np.clip(ndi.gaussian_filter(local, 0.6), 0.0, 1.0), local) * brain[sl]
@@ -497,7 +497,7 @@ def make_draw_erase_pair(
 
 def _shifted(comp: RealComponent, crop: tuple[slice, ...]) -> RealComponent:
     start = tuple(int(s) - c.start for s, c in zip(comp.start, crop))
-    return RealComponent(donor=comp.donor, label=comp.label, start=start, mask=comp.mask)  # type: ignore[arg-type]
+    return RealComponent(donor=comp.donor, label=comp.label, start=start, mask=comp.mask)
 
 
 def _uncrop_record(record: dict[str, Any], crop: tuple[slice, ...]) -> dict[str, Any]:

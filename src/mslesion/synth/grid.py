@@ -34,7 +34,7 @@ def is_integer_factor(r: float) -> bool:
 
 def coarse_shape(shape: tuple[int, ...], r: float) -> tuple[int, int, int]:
     """Shape of the `r` mm grid covering the same field of view as a 1 mm grid of `shape`."""
-    return tuple(int(math.ceil(n / r - 1e-9)) for n in shape)  # type: ignore[return-value]
+    return tuple(int(math.ceil(n / r - 1e-9)) for n in shape)  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
 def coarse_affine(affine: np.ndarray, r: float) -> np.ndarray:
@@ -53,7 +53,7 @@ def downsample_box(box: np.ndarray, start: tuple[int, int, int], r: float) -> tu
     """
     box = np.asarray(box, dtype=np.float32)
     if r == 1.0:
-        return box, tuple(int(s) for s in start)  # type: ignore[return-value]
+        return box, tuple(int(s) for s in start)  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
     lo = [int(math.floor(s / r)) for s in start]
     hi = [int(math.ceil((s + n) / r - 1e-9)) for s, n in zip(start, box.shape)]
     if is_integer_factor(r):
@@ -62,7 +62,7 @@ def downsample_box(box: np.ndarray, start: tuple[int, int, int], r: float) -> tu
         padded = np.pad(box, pad)
         out_shape = tuple(h - c for h, c in zip(hi, lo))
         blocks = padded.reshape(out_shape[0], k, out_shape[1], k, out_shape[2], k)
-        return blocks.mean(axis=(1, 3, 5), dtype=np.float32), tuple(lo)  # type: ignore[return-value]
+        return blocks.mean(axis=(1, 3, 5), dtype=np.float32), tuple(lo)  # type: ignore[return-value]  # 3 axes; mypy types a list's tuple as tuple[int, ...]
     from scipy import ndimage as ndi
 
     sigma = math.sqrt(r * r - 1.0) / math.sqrt(12.0)
@@ -70,7 +70,7 @@ def downsample_box(box: np.ndarray, start: tuple[int, int, int], r: float) -> tu
     axes = [np.arange(c, h, dtype=np.float64) * r + (r - 1.0) / 2.0 - s for c, h, s in zip(lo, hi, start)]
     coords = np.meshgrid(*axes, indexing="ij")
     out = ndi.map_coordinates(smooth, coords, order=1, mode="constant", cval=0.0, output=np.float32)
-    return out, tuple(lo)  # type: ignore[return-value]
+    return out, tuple(lo)  # type: ignore[return-value]  # 3 axes; mypy types a list's tuple as tuple[int, ...]
 
 
 def downsample(array: np.ndarray, r: float) -> np.ndarray:

@@ -109,7 +109,7 @@ def implant_lesions(
         if not _fits(comp, allowed, occupied, 0.7):
             continue
         sl = tuple(slice(max(s - 2, 0), s + n + 2) for s, n in zip(comp.start, comp.mask.shape))
-        local = np.zeros(tuple(x.stop - x.start for x in sl), dtype=np.float32)
+        local: np.ndarray = np.zeros(tuple(x.stop - x.start for x in sl), dtype=np.float32)
         inner = tuple(slice(s - x.start, s - x.start + n) for s, x, n in zip(comp.start, sl, comp.mask.shape))
         local[inner] = comp.mask
         soft = np.clip(ndi.gaussian_filter(local, 0.6), 0.0, 1.0)
@@ -144,6 +144,7 @@ def write_implanted_cases(
     from mslesion.synth.library import load_lesion_library
 
     recipient = read_labelled_case_folder(recipient_dir)
+    assert recipient.lesion is not None  # read_labelled_case_folder refuses a folder without one
     library = load_lesion_library(masks_dir)
     vols = {c: recipient.images[c] for c in contrasts if c in recipient.images}
     images = {c: v.array.astype(np.float32) for c, v in vols.items()}

@@ -251,7 +251,7 @@ def draw_real(
         severity=float(rng.beta(2.0, 2.0)),
         jitter=float(rng.normal(0.0, model.intensity_jitter)),
         real=comp,
-        shift=shift,  # type: ignore[arg-type]
+        shift=shift,  # type: ignore[arg-type]  # 3 axes; mypy cannot count a generator's items
     )
 
 
@@ -291,6 +291,7 @@ def _rasterize_synthetic(spec: LesionSpec, anatomy: Anatomy) -> tuple[Box, np.nd
     box = box_around(spec.centre, half, anatomy.crop_shape)
     if box is None:
         return None
+    assert len(box) == 3  # one slice per axis of the 3D crop
     rel = [
         ((np.arange(s.start, s.stop, dtype=np.float32) - spec.centre[a]) * r).reshape(
             [-1 if b == a else 1 for b in range(3)]
@@ -322,7 +323,7 @@ def _rasterize_real(spec: LesionSpec, anatomy: Anatomy) -> tuple[Box, np.ndarray
     assert spec.real is not None
     prob_1mm, pad = _real_probability_1mm(spec.real.mask, spec.grow_voxels)
     start_1mm = tuple(int(s + d - pad) for s, d in zip(spec.real.start, spec.shift))
-    prob, start = downsample_box(prob_1mm, start_1mm, anatomy.resolution_mm)  # type: ignore[arg-type]
+    prob, start = downsample_box(prob_1mm, start_1mm, anatomy.resolution_mm)  # type: ignore[arg-type]  # 3 axes; mypy cannot count a generator's items
     lo = np.asarray(start) - anatomy.crop_start
     hi = lo + np.asarray(prob.shape)
     clo, chi = np.maximum(lo, 0), np.minimum(hi, anatomy.crop_shape)
@@ -330,7 +331,7 @@ def _rasterize_real(spec: LesionSpec, anatomy: Anatomy) -> tuple[Box, np.ndarray
         return None
     box = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi))
     inner = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(clo, chi, lo, strict=True))
-    return box, np.ascontiguousarray(prob[inner])  # type: ignore[return-value]
+    return box, np.ascontiguousarray(prob[inner])  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
 def rasterize(spec: LesionSpec, anatomy: Anatomy) -> Raster | None:

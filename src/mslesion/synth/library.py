@@ -76,7 +76,7 @@ def _components(mask: np.ndarray, donor: str) -> tuple[RealComponent, ...]:
             continue
         box = labels[sl] == k
         box.setflags(write=False)
-        out.append(RealComponent(donor=donor, label=k, start=tuple(s.start for s in sl), mask=box))  # type: ignore[arg-type]
+        out.append(RealComponent(donor=donor, label=k, start=tuple(s.start for s in sl), mask=box))
     return tuple(out)
 
 

@@ -64,7 +64,7 @@ class Phantom:
     @property
     def shape(self) -> tuple[int, int, int]:
         """Grid shape shared by every array."""
-        return self.lesion.shape  # type: ignore[return-value]
+        return self.lesion.shape
 
 
 @dataclass
@@ -238,7 +238,7 @@ def _phantom(
         "lesion_volume_ml": round(float(gt.sum()) * anatomy.resolution_mm**3 / 1000.0, 4),
         "lesions_by_kind": by_kind,
     }
-    full = lambda a: pad_to_grid(a, anatomy.crop, anatomy.shape)  # noqa: E731
+    full = lambda a: pad_to_grid(a, anatomy.crop, anatomy.shape)  # noqa: E731  # a one-line shorthand for the fields below
     return Phantom(
         images=images,
         lesion=full(gt.astype(np.uint8)),

@@ -186,7 +186,7 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
     )
 
     keys = ["image", "label"]
-    steps = [RandFlipd(keys, prob=cfg.flip, spatial_axis=axis) for axis in range(3)] if cfg.flip > 0 else []
+    steps: list[MapTransform] = [RandFlipd(keys, prob=cfg.flip, spatial_axis=axis) for axis in range(3)] if cfg.flip > 0 else []
     if cfg.affine > 0:
         steps.append(
             RandAffined(keys, prob=cfg.affine, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.1, 0.1, 0.1),
@@ -214,7 +214,7 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
     return Compose(steps, map_items=False)
 
 
-def augment_batch(transforms, items: list[dict[str, np.ndarray]], seed: int) -> list[dict[str, np.ndarray]]:
+def augment_batch(transforms, items: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """Apply `transforms` to each patch; randomness comes only from `seed` (exact resume)."""
     transforms.set_random_state(seed=seed % (2**32))
     out = []

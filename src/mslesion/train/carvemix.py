@@ -121,4 +121,5 @@ class CarveMix:
         src = tuple(slice(a, b) for a, b in zip(lo - start, hi - start))
         alpha = lesion.alpha[src]
         image[(slice(None), *dst)] = alpha * lesion.image[(slice(None), *src)] + (1 - alpha) * image[(slice(None), *dst)]
-        label[(0, *dst)] = np.where(alpha >= 0.5, lesion.label[src], label[(0, *dst)])
+        in_label: tuple[int | slice, ...] = (0, *dst)  # annotated: mypy joins a bare (0, *dst) to tuple[object, ...]
+        label[in_label] = np.where(alpha >= 0.5, lesion.label[src], label[in_label])

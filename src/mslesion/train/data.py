@@ -135,7 +135,7 @@ def prepare_case(
         site=case.meta.site,
         dataset_index=int(case.meta.extra.get("dataset_index", 0)),
         field_strength=case.meta.field_strength,
-        origin=tuple(int(b.start) for b in box),  # type: ignore[arg-type]
-        grid_shape=tuple(int(n) for n in brain.shape),  # type: ignore[arg-type]
+        origin=tuple(int(b.start) for b in box),  # type: ignore[arg-type]  # 3 axes; mypy cannot count a generator's items
+        grid_shape=tuple(int(n) for n in brain.shape),  # type: ignore[arg-type]  # 3 axes; mypy cannot count a generator's items
         affine=np.asarray(case.reference().affine, dtype=float).copy(),
     )

@@ -107,19 +107,26 @@ def _has_lesion(case: PreparedCase, region: Region) -> bool:
 
 def full_grid(case: PreparedCase, array: np.ndarray) -> np.ndarray:
     """A brain-box array (C, ...) put back on the case's full grid (zeros outside the box)."""
+    assert case.grid_shape is not None  # prepare_case records every case's full grid
     out = np.zeros((array.shape[0], *case.grid_shape), array.dtype)
     box = tuple(slice(o, o + n) for o, n in zip(case.origin, array.shape[1:], strict=True))
     out[(slice(None), *box)] = array
     return out
 
 
+def _grid(case: PreparedCase) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The shape and affine of the case's full grid (prepare_case records both for every case)."""
+    assert case.grid_shape is not None and case.affine is not None
+    return case.grid_shape, case.affine
+
+
 def layout(cfg: TrainConfig, cases: list[PreparedCase]) -> tuple[list[Region], dict[int, list[tuple[int, bool]]], np.ndarray]:
     """Regions and network groups on the training cases' common grid (InputError when they differ)."""
-    grids = {(c.grid_shape, tuple(np.round(c.affine, 3).ravel())) for c in cases}
+    grids = {(shape, tuple(np.round(affine, 3).ravel())) for shape, affine in map(_grid, cases)}
     if len(grids) != 1:
         raise InputError(None, "DeepLesionBrain needs every case on one grid (MNI space); the training cases differ "
                                f"({len(grids)} grids: shape or affine)")
-    shape, affine = cases[0].grid_shape, cases[0].affine
+    shape, affine = _grid(cases[0])
     reg = cfg.regional
     try:
         rs = regions(shape, reg.size, stride=reg.stride) if reg.stride else regions(shape, reg.size, counts=reg.per_axis)

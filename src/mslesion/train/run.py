@@ -89,7 +89,7 @@ def _run_training(config_path: Path, out: Path, resume: bool, time_budget_minute
     if cfg.model.architecture == "dlb":  # DeepLesionBrain: regional networks, trained in stages
         from mslesion.train.regional import RegionalTrainer
 
-        trainer = RegionalTrainer(cfg, out, prepared_train, prepared_val, dist, nyul=landmarks)
+        trainer: RegionalTrainer | Trainer = RegionalTrainer(cfg, out, prepared_train, prepared_val, dist, nyul=landmarks)
     else:
         trainer = Trainer(cfg, out, prepared_train, prepared_val, dist, nyul=landmarks)
     if resume:

@@ -9,7 +9,7 @@ lesion-centred patch first picks a LESION uniformly, then a voxel in it, so smal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def sample_batch(
     case_probabilities: np.ndarray | None = None,
     carvemix: CarveMix | None = None,
     carvemix_fraction: float = 0.0,
-) -> list[dict[str, np.ndarray]]:
+) -> list[dict[str, Any]]:
     """`batch_size` patches, each from a random case: {'image': (C,...), 'label': (1,...), 'case': PreparedCase,
     'centre': the patch centre on the case's arrays}.
 
@@ -83,6 +83,7 @@ def sample_batch(
         image = extract_patch(case.image, centre, patch_size)
         label = extract_patch(case.label[None], centre, patch_size).astype(np.float32)
         if pasted_at is not None:
+            assert carvemix is not None  # only a carvemix gives a paste position
             carvemix.paste(image, label, pasted_at - (centre - np.asarray(patch_size) // 2), rng)
         items.append({"image": image, "label": label, "case": case, "centre": centre})
     return items
@@ -90,7 +91,7 @@ def sample_batch(
 
 def whole_case_batch(
     cases: list[PreparedCase], rng: np.random.Generator, case_probabilities: np.ndarray | None = None
-) -> list[dict[str, np.ndarray]]:
+) -> list[dict[str, Any]]:
     """A batch of one whole brain-cropped case (Brosch et al.'s CEN trains on whole images;
     cases differ in size, so they are not stacked)."""
     case = pick_case(cases, rng, case_probabilities)

@@ -36,6 +36,7 @@ def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architec
     """The card saved with trained weights: how to apply them, and what they were trained on and where."""
     from mslesion.models.store import ModelCard
 
+    assert len(patch_size) == 3  # a checked patch.size, a whole-image window or a region: 3D
     return ModelCard(
         architecture=architecture,
         contrasts=list(cfg.data.contrasts),
@@ -63,7 +64,7 @@ def training_spacing(train_cases: list) -> tuple[float, float, float]:
     if not train_cases:
         return (1.0, 1.0, 1.0)
     median = np.median(np.array([c.spacing for c in train_cases], dtype=float), axis=0)
-    return tuple(round(float(s), 4) for s in median)  # type: ignore[return-value]
+    return tuple(round(float(s), 4) for s in median)  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
 def training_hardware() -> str:
@@ -145,7 +146,7 @@ def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> lis
     """
     found: list[str] = []
 
-    def check(name: str, module: nn.Module, args: tuple) -> None:
+    def check(name: str, module: nn.modules.conv._ConvNd, args: tuple) -> None:
         kernel = tuple(module.kernel_size) if hasattr(module, "kernel_size") else ()
         spatial = tuple(args[0].shape[2:])
         if kernel and any(s < k for s, k in zip(spatial, kernel)):
@@ -200,7 +201,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 def whole_image_window(cases) -> tuple[int, int, int]:
     """One inference window holding every training brain box, rounded up to multiples of 16."""
     shapes = np.array([c.image.shape[1:] for c in cases]).max(axis=0)
-    return tuple(int(-(-n // 16) * 16) for n in shapes)  # type: ignore[return-value]
+    return tuple(int(-(-n // 16) * 16) for n in shapes)  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
 class Trainer:
@@ -242,7 +243,9 @@ class Trainer:
             from mslesion.train.config import initial_weights
 
             try:
-                self.net.load_state_dict(initial_weights(cfg))
+                weights = initial_weights(cfg)
+                assert weights is not None  # model.init is set
+                self.net.load_state_dict(weights)
             except RuntimeError:
                 raise InputError(cfg.model.init, "model.init: its weights do not fit model.params") from None
         self.model: nn.Module = self.net
@@ -330,7 +333,7 @@ class Trainer:
             with autocast(cfg.train.precision):
                 if getattr(self.net, "needs_metadata", False):
                     metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
-                    return self.model(x, self.net.metadata_spec.encode_batch(metas))
+                    return self.model(x, self.net.metadata_spec.encode_batch(metas))  # type: ignore[union-attr,operator]  # FiLM's metadata_spec: nn.Module types unknown attributes as Tensor | Module
                 return self.model(x)
 
         if Precision(cfg.train.precision) is Precision.BF16 and x.device.type == "cpu" and not self.checked_bf16_shapes:
@@ -347,7 +350,7 @@ class Trainer:
         loss = self.loss(logits.float(), y)
         if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
             sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
-            loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))
+            loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))  # type: ignore[operator]  # the network's own method: nn.Module types unknown attributes as Tensor | Module
         value = float(loss.detach())
         self.check_diverged(value, step)
         loss.backward()
@@ -385,7 +388,7 @@ class Trainer:
         self.net.eval()
         metadata = None
         if getattr(self.net, "needs_metadata", False):
-            metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))
+            metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))  # type: ignore[union-attr,operator]  # FiLM's metadata_spec: nn.Module types unknown attributes as Tensor | Module
         # PyTorch, in the training's own precision: the weights change between validations, so an
         # exported backend would recompile every time, and it is the training arithmetic that is validated.
         arithmetic = InferencePrecision.BFLOAT16 if self.cfg.train.precision is Precision.BF16 else InferencePrecision.FLOAT32
