@@ -27,7 +27,7 @@ test: install
 # Lint (ruff check: pyflakes, pycodestyle, isort, bugbear, pyupgrade; settings and the rules left out in pyproject.toml)
 # and type checks (mypy on the whole package, pipeline and new_lesions skipped for now: see pyproject.toml). `ruff format` is not used yet.
 lint: install
-	$(BIN)/ruff check src/
+	$(BIN)/ruff check src/ tests/
 	$(BIN)/mypy
 
 # Headless Chromium and its driver for the report's browser test (tests/report/test_viewer_browser.py), from Debian's

@@ -19,7 +19,6 @@ other (leave-one-patient-out); Dice and MSSEG-2 lesion F1 per held-out patient:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path

@@ -32,8 +32,8 @@ from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.preprocess.bias import n4_correct
 from mslesion.preprocess.raw import preprocess_raw
 from mslesion.preprocess.register import Init, register
-from mslesion.space.sitkio import RAS_LPS, from_sitk, itk_threads, to_sitk
 from mslesion.preprocess.skullstrip import dilate_mm
+from mslesion.space.sitkio import RAS_LPS, from_sitk, itk_threads, to_sitk
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(os.environ.get("MSLESION_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "lesjak-longitudinal"

@@ -11,9 +11,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from mslesion.pipeline import segment
-from mslesion.io.volume import load_volume
+
 from mslesion.evaluate.case_metrics import evaluate_case
+from mslesion.io.volume import load_volume
+from mslesion.pipeline import segment
+
 case=Path(os.environ.get('MSLESION_SHARED_DATA', '../shared/data')) / 'lesjak-mni' / 'patient07'; ref=load_volume(case/'lesion.nii.gz')
 rows=[]
 for mode in ['no','yes']:

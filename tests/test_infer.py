@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from mslesion.infer.sliding import predict_probability
-from mslesion.space.boxes import brain_bbox
 from mslesion.postprocess.lesions import binarise, lesion_table
+from mslesion.space.boxes import brain_bbox
 
 
 class Identity(nn.Module):

@@ -104,7 +104,7 @@ def test_brain_edge_is_eroded_and_score_is_half_at_the_decision(pair) -> None:
     assert not prob[rim].any() and prob[NEW] > 0.5
     params = SubtractionParams(difference_sd=0.0, min_followup_z=-100.0, brain_erosion_mm=0.0)
     everything = subtraction_probability(base, base, brain, (1.0, 1.0, 1.0), params)
-    assert ((everything > 0.5) == ((everything >= 0.5))).all()
+    assert ((everything > 0.5) == (everything >= 0.5)).all()
 
 
 def test_params_round_trip_and_reject_unknown_keys() -> None:

@@ -8,8 +8,8 @@ import pytest
 from mslesion.errors import InputError
 from mslesion.preprocess.register import Init, nmi, register
 from mslesion.preprocess.resample import resample
-from mslesion.space.sitkio import to_sitk
 from mslesion.preprocess.skullstrip import brain_mask_or_fail, refine_brain_mask
+from mslesion.space.sitkio import to_sitk
 
 
 def _rigid(angles_deg: tuple[float, float, float], shift_mm: tuple[float, float, float]) -> np.ndarray:
