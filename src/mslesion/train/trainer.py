@@ -391,7 +391,7 @@ class Trainer:
             metadata = self.net.metadata_spec.encode(case_metadata(case, self.cfg.data.contrasts))  # type: ignore[union-attr,operator]  # FiLM's metadata_spec: nn.Module types unknown attributes as Tensor | Module
         # PyTorch, in the training's own precision: the weights change between validations, so an
         # exported backend would recompile every time, and it is the training arithmetic that is validated.
-        arithmetic = InferencePrecision.BFLOAT16 if self.cfg.train.precision is Precision.BF16 else InferencePrecision.FLOAT32
+        arithmetic = InferencePrecision.BFLOAT16 if Precision(self.cfg.train.precision) is Precision.BF16 else InferencePrecision.FLOAT32
         prob = predict_probability(self.net, case.image, case.brain, self.patch_size, overlap=self.cfg.infer.overlap, flips=1,
                                    metadata=metadata, precision=arithmetic, backend=Backend.TORCH)
         prob[~case.brain] = 0
