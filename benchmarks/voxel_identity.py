@@ -50,7 +50,9 @@ FIXED_BUGS: dict[tuple[str, str], str] = {
     ("new-lesions probability-change", "fine"): (
         "issue 14: new-lesions ran a network on ready visits at their own voxel size (0.6 mm here), not the 1 mm it was "
         "trained at, without a word; it now resamples them to the model's voxel size and back, as segment does "
-        "(summary.json: resampled_to_model_spacing_mm [1.0, 1.0, 1.0]), so its probabilities and masks change."),
+        "(summary.json: resampled_to_model_spacing_mm [1.0, 1.0, 1.0]), so its probabilities and masks change. Measured "
+        "here: at 0.6 mm the old code found none of the three spheres planted in the follow-up; the new one finds the same "
+        "two as both versions find on the 1 mm pair (patient07 row above), at their places (their world centroids match)."),
 }
 
 
