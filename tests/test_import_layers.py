@@ -6,7 +6,7 @@ modules together. Layers, lowest first:
 
     base (package root, errors, components, space) -> io -> preprocess -> models -> infer
     -> postprocess -> evaluate -> report -> synth -> train -> top (pipeline, new_lesions,
-    cohort, cli, demo, benchmark, the atlas build script)
+    predict, cohort, cli, demo, benchmark, the atlas build script)
 
 A module may import its own layer and the layers below it. `synth` (phantoms) and `train`
 sit above the main chain so that nothing in it can import them; they may use every stage.
@@ -20,7 +20,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "mslesion"
 
-TOP = ("mslesion.pipeline", "mslesion.new_lesions", "mslesion.cohort", "mslesion.cli", "mslesion.demo", "mslesion.benchmark",
+TOP = ("mslesion.pipeline", "mslesion.new_lesions", "mslesion.predict", "mslesion.cohort", "mslesion.cli", "mslesion.demo", "mslesion.benchmark",
        "mslesion.data")
 LAYERS: list[tuple[str, ...]] = [
     ("mslesion", "mslesion.errors", "mslesion.components", "mslesion.space"),

@@ -231,3 +231,24 @@ def test_two_different_patients_are_flagged_off_the_mni_grid(shared_data: Path, 
     assert any("do not line up" in w and "normal-appearing tissue" in w for w in result.summary["warnings"])
     same = detect_new_lesions({"FLAIR": p07}, {"FLAIR": p07}, tmp_path / "same", model="subtraction", flips=1)
     assert same.summary["visit_residual_nawm_sd"] < 0.1 and not any("do not line up" in w for w in same.summary["warnings"])
+
+
+def test_a_network_runs_a_finer_pair_at_its_own_voxel_size(tiny_pairs: Path, tmp_path: Path, nifti_writer) -> None:
+    """Issue 14: ready visits on 0.6 mm voxels go to the 1 mm network of `probability-change` resampled to 1 mm and
+    come back on their own grid, as in `segment` (they used to run at 0.6 mm); subtraction, which knows its voxel
+    size, runs on them as they are. Both summaries time their stages, as segment's do."""
+    from mslesion.new_lesions import detect_new_lesions
+
+    affine = np.diag([0.6, 0.6, 0.6, 1.0])
+    fine = {visit: nifti_writer(tmp_path / "fine" / f"{visit}.nii.gz",
+                                np.asarray(nib.load(str(tiny_pairs / "p0" / f"{visit}_FLAIR.nii.gz")).dataobj), affine)
+            for visit in ("baseline", "followup")}
+    for model, resampled in (("probability-change", [1.0, 1.0, 1.0]), ("subtraction", None)):
+        out = tmp_path / model
+        summary = detect_new_lesions({"FLAIR": fine["baseline"]}, {"FLAIR": fine["followup"]}, out, model=model, flips=1).summary
+        assert summary["resampled_to_model_spacing_mm"] == resampled, model
+        assert {"load images", "inference", "back to the input grid", "lesions", "report", "total"} <= set(summary["seconds_per_stage"])
+        prob = nib.load(str(out / "new_lesion_prob.nii.gz"))
+        assert prob.shape == (40, 40, 40) and np.allclose(prob.affine, affine)
+        values = np.asarray(prob.dataobj)
+        assert 0.0 <= values.min() and values.max() <= 1.0

@@ -1,33 +1,52 @@
-"""`detect_new_lesions()`: new lesions between two visits, load -> preprocess -> model -> infer -> postprocess -> write.
+"""`detect_new_lesions()`: new lesions between two visits, through the shared predictor (`mslesion.predict`).
 
 The new-lesion counterpart of `pipeline.segment`. Outputs land on exactly the follow-up
-FLAIR's grid and affine, staged in a hidden folder and published only when everything
-succeeded. Two methods:
-- a trained `new-lesions-unet` model folder (the shipped `new-lesions` by default):
-  early fusion of both visits, sliding window with flip test-time augmentation, the
-  model's validation-tuned threshold and minimum size;
-- `subtraction`: the unsupervised baseline (`models.subtraction`), no training;
+FLAIR grid. What is its own: the two visits' channels (`baseline_X` / `followup_X`), the
+halfway-space preprocessing of a raw pair (`preprocess.pair`), the visits' alignment check,
+the methods, and the change table and report. Methods:
+
+- `subtraction` (the default, no training): the normalised FLAIR difference, smoothed and
+  gated (`models.subtraction`); it wins on the real Lesjak pairs. Voxel-size aware, so it
+  runs on the input's own voxels.
+- a trained new-lesion network (`new-lesions-unet`, e.g. the shipped `new-lesions`).
 - `probability-change`: the shipped single-visit model run on each visit in halfway space,
   change = |p(follow-up) - p(baseline)|, so new, enlarging, shrinking and resolved lesions all
   show; each changed lesion is then classified (`postprocess.changes`).
+
+The networks run at their own voxel size: ready visits on other voxels are resampled there
+and back (`predict.geometry`), as `segment` does.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from mslesion import timing
 from mslesion.errors import InputError
-from mslesion.io.atomic import write_csv_atomic, write_json_atomic
-from mslesion.io.outdir import prepare_out, staged_output
-from mslesion.io.volume import Volume, load_volume, save_like
-from mslesion.pipeline import PREPROCESS_MODES, LoadedModel, brain_from_images, load_model_once
+from mslesion.io.outdir import prepare_out
+from mslesion.io.volume import Volume
+from mslesion.predict.export import export_prediction, summary_footer
+from mslesion.predict.geometry import Geometry
+from mslesion.predict.inputs import (
+    brain_from_images,
+    channel_warnings,
+    check_preprocess_mode,
+    describe_inputs,
+    needs_preprocessing,
+    preprocessing_reason,
+    read_volumes,
+)
+from mslesion.predict.model import LoadedModel, load_model_once, model_caveat
+from mslesion.predict.predictor import Lesions, Predictor, label_lesions, prediction_run
 from mslesion.preprocess.raw import CONTRASTS as VISIT_CONTRASTS  # each visit: what the single-visit pipeline takes
+from mslesion.space.grid import on_mni_grid
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +64,7 @@ CHANGE_THRESHOLD = 0.3
 CHANGE_MIN_MM3 = 20.0
 # MSSEG-2's evaluation ignores components of at most 3 mm^3; the subtraction baseline removes them too.
 SUBTRACTION_MIN_MM3 = 3.0
+VISITS = ("baseline", "followup")
 
 
 @dataclass
@@ -59,17 +79,24 @@ class NewLesionResult:
 
 @dataclass
 class _Method:
-    """The chosen method: a trained network with its card, or the subtraction baseline."""
+    """The chosen method: a network read once (a trained new-lesion network, or the single-visit
+    model of `probability-change`), or none (the subtraction baseline)."""
 
     name: str
-    path: Path | None = None
-    net: Any = None
-    card: Any = None
+    model: LoadedModel | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.model is None else self.model.path
+
+    @property
+    def card(self) -> Any:
+        return None if self.model is None else self.model.card
 
     @property
     def contrasts(self) -> list[str]:
         if self.name == PROBABILITY_CHANGE:  # the single-visit model's contrasts, at each visit
-            return [f"{visit}_{c}" for visit in ("baseline", "followup") for c in self.card.contrasts]
+            return [f"{visit}_{c}" for visit in VISITS for c in self.card.contrasts]
         return list(self.card.contrasts) if self.card else ["baseline_FLAIR", "followup_FLAIR"]
 
     @property
@@ -81,12 +108,11 @@ def _load_method(model: str | Path | LoadedModel) -> _Method:
     if not isinstance(model, LoadedModel) and str(model) == SUBTRACTION:
         return _Method(SUBTRACTION)
     if not isinstance(model, LoadedModel) and str(model) == PROBABILITY_CHANGE:
-        loaded = load_model_once(PROBABILITY_CHANGE_MODEL)
-        return _Method(PROBABILITY_CHANGE, loaded.path, loaded.net, loaded.card)
+        return _Method(PROBABILITY_CHANGE, load_model_once(PROBABILITY_CHANGE_MODEL))
     loaded = load_model_once(model)  # a cohort worker passes the model it read once
     if loaded.card.architecture != "new-lesions-unet":
         raise InputError(loaded.path, f"is a {loaded.card.architecture} model, not a new-lesion model (new-lesions-unet or 'subtraction')")
-    return _Method(loaded.card.architecture, loaded.path, loaded.net, loaded.card)
+    return _Method(loaded.card.architecture, loaded)
 
 
 def _check_names(visit: str, images: dict[str, Path]) -> None:
@@ -99,8 +125,6 @@ def _check_names(visit: str, images: dict[str, Path]) -> None:
 
 def pair_preprocessing_reason(baseline: dict[str, Volume], followup: dict[str, Volume], spacing_mm: tuple[float, ...]) -> str | None:
     """Why this pair cannot go to the model as it is (None: every image on one grid, skull-stripped, fine enough)."""
-    from mslesion.pipeline import preprocessing_reason
-
     reference = followup["FLAIR"]
     for visit, volumes in (("baseline", baseline), ("follow-up", followup)):
         for name, vol in volumes.items():
@@ -112,49 +136,48 @@ def pair_preprocessing_reason(baseline: dict[str, Volume], followup: dict[str, V
     return None
 
 
-def _inference(method: _Method, images: dict[str, np.ndarray], brain: np.ndarray, spacing: tuple[float, ...], on_working_grid: bool,
-               flips: int, overlap: float) -> tuple[np.ndarray, float, float, tuple[np.ndarray, np.ndarray] | None]:
+def _probability(method: _Method, predictor: Predictor, images: dict[str, np.ndarray], geometry: Geometry
+                 ) -> tuple[np.ndarray, float, float, list[np.ndarray]]:
     """Probability map on the model's grid, the threshold and minimum size that binarise it, and
     (for `probability-change`) each visit's single-visit lesion probability."""
-    from mslesion.preprocess.normalize import NyulStandardiser, normalised_channels
-
+    brain = geometry.model_brain
     if method.card is None:
         from mslesion.models.subtraction import subtraction_probability
+        from mslesion.preprocess.normalize import normalised_channels
         from mslesion.space.priors import white_matter_prior_working_grid
 
-        x = normalised_channels(images, brain, ["baseline_FLAIR", "followup_FLAIR"])
-        white_matter = white_matter_prior_working_grid() if on_working_grid else None
-        return subtraction_probability(x[0], x[1], brain, tuple(spacing), white_matter=white_matter), 0.5, SUBTRACTION_MIN_MM3, None
-    from mslesion.infer.sliding import predict_probability
-
+        with timing.stage("normalise"):
+            x = normalised_channels(images, brain, ["baseline_FLAIR", "followup_FLAIR"])
+        white_matter = white_matter_prior_working_grid() if geometry.on_working_grid else None
+        with timing.stage("inference"):
+            prob = subtraction_probability(x[0], x[1], brain, tuple(geometry.model_spacing), white_matter=white_matter)  # type: ignore[arg-type]
+        return prob, 0.5, SUBTRACTION_MIN_MM3, []
     card = method.card
-    nyul = {name: NyulStandardiser.from_dict(d, method.path) for name, d in card.nyul.items()} or None
-    if method.name == PROBABILITY_CHANGE:
+    if method.name == PROBABILITY_CHANGE:  # each visit's contrasts are the single-visit model's channels
         baseline, followup = (
-            predict_probability(method.net, normalised_channels({c: images[f"{visit}_{c}"] for c in card.contrasts if f"{visit}_{c}" in images},
-                                                                brain, card.contrasts, card.normalisation, nyul),
-                                brain, card.patch_size, overlap=overlap, flips=flips)
-            for visit in ("baseline", "followup"))
-        return np.abs(followup - baseline), CHANGE_THRESHOLD, CHANGE_MIN_MM3, (baseline, followup)
-    x = normalised_channels(images, brain, card.contrasts, card.normalisation, nyul)
-    prob = predict_probability(method.net, x, brain, card.patch_size, overlap=overlap, flips=flips)
-    return prob, card.threshold, card.min_lesion_mm3, None
+            predictor.probability(predictor.model_input({c: images[f"{visit}_{c}"] for c in card.contrasts if f"{visit}_{c}" in images}, brain), brain)[0]
+            for visit in VISITS)
+        return np.abs(followup - baseline), CHANGE_THRESHOLD, CHANGE_MIN_MM3, [baseline, followup]
+    prob, _ = predictor.probability(predictor.model_input(images, brain), brain)  # both visits' channels, as the card lists them
+    return prob, card.threshold, card.min_lesion_mm3, []
 
 
 CHANGE_COLUMNS = ("change", "baseline_volume_ml", "followup_volume_ml")
 
 
-def _with_change_kinds(rows: list[dict], mask: np.ndarray, visits: list[np.ndarray], card: Any, voxel_mm3: float) -> list[dict]:
+def _with_change_kinds(lesions: Lesions, visits: list[np.ndarray], card: Any, voxel_mm3: float) -> list[dict]:
     """Each row with its change kind and lesion volume at both visits. With the visits' single-visit
-    probabilities (`probability-change`) the kinds come from their lesion masks (`postprocess.changes`);
+    probabilities (`probability-change`) the kinds come from their lesions (`postprocess.changes`);
     the other methods detect new lesions only: kind new, absent at baseline by definition."""
-    from mslesion.postprocess.changes import classify_changes
-    from mslesion.postprocess.lesions import binarise
+    from mslesion.postprocess.changes import classify_labelled_changes
+    from mslesion.postprocess.lesions import lesion_labels
 
     if not visits:
-        return [{**row, "change": "new", "baseline_volume_ml": 0.0, "followup_volume_ml": row["volume_ml"]} for row in rows]
-    baseline, followup = (binarise(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability) for p in visits)
-    return [{**row, **kinds} for row, kinds in zip(rows, classify_changes(mask, baseline, followup, voxel_mm3 / 1000.0))]
+        return [{**row, "change": "new", "baseline_volume_ml": 0.0, "followup_volume_ml": row["volume_ml"]} for row in lesions.rows]
+    baseline, followup = (lesion_labels(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability)[0]
+                          for p in visits)
+    kinds = classify_labelled_changes(lesions.labels, baseline, followup, voxel_mm3 / 1000.0)
+    return [{**row, **kind} for row, kind in zip(lesions.rows, kinds)]
 
 
 def detect_new_lesions(
@@ -171,101 +194,102 @@ def detect_new_lesions(
     `baseline` / `followup` map contrast names (FLAIR required) to NIfTI files or DICOM
     folders. `preprocess`: "auto" preprocesses the pair (`preprocess.pair`) unless every
     image is already skull-stripped on the follow-up FLAIR's grid; "yes" always; "no" never.
+    Seconds per stage go to summary.json (`mslesion.timing`).
     """
-    from mslesion import __version__
+    with prediction_run() as (times, background):
+        return _detect(baseline, followup, out, model, flips, overlap, preprocess, times, background)
+
+
+def _detect(
+    baseline: dict[str, Path],
+    followup: dict[str, Path],
+    out: Path,
+    model: str | Path | LoadedModel,
+    flips: int,
+    overlap: float,
+    preprocess: str,
+    times: timing.StageTimes,
+    background: ThreadPoolExecutor,
+) -> NewLesionResult:
+    """`detect_new_lesions`, its stages timed into `times`, one-off work started on `background`."""
     from mslesion.postprocess.changes import change_counts
-    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS, describe_lesions, lesion_labels, lesion_rows
-    from mslesion.postprocess.locations import annotate_locations
+    from mslesion.postprocess.lesions import LESION_TABLE_COLUMNS
+    from mslesion.preprocess.pair import PreprocessedPair, visit_alignment
     from mslesion.report.new_lesions import write_new_lesion_report
 
     start = time.perf_counter()
-    if preprocess not in PREPROCESS_MODES:
-        raise InputError(None, f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, not {preprocess!r}")
+    check_preprocess_mode(preprocess)
     _check_names("baseline", baseline)
     _check_names("followup", followup)
-    method = _load_method(model)
-    bl_volumes = {name: load_volume(path).validate() for name, path in baseline.items()}
-    fu_volumes = {name: load_volume(path).validate() for name, path in followup.items()}
+    with timing.stage("load model"):
+        method = _load_method(model)
+    predictor = Predictor(method.model, background, flips, overlap)
+    with timing.stage("load images"):
+        volumes = {visit: read_volumes(images) for visit, images in zip(VISITS, (baseline, followup))}
+    bl_volumes, fu_volumes = volumes["baseline"], volumes["followup"]
     fu_flair = fu_volumes["FLAIR"]
+    channels = {f"{visit}_{name}": v for visit, vols in volumes.items() for name, v in vols.items()}  # two visits: prefixed contrasts
     reason = pair_preprocessing_reason(bl_volumes, fu_volumes, method.spacing_mm)
-    if preprocess == "no" and reason is not None:
-        raise InputError(fu_flair.path, f"{reason}; co-register and skull-strip both visits first, or use --preprocess auto")
-    prepare_out(out, [*baseline.values(), *followup.values(), method.path])
-    warnings: list[str] = []
-    pair = None
-    if preprocess == "yes" or reason is not None:
+    raw = needs_preprocessing(preprocess, reason, fu_flair.path, "co-register and skull-strip both visits first, or use --preprocess auto")
+
+    def preprocessed() -> PreprocessedPair:
         from mslesion.preprocess.pair import preprocess_pair
 
         logger.info("preprocessing both visits (%s)", reason or "requested")
-        pair = preprocess_pair(bl_volumes, fu_volumes)
-        images, model_brain, warnings = pair.images, pair.brain, list(pair.warnings)
-        brain = pair.native_brain
-        bl_show, fu_show = pair.native_flairs()
-        spacing = (1.0, 1.0, 1.0)
-    else:
-        model_brain = brain_from_images(bl_volumes["FLAIR"]) | brain_from_images(fu_flair)  # the union, as preprocessing does
-        brain = model_brain
-        images = {**{f"baseline_{k}": v.array for k, v in bl_volumes.items()}, **{f"followup_{k}": v.array for k, v in fu_volumes.items()}}
-        bl_show, fu_show = np.asarray(bl_volumes["FLAIR"].array, np.float32), np.asarray(fu_flair.array, np.float32)
-        spacing = fu_flair.spacing
-    unused = sorted(set(images) - set(method.contrasts))
-    warnings += [f"{name} given but the model does not use it" for name in unused]
-    warnings += [f"model input {name} not given: treated as missing (zeros)" for name in method.contrasts if name not in images]
-    if method.card is not None and method.card.training.get("caveat"):
-        warnings.append(f"model: {method.card.training['caveat']}")
-    from mslesion.space.grid import on_mni_grid
+        return preprocess_pair(bl_volumes, fu_volumes)
 
-    on_working_grid = pair is not None or on_mni_grid(fu_flair.shape, fu_flair.affine)
-    visit_residual = None if pair is None else pair.qc.get("visit_residual_nawm_sd")
+    def ready() -> tuple[dict[str, np.ndarray], np.ndarray]:
+        brain = brain_from_images(bl_volumes["FLAIR"]) | brain_from_images(fu_flair)  # the union, as preprocessing does
+        return {name: v.array for name, v in channels.items()}, brain
+
+    images, geometry = predictor.prepare(fu_flair, preprocessed if raw else None, ready)
+    pair = cast("PreprocessedPair | None", geometry.preprocessed)
+    inputs = [*baseline.values(), *followup.values(), method.path]
+    prepare_out(out, inputs)
+    warnings = [] if pair is None else list(pair.warnings)
+    warnings += channel_warnings(channels, method.contrasts, bool(method.card is not None and method.card.modality_dropout))
+    warnings += model_caveat(method.card)
     if pair is None:  # ready visits: the same alignment check as preprocessed pairs (off the MNI grid, without its prior)
-        from mslesion.preprocess.pair import visit_alignment
-
-        residual, alignment_warnings = visit_alignment(images["baseline_FLAIR"], images["followup_FLAIR"], model_brain,
-                                                       None if on_working_grid else fu_flair.spacing)
+        residual, alignment_warnings = visit_alignment(channels["baseline_FLAIR"].array, channels["followup_FLAIR"].array, geometry.brain,
+                                                       None if on_mni_grid(fu_flair.shape, fu_flair.affine) else fu_flair.spacing)
         visit_residual = round(residual, 3) if np.isfinite(residual) else None
         warnings += alignment_warnings
-    prob, threshold, min_mm3, visits = _inference(method, images, model_brain, spacing, on_working_grid, flips, overlap)
-    maps = [prob, *(visits or ())]
-    for i, array in enumerate(maps):
-        array[~model_brain] = 0.0
-        if pair is not None:  # back onto the follow-up's native grid; threshold there (thin lesions survive thick slices)
-            maps[i] = np.clip(pair.to_native(array, is_label=False), 0.0, 1.0)
-            maps[i][~brain] = 0.0
-    prob = maps[0]
-    labels, n = lesion_labels(prob, threshold, min_mm3, fu_flair.voxel_volume)  # labelled once: mask, table, locations
-    mask = (labels > 0).astype(np.uint8)
-    lesions = describe_lesions(labels, n, fu_flair.affine)
-    rows = _with_change_kinds(lesion_rows(lesions), mask, maps[1:], method.card, fu_flair.voxel_volume)
-    to_mni = None if pair is None else np.linalg.inv(pair.followup.mni_to_flair)
-    locations, location_qc, location_warnings = annotate_locations(rows, labels, brain, fu_flair.affine, to_mni=to_mni)
+    else:
+        visit_residual = pair.qc.get("visit_residual_nawm_sd")
+    prob, threshold, min_mm3, visits = _probability(method, predictor, images, geometry)
+    prob, *visits = predictor.to_input(geometry, [prob, *visits])
+    lesions = label_lesions(prob, threshold, min_mm3, fu_flair)
+    lesions.rows = _with_change_kinds(lesions, visits, method.card, fu_flair.voxel_volume)
+    locations, location_qc, location_warnings = predictor.locate(lesions, geometry)
     warnings += location_warnings
-    count = len(lesions)
     summary = {
-        "new_lesion_count": count,
-        "no_new_lesions": count == 0,
-        "total_volume_ml": round(float(sum(les.volume_ml for les in lesions)), 4),
-        "change_counts": change_counts(rows),
+        "new_lesion_count": lesions.count,
+        "no_new_lesions": lesions.count == 0,
+        "total_volume_ml": lesions.total_volume_ml,
+        "change_counts": change_counts(lesions.rows),
         "lesion_connectivity": 26,
         "locations": locations,
         "method": {"name": method.name, "path": None if method.path is None else str(method.path), "threshold": threshold,
                    "min_lesion_mm3": min_mm3, "contrasts": method.contrasts, "version": None if method.card is None else method.card.version},
-        "inputs": {f"{visit}_{name}": {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]}
-                   for visit, vols in (("baseline", bl_volumes), ("followup", fu_volumes)) for name, v in vols.items()},
+        "inputs": describe_inputs(channels),
         "preprocessing": None if pair is None else {"reason": reason or "requested", **pair.qc},
+        "resampled_to_model_spacing_mm": None if geometry.resampled is None else list(method.spacing_mm),
         "visit_residual_nawm_sd": visit_residual,
-        "warnings": [w for vols in (bl_volumes, fu_volumes) for v in vols.values() for w in v.warnings] + warnings,  # logged on loading
-        "seconds": round(time.perf_counter() - start, 2),
-        "mslesion_version": __version__,
+        **summary_footer(channels.values(), warnings, start),
     }
-    with staged_output(out) as staging:
-        save_like(mask, fu_flair, staging / "new_lesion_mask.nii.gz", dtype=np.uint8)
-        save_like(prob.astype(np.float32), fu_flair, staging / "new_lesion_prob.nii.gz", dtype=np.float32)
-        save_like(brain.astype(np.uint8), fu_flair, staging / "brain_mask.nii.gz", dtype=np.uint8)
-        write_csv_atomic(staging / "new_lesions.csv", rows, list(rows[0]) if rows else LESION_TABLE_COLUMNS + list(CHANGE_COLUMNS))
-        write_json_atomic(staging / "summary.json", summary)
-        report_summary = {**summary, "lesion_count": count, "model": summary["method"], "qc": {"lesion_locations": location_qc, **({"preprocessing": pair.qc} if pair else {})}}
-        write_new_lesion_report(staging, case_id=out.resolve().name, baseline=bl_show, followup=fu_show, affine=fu_flair.affine,
-                                mask=mask, brain=brain, lesion_rows=rows, summary=report_summary)
-    for message in warnings:
-        logger.warning("warning: %s", message)
-    return NewLesionResult(out=out, new_lesion_count=count, total_volume_ml=summary["total_volume_ml"], summary=summary)
+    written = {"new_lesion_mask.nii.gz": (lesions.mask, np.uint8), "new_lesion_prob.nii.gz": (prob, np.float32),
+               "brain_mask.nii.gz": (geometry.brain, np.uint8)}
+
+    def report(folder: Path) -> None:
+        if pair is None:
+            shown = (np.asarray(bl_volumes["FLAIR"].array, np.float32), np.asarray(fu_flair.array, np.float32))
+        else:
+            shown = pair.native_flairs()
+        report_summary = {**summary, "lesion_count": lesions.count, "model": summary["method"],
+                          "qc": {"lesion_locations": location_qc, **({"preprocessing": pair.qc} if pair else {})}}
+        write_new_lesion_report(folder, case_id=out.resolve().name, baseline=shown[0], followup=shown[1], affine=fu_flair.affine,
+                                mask=lesions.mask, brain=geometry.brain, lesion_rows=lesions.rows, summary=report_summary, labels=lesions.labels)
+
+    table = ("new_lesions.csv", lesions.rows, LESION_TABLE_COLUMNS + list(CHANGE_COLUMNS))
+    export_prediction(out, inputs, fu_flair, written, table, summary, report, times, warnings)
+    return NewLesionResult(out=out, new_lesion_count=lesions.count, total_volume_ml=summary["total_volume_ml"], summary=summary)

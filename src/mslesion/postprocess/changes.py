@@ -36,12 +36,20 @@ def _touching_volume(region: np.ndarray, visit_labels: np.ndarray, visit_sizes: 
 
 def classify_changes(change: np.ndarray, baseline_lesions: np.ndarray, followup_lesions: np.ndarray, voxel_ml: float,
                      connectivity: int = 26) -> list[dict[str, float | str]]:
-    """One dict per change component (lesion_id order): `change` kind, `baseline_volume_ml`, `followup_volume_ml`."""
-    labels, n = ranked_labels(change > 0, connectivity)
-    visits = []
-    for lesions in (baseline_lesions, followup_lesions):
-        visit_labels, m = label_components(lesions > 0, connectivity)
-        visits.append((visit_labels, np.bincount(visit_labels.ravel(), minlength=m + 1)))
+    """One dict per change component (lesion_id order): `change` kind, `baseline_volume_ml`, `followup_volume_ml`.
+
+    Labels the three masks; whoever has their labels already calls `classify_labelled_changes`.
+    """
+    labels, _ = ranked_labels(change > 0, connectivity)
+    baseline, followup = (label_components(lesions > 0, connectivity)[0] for lesions in (baseline_lesions, followup_lesions))
+    return classify_labelled_changes(labels, baseline, followup, voxel_ml)
+
+
+def classify_labelled_changes(labels: np.ndarray, baseline_labels: np.ndarray, followup_labels: np.ndarray,
+                              voxel_ml: float) -> list[dict[str, float | str]]:
+    """`classify_changes` of change lesions labelled 1..n (`lesions.lesion_labels`: the ids of the lesion table)
+    and of each visit's lesions (any labelling), without labelling anything again."""
+    visits = [(visit_labels, np.bincount(visit_labels.ravel())) for visit_labels in (baseline_labels, followup_labels)]
     out = []
     ring = ndimage.generate_binary_structure(3, 3)
     for lesion_id, box in enumerate(ndimage.find_objects(labels), start=1):  # each component's box: no full-volume scan per lesion

@@ -81,6 +81,11 @@ class PreprocessedPair:
         return self.followup.to_native(array, is_label)
 
     @property
+    def mni_to_flair(self) -> np.ndarray:
+        """The working grid (halfway space) -> follow-up FLAIR mapping: where results go back through."""
+        return self.followup.mni_to_flair
+
+    @property
     def native_brain(self) -> np.ndarray:
         """The union brain mask on the follow-up's native grid."""
         return self.to_native(self.brain.astype(np.uint8), is_label=True) > 0

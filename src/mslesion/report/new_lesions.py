@@ -138,14 +138,12 @@ def lesion_pair_png(
 
 
 def _lesion_figures(
-    baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, mask: np.ndarray, brain: np.ndarray, rows: list[dict[str, Any]],
+    baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, labels: np.ndarray, brain: np.ndarray, rows: list[dict[str, Any]],
 ) -> list[tuple[dict[str, Any], bytes]]:
-    """(row, PNG) for each row, in the order given."""
-    from mslesion.postprocess.lesions import ranked_labels
+    """(row, PNG) for each row, in the order given; `labels` number the lesions as the rows do."""
     from mslesion.report.figures import to_ras
 
     affine = np.asarray(affine, dtype=float)
-    labels, _ = ranked_labels(np.asarray(mask) > 0)  # numbered as `lesion_table` numbers lesion_rows
     labels_ras, spacing = to_ras(labels, affine)
     base_ras, _ = to_ras(np.asarray(baseline, dtype=np.float32), affine)
     follow_ras, _ = to_ras(np.asarray(followup, dtype=np.float32), affine)
@@ -247,7 +245,7 @@ def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, A
 
 def write_new_lesion_report(
     out: Path, *, case_id: str, baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, mask: np.ndarray,
-    brain: np.ndarray, lesion_rows: list[dict], summary: dict, viewer: bool = True,
+    brain: np.ndarray, lesion_rows: list[dict], summary: dict, viewer: bool = True, labels: np.ndarray | None = None,
 ) -> None:
     """Write report.html and report.json into the folder `out` (atomically).
 
@@ -256,7 +254,8 @@ def write_new_lesion_report(
     `postprocess.lesions.lesion_rows` rows with a `location`; `summary` holds
     lesion_count, total_volume_ml, warnings, locations, inputs, model and optionally qc.
     The `MAX_FIGURES` largest lesions get a baseline/follow-up figure; `viewer` embeds
-    both visits side by side in the interactive NiiVue viewer.
+    both visits side by side in the interactive NiiVue viewer. `labels`: the lesions of `mask`
+    numbered as `lesion_rows` (`postprocess.lesions.lesion_labels`); labelled here when not given.
     """
     start = time.perf_counter()
     shapes = {np.shape(a) for a in (baseline, followup, mask, brain)}
@@ -264,13 +263,14 @@ def write_new_lesion_report(
         raise ValueError(f"baseline, followup, mask and brain must be 3D arrays on one grid, got shapes {sorted(shapes)}")
     out = Path(out)
     if lesion_rows:
-        from mslesion.postprocess.lesions import ranked_labels
+        if labels is None:
+            from mslesion.postprocess.lesions import ranked_labels
 
-        labels, _ = ranked_labels(np.asarray(mask) > 0)  # numbered as `lesion_table` numbers lesion_rows
+            labels, _ = ranked_labels(np.asarray(mask) > 0)  # numbered as `lesion_table` numbers lesion_rows
         lesion_rows = _with_visits(lesion_rows, visit_contrast(labels, baseline, followup, brain))
     data = new_lesion_data(case_id=case_id, lesion_rows=lesion_rows, summary=summary)
     largest = sorted(lesion_rows, key=lambda r: (-float(r.get("volume_ml", 0.0)), int(r["lesion_id"])))[:MAX_FIGURES]
-    figures = _lesion_figures(baseline, followup, affine, mask, brain, largest) if largest else []
+    figures = _lesion_figures(baseline, followup, affine, labels, brain, largest) if largest and labels is not None else []
     panels = [Panel(title, layers_for({"FLAIR": (image, affine)}, mask, affine)) for title, image in (("Baseline", baseline), ("Follow-up", followup))] \
         if viewer else None
     write_json_atomic(out / "report.json", data)
