@@ -25,9 +25,10 @@ test: install
 	$(BIN)/python -m pytest
 
 # Lint (ruff check: pyflakes, pycodestyle, isort, bugbear, pyupgrade; settings and the rules left out in pyproject.toml)
-# and type checks (mypy on the whole package, pipeline and new_lesions skipped for now: see pyproject.toml). `ruff format` is not used yet.
+# and format (ruff format --check: code wrapped at 140), and type checks (mypy on the whole package).
 lint: install
 	$(BIN)/ruff check src/ tests/
+	$(BIN)/ruff format --check src/ tests/
 	$(BIN)/mypy
 
 # Headless Chromium and its driver for the report's browser test (tests/report/test_viewer_browser.py), from Debian's

@@ -99,9 +99,18 @@ def test_segment_reports_seconds_per_stage(tmp_path: Path, nifti_writer) -> None
     from mslesion.pipeline import segment
 
     torch.manual_seed(0)
-    model = save_model(build_network("unet", 1, {"features": [4, 4, 8, 8, 16, 4]}).state_dict(),
-                       ModelCard(architecture="unet", contrasts=["FLAIR"], params={"features": [4, 4, 8, 8, 16, 4]},
-                                 patch_size=(32, 32, 32), threshold=0.5, min_lesion_mm3=3.0), tmp_path / "model")
+    model = save_model(
+        build_network("unet", 1, {"features": [4, 4, 8, 8, 16, 4]}).state_dict(),
+        ModelCard(
+            architecture="unet",
+            contrasts=["FLAIR"],
+            params={"features": [4, 4, 8, 8, 16, 4]},
+            patch_size=(32, 32, 32),
+            threshold=0.5,
+            min_lesion_mm3=3.0,
+        ),
+        tmp_path / "model",
+    )
     flair = np.zeros((40, 40, 40), np.float32)
     flair[5:35, 5:35, 5:35] = np.random.default_rng(1).normal(100, 5, (30, 30, 30))
     segment({"FLAIR": nifti_writer(tmp_path / "flair.nii.gz", flair, np.eye(4))}, tmp_path / "out", model=model)

@@ -56,7 +56,9 @@ def test_evaluate_folders_matched_by_case_id(tmp_path: Path, nifti_writer) -> No
 def test_evaluate_and_compare_bad_input_exit_2(tmp_path: Path, nifti_writer) -> None:
     pred, ref = _masks(tmp_path, nifti_writer)
     nifti_writer(tmp_path / "other" / "c1.nii.gz", np.zeros((20, 20, 11), np.uint8))
-    result = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "other" / "c1.nii.gz"), "--ref", str(ref / "c1.nii.gz"), "--out", str(tmp_path / "ev")])
+    result = runner.invoke(
+        app, ["evaluate", "--pred", str(tmp_path / "other" / "c1.nii.gz"), "--ref", str(ref / "c1.nii.gz"), "--out", str(tmp_path / "ev")]
+    )
     assert result.exit_code == 2
     assert "differs from reference" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "ev").exists()  # no partial outputs

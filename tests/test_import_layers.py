@@ -20,8 +20,16 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "mslesion"
 
-TOP = ("mslesion.pipeline", "mslesion.new_lesions", "mslesion.predict", "mslesion.cohort", "mslesion.cli", "mslesion.demo", "mslesion.benchmark",
-       "mslesion.data")
+TOP = (
+    "mslesion.pipeline",
+    "mslesion.new_lesions",
+    "mslesion.predict",
+    "mslesion.cohort",
+    "mslesion.cli",
+    "mslesion.demo",
+    "mslesion.benchmark",
+    "mslesion.data",
+)
 LAYERS: list[tuple[str, ...]] = [
     ("mslesion", "mslesion.errors", "mslesion.components", "mslesion.space"),
     ("mslesion.io",),
@@ -164,8 +172,7 @@ def test_no_import_cycles() -> None:
     cycles = []
     for component in strongly_connected(graph):
         members = set(component)
-        edges = [f"{found[a].relative_to(SRC.parent)}:{lines[a, b]} imports {b}"
-                 for a in component for b in sorted(graph[a] & members)]
+        edges = [f"{found[a].relative_to(SRC.parent)}:{lines[a, b]} imports {b}" for a in component for b in sorted(graph[a] & members)]
         cycles.append(" <-> ".join(component) + "\n    " + "\n    ".join(edges))
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 

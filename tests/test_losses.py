@@ -292,9 +292,7 @@ def test_gradients_flow_and_stay_finite(name: str, params: dict, lesion: bool) -
 
 
 def test_registry_names() -> None:
-    assert set(LOSSES) == {
-        "dice", "dice_ce", "focal", "tversky", "generalized_jaccard", "sensitivity_specificity", "combined"
-    }
+    assert set(LOSSES) == {"dice", "dice_ce", "focal", "tversky", "generalized_jaccard", "sensitivity_specificity", "combined"}
     assert isinstance(make_loss(LossName.TVERSKY), torch.nn.Module)
 
 

@@ -21,8 +21,15 @@ runner = CliRunner()
 
 
 def _pair_args(pairs: Path, i: int, out: Path) -> list[str]:
-    return ["new-lesions", "--baseline-flair", str(pairs / f"p{i}" / "baseline_FLAIR.nii.gz"),
-            "--followup-flair", str(pairs / f"p{i}" / "followup_FLAIR.nii.gz"), "--out", str(out)]
+    return [
+        "new-lesions",
+        "--baseline-flair",
+        str(pairs / f"p{i}" / "baseline_FLAIR.nii.gz"),
+        "--followup-flair",
+        str(pairs / f"p{i}" / "followup_FLAIR.nii.gz"),
+        "--out",
+        str(out),
+    ]
 
 
 def test_rigid_square_root_is_half_the_motion() -> None:
@@ -82,10 +89,14 @@ def test_subtraction_finds_new_blobs_and_reports_a_stable_pair(tiny_pairs: Path,
     mask = np.asarray(nib.load(str(out / "new_lesion_mask.nii.gz")).dataobj) > 0
     assert 2.0 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.6
     assert summary["new_lesion_count"] >= 1 and summary["method"]["name"] == "subtraction"
-    assert {"new_lesion_mask.nii.gz", "new_lesion_prob.nii.gz", "brain_mask.nii.gz", "new_lesions.csv", "summary.json", "report.html"} <= {p.name for p in out.iterdir()}
+    assert {"new_lesion_mask.nii.gz", "new_lesion_prob.nii.gz", "brain_mask.nii.gz", "new_lesions.csv", "summary.json", "report.html"} <= {
+        p.name for p in out.iterdir()
+    }
     same = tmp_path / "same"
     base = str(tiny_pairs / "p3" / "baseline_FLAIR.nii.gz")
-    result = runner.invoke(app, ["new-lesions", "--baseline-flair", base, "--followup-flair", base, "--out", str(same), "--model", "subtraction"])
+    result = runner.invoke(
+        app, ["new-lesions", "--baseline-flair", base, "--followup-flair", base, "--out", str(same), "--model", "subtraction"]
+    )
     assert result.exit_code == 0 and "No new lesions" in result.output
     assert json.loads((same / "summary.json").read_text())["no_new_lesions"] is True
     assert "No new lesions" in (same / "report.html").read_text()
@@ -97,12 +108,30 @@ def test_probability_change_runs_the_single_visit_model_on_each_visit(tiny_pairs
 
     base = str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz")
     out = tmp_path / "same"
-    result = runner.invoke(app, ["new-lesions", "--baseline-flair", base, "--followup-flair", base, "--out", str(out),
-                                 "--model", "probability-change", "--flips", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "new-lesions",
+            "--baseline-flair",
+            base,
+            "--followup-flair",
+            base,
+            "--out",
+            str(out),
+            "--model",
+            "probability-change",
+            "--flips",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"]["name"] == "probability-change" and summary["method"]["contrasts"] == [
-        "baseline_FLAIR", "baseline_T1", "followup_FLAIR", "followup_T1"]
+        "baseline_FLAIR",
+        "baseline_T1",
+        "followup_FLAIR",
+        "followup_T1",
+    ]
     assert summary["new_lesion_count"] == 0 and summary["change_counts"] == {"new": 0, "enlarging": 0, "shrinking": 0, "resolved": 0}
     assert float(np.asarray(nib.load(str(out / "new_lesion_prob.nii.gz")).dataobj).max()) == 0.0
     with open(out / "new_lesions.csv", newline="") as handle:
@@ -140,8 +169,20 @@ infer: {{thresholds: [0.5], min_lesion_mm3: 3.0}}
 
 def test_bad_inputs_are_one_line_errors_without_output(tiny_pairs: Path, tmp_path: Path, tiny_dataset: Path) -> None:
     out = tmp_path / "out"
-    missing = runner.invoke(app, ["new-lesions", "--baseline-flair", str(tmp_path / "nope.nii.gz"),
-                                  "--followup-flair", str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz"), "--out", str(out), "--model", "subtraction"])
+    missing = runner.invoke(
+        app,
+        [
+            "new-lesions",
+            "--baseline-flair",
+            str(tmp_path / "nope.nii.gz"),
+            "--followup-flair",
+            str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz"),
+            "--out",
+            str(out),
+            "--model",
+            "subtraction",
+        ],
+    )
     assert missing.exit_code == 2 and "nope.nii.gz" in missing.output and not out.exists()
     wrong = runner.invoke(app, _pair_args(tiny_pairs, 0, out) + ["--model", str(tmp_path / "not_a_model")])
     assert wrong.exit_code == 2 and not out.exists()
@@ -149,8 +190,22 @@ def test_bad_inputs_are_one_line_errors_without_output(tiny_pairs: Path, tmp_pat
     assert single.exit_code == 2 and "not a new-lesion model" in single.output and not out.exists()
     bigger = tmp_path / "bigger.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((40, 40, 41), np.float32), np.eye(4)), str(bigger))
-    grid = runner.invoke(app, ["new-lesions", "--baseline-flair", str(bigger), "--followup-flair", str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz"),
-                               "--out", str(out), "--model", "subtraction", "--preprocess", "no"])
+    grid = runner.invoke(
+        app,
+        [
+            "new-lesions",
+            "--baseline-flair",
+            str(bigger),
+            "--followup-flair",
+            str(tiny_pairs / "p0" / "followup_FLAIR.nii.gz"),
+            "--out",
+            str(out),
+            "--model",
+            "subtraction",
+            "--preprocess",
+            "no",
+        ],
+    )
     assert grid.exit_code == 2 and "differs" in grid.output and not out.exists()
 
 
@@ -164,8 +219,20 @@ def test_raw_real_pair_with_subtraction(shared_data: Path, tmp_path: Path) -> No
 
     folder = shared_data / "lesjak-longitudinal" / "patient01"
     out = tmp_path / "p01"
-    result = runner.invoke(app, ["new-lesions", "--baseline-flair", str(folder / "study1_FLAIR.nii.gz"), "--followup-flair",
-                                 str(folder / "study2_FLAIR.nii.gz"), "--out", str(out), "--model", "subtraction"])
+    result = runner.invoke(
+        app,
+        [
+            "new-lesions",
+            "--baseline-flair",
+            str(folder / "study1_FLAIR.nii.gz"),
+            "--followup-flair",
+            str(folder / "study2_FLAIR.nii.gz"),
+            "--out",
+            str(out),
+            "--model",
+            "subtraction",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     reg = summary["preprocessing"]["visit_registration"]
@@ -174,8 +241,13 @@ def test_raw_real_pair_with_subtraction(shared_data: Path, tmp_path: Path) -> No
     study2 = nib.load(str(folder / "study2_FLAIR.nii.gz"))
     assert mask.shape == study2.shape and np.allclose(mask.affine, study2.affine, atol=1e-4)
     gt = nib.load(str(folder / "gt.nii.gz"))
-    moved = sitk.Resample(to_sitk(np.asarray(mask.dataobj).astype(np.float32), mask.affine), to_sitk(np.zeros(gt.shape, np.uint8), gt.affine, dtype=np.uint8),
-                          sitk.ReadTransform(str(folder / "study2_FLAIR_to_common_space.txt")), sitk.sitkNearestNeighbor, 0.0)
+    moved = sitk.Resample(
+        to_sitk(np.asarray(mask.dataobj).astype(np.float32), mask.affine),
+        to_sitk(np.zeros(gt.shape, np.uint8), gt.affine, dtype=np.uint8),
+        sitk.ReadTransform(str(folder / "study2_FLAIR_to_common_space.txt")),
+        sitk.sitkNearestNeighbor,
+        0.0,
+    )
     pred, ref = from_sitk(moved) > 0.5, np.asarray(gt.dataobj) > 0
     assert 2.0 * (pred & ref).sum() / (pred.sum() + ref.sum()) > 0.4
 
@@ -204,12 +276,22 @@ def test_two_different_patients_are_flagged(shared_data: Path, tmp_path: Path) -
     from mslesion.new_lesions import detect_new_lesions
 
     cases = shared_data / "lesjak-mni"
-    result = detect_new_lesions({"FLAIR": cases / "patient07" / "FLAIR.nii.gz"}, {"FLAIR": cases / "patient19" / "FLAIR.nii.gz"},
-                                tmp_path / "out", model="subtraction", flips=1)
+    result = detect_new_lesions(
+        {"FLAIR": cases / "patient07" / "FLAIR.nii.gz"},
+        {"FLAIR": cases / "patient19" / "FLAIR.nii.gz"},
+        tmp_path / "out",
+        model="subtraction",
+        flips=1,
+    )
     assert result.summary["visit_residual_nawm_sd"] > 0.55
     assert any("do not line up" in w and "two different brains" in w for w in result.summary["warnings"])
-    same = detect_new_lesions({"FLAIR": cases / "patient07" / "FLAIR.nii.gz"}, {"FLAIR": cases / "patient07" / "FLAIR.nii.gz"},
-                              tmp_path / "same", model="subtraction", flips=1)
+    same = detect_new_lesions(
+        {"FLAIR": cases / "patient07" / "FLAIR.nii.gz"},
+        {"FLAIR": cases / "patient07" / "FLAIR.nii.gz"},
+        tmp_path / "same",
+        model="subtraction",
+        flips=1,
+    )
     assert same.summary["visit_residual_nawm_sd"] < 0.1 and not any("do not line up" in w for w in same.summary["warnings"])
 
 
@@ -240,9 +322,12 @@ def test_a_network_runs_a_finer_pair_at_its_own_voxel_size(tiny_pairs: Path, tmp
     from mslesion.new_lesions import detect_new_lesions
 
     affine = np.diag([0.6, 0.6, 0.6, 1.0])
-    fine = {visit: nifti_writer(tmp_path / "fine" / f"{visit}.nii.gz",
-                                np.asarray(nib.load(str(tiny_pairs / "p0" / f"{visit}_FLAIR.nii.gz")).dataobj), affine)
-            for visit in ("baseline", "followup")}
+    fine = {
+        visit: nifti_writer(
+            tmp_path / "fine" / f"{visit}.nii.gz", np.asarray(nib.load(str(tiny_pairs / "p0" / f"{visit}_FLAIR.nii.gz")).dataobj), affine
+        )
+        for visit in ("baseline", "followup")
+    }
     for model, resampled in (("probability-change", [1.0, 1.0, 1.0]), ("subtraction", None)):
         out = tmp_path / model
         summary = detect_new_lesions({"FLAIR": fine["baseline"]}, {"FLAIR": fine["followup"]}, out, model=model, flips=1).summary

@@ -27,8 +27,14 @@ def tiny_model(tmp_path: Path) -> Path:
 
     torch.manual_seed(0)
     net = build_network("unet", 2, {"features": [4, 4, 8, 8, 16, 4]})
-    card = ModelCard(architecture="unet", contrasts=["FLAIR", "T1"], params={"features": [4, 4, 8, 8, 16, 4]},
-                     patch_size=(32, 32, 32), threshold=0.5, min_lesion_mm3=3.0)
+    card = ModelCard(
+        architecture="unet",
+        contrasts=["FLAIR", "T1"],
+        params={"features": [4, 4, 8, 8, 16, 4]},
+        patch_size=(32, 32, 32),
+        threshold=0.5,
+        min_lesion_mm3=3.0,
+    )
     return save_model(net.state_dict(), card, tmp_path / "model")
 
 
@@ -49,8 +55,22 @@ def scans(tmp_path: Path, nifti_writer) -> dict[str, Path]:
 
 def test_segment_writes_outputs_on_input_grid(tmp_path: Path, tiny_model: Path, scans) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["segment", "--flair", str(scans["flair"]), "--t1", str(scans["t1"]), "--out", str(out),
-                                 "--model", str(tiny_model), "--flips", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "segment",
+            "--flair",
+            str(scans["flair"]),
+            "--t1",
+            str(scans["t1"]),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--flips",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for name in ("lesion_mask.nii.gz", "lesion_prob.nii.gz", "brain_mask.nii.gz", "lesions.csv", "summary.json"):
         assert (out / name).is_file(), name
@@ -67,7 +87,9 @@ def test_segment_writes_outputs_on_input_grid(tmp_path: Path, tiny_model: Path, 
 
 
 def test_flair_alone_is_accepted(tmp_path: Path, tiny_model: Path, scans) -> None:
-    result = runner.invoke(app, ["segment", "--flair", str(scans["flair"]), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--flips", "1"])
+    result = runner.invoke(
+        app, ["segment", "--flair", str(scans["flair"]), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--flips", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["model"]["contrasts"] == ["FLAIR", "T1"]
 
@@ -92,7 +114,9 @@ def test_bad_inputs_exit_2_without_outputs(tmp_path: Path, tiny_model: Path, sca
     (fake / "model.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     _fails(base[:-1] + [str(fake)], "not a safetensors file", out)
     raw = nifti_writer(tmp_path / "in" / "raw.nii.gz", np.full((40, 44, 36), 7.0, np.float32), scans["affine"])
-    _fails(["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model), "--preprocess", "no"], "looks like a raw scan", out)
+    _fails(
+        ["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model), "--preprocess", "no"], "looks like a raw scan", out
+    )
     # with preprocessing (the default), the same scan fails there, still as one line
     _fails(["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model)], "image is constant", out)
     _fails(base + ["--preprocess", "maybe"], "preprocess must be one of", out)
@@ -122,8 +146,22 @@ def test_a_coarser_model_segments_a_finer_scan_at_its_own_voxel_size(tmp_path: P
     card["spacing_mm"] = [2.0, 2.0, 2.0]
     card_path.write_text(json.dumps(card))
     out = tmp_path / "out"
-    result = runner.invoke(app, ["segment", "--flair", str(scans["flair"]), "--t1", str(scans["t1"]), "--out", str(out),
-                                 "--model", str(tiny_model), "--flips", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "segment",
+            "--flair",
+            str(scans["flair"]),
+            "--t1",
+            str(scans["t1"]),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--flips",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resampled_to_model_spacing_mm"] == [2.0, 2.0, 2.0]

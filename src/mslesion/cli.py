@@ -93,11 +93,15 @@ def synth(
     ] = 0.0,
     implant_into: Annotated[
         Optional[Path],
-        typer.Option(help="A real case folder on the MNI 1 mm grid: draw each --lesion-masks mask into it (one case per mask) instead of making phantoms."),
+        typer.Option(
+            help="A real case folder on the MNI 1 mm grid: draw each --lesion-masks mask into it (one case per mask) instead of making phantoms."
+        ),
     ] = None,
     pairs_from: Annotated[
         Optional[Path],
-        typer.Option(help="A real case folder on the MNI 1 mm grid: make --n Draw-and-Erase baseline/follow-up pairs from it (new lesions drawn from --lesion-masks, some of its own erased)."),
+        typer.Option(
+            help="A real case folder on the MNI 1 mm grid: make --n Draw-and-Erase baseline/follow-up pairs from it (new lesions drawn from --lesion-masks, some of its own erased)."
+        ),
     ] = None,
 ) -> None:
     """Generate synthetic MS phantoms: multi-contrast images, lesion and brain masks, manifest."""
@@ -174,8 +178,10 @@ BACKEND_HELP = (
     "What runs the network: 'auto' (OpenVINO when installed, in bfloat16 where the CPU has it: the fastest at equal masks, "
     "benchmarks/results/speed.md; else PyTorch), 'torch', 'openvino' or 'onnxruntime'."
 )
-BRAIN_EXTRACTION_HELP = ("Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or "
-                         "'template' (MNI brain mask through the registration, refined by intensity).")
+BRAIN_EXTRACTION_HELP = (
+    "Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or "
+    "'template' (MNI brain mask through the registration, refined by intensity)."
+)
 
 
 def _contrast_images(flair: Path, t1: Path | None, t2: Path | None, pd: Path | None) -> dict[str, Path]:
@@ -204,8 +210,16 @@ def segment(
     from mslesion.pipeline import segment as run_segment
 
     images = _contrast_images(flair, t1, t2, pd)
-    result = run_segment(images, out, model=model, brain_mask=brain_mask, flips=flips, preprocess=preprocess,
-                         brain_extraction=brain_extraction, backend=backend)
+    result = run_segment(
+        images,
+        out,
+        model=model,
+        brain_mask=brain_mask,
+        flips=flips,
+        preprocess=preprocess,
+        brain_extraction=brain_extraction,
+        backend=backend,
+    )
     typer.echo(f"{result.lesion_count} lesions, {result.total_volume_ml:.2f} mL -> {result.out}")
 
 
@@ -217,12 +231,18 @@ def new_lesions(
     out: Annotated[Path, typer.Option(help="Output folder.")],
     baseline_t1: Annotated[Optional[Path], typer.Option(help="Baseline T1-weighted image.")] = None,
     followup_t1: Annotated[Optional[Path], typer.Option(help="Follow-up T1-weighted image.")] = None,
-    model: Annotated[str, typer.Option(help="'subtraction' (the default: it wins on the real Lesjak pairs, benchmarks/results/change_lopo.md), "
-                                            "'probability-change' (the single-visit model on each visit; classifies new / enlarging / "
-                                            "shrinking / resolved), the shipped network 'new-lesions', or a model folder.")] = "subtraction",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="'subtraction' (the default: it wins on the real Lesjak pairs, benchmarks/results/change_lopo.md), "
+            "'probability-change' (the single-visit model on each visit; classifies new / enlarging / "
+            "shrinking / resolved), the shipped network 'new-lesions', or a model folder."
+        ),
+    ] = "subtraction",
     flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
     preprocess: Annotated[
-        str, typer.Option(help="'auto': preprocess unless both visits are skull-stripped on the follow-up grid; 'yes': always; 'no': never.")
+        str,
+        typer.Option(help="'auto': preprocess unless both visits are skull-stripped on the follow-up grid; 'yes': always; 'no': never."),
     ] = "auto",
 ) -> None:
     """New lesions between two visits: new_lesion_mask, probabilities, new_lesions.csv, summary.json, report.html on the follow-up grid."""
@@ -253,14 +273,25 @@ def ensemble(
 
 
 # Options shared by the cohort commands: where their tasks run (`mslesion.cohort.engines`).
-EngineOpt = Annotated[str, typer.Option(help="'local': processes on this machine; 'ray': a Ray cluster (Ray comes with make install, or with mslesion's 'cluster' extra).")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="'local': processes on this machine; 'ray': a Ray cluster (Ray comes with make install, or with mslesion's 'cluster' extra)."
+    ),
+]
 WorkersOpt = Annotated[
-    Optional[int], typer.Option(help="Parallel workers, each reading the model once (local default 1; ray default: as many as the cluster fits).")
+    Optional[int],
+    typer.Option(help="Parallel workers, each reading the model once (local default 1; ray default: as many as the cluster fits)."),
 ]
 AddressOpt = Annotated[
-    Optional[str], typer.Option(help="Ray only: 'auto' joins the cluster this machine belongs to, ray://HOST:10001 a remote one; unset: a Ray on this machine.")
+    Optional[str],
+    typer.Option(
+        help="Ray only: 'auto' joins the cluster this machine belongs to, ray://HOST:10001 a remote one; unset: a Ray on this machine."
+    ),
 ]
-CpusOpt = Annotated[Optional[float], typer.Option(help="CPUs (and torch threads) per worker (local default: this machine's cores shared; ray default 1).")]
+CpusOpt = Annotated[
+    Optional[float], typer.Option(help="CPUs (and torch threads) per worker (local default: this machine's cores shared; ray default 1).")
+]
 GpusOpt = Annotated[float, typer.Option(help="GPUs per worker (ray: reserved on the cluster; the model runs on the GPU).")]
 RetriesOpt = Annotated[int, typer.Option(help="Runs of a task after its worker was lost (killed, out of memory, node gone).")]
 CheckpointOpt = Annotated[int, typer.Option(help="Rewrite cohort.csv and failures.csv after every N completed tasks (and at the end).")]
@@ -274,8 +305,10 @@ def _engine(engine: str, workers: int | None, address: str | None, cpus: float |
 
 def _cohort_exit(result: Any, verb: str) -> None:
     """The cohort's one-line tally, each failure on stderr, exit 1 when any failed."""
-    typer.echo(f"{len(result.done)} {verb}, {len(result.skipped)} already done, {len(result.failed)} failed -> "
-               + ", ".join(str(p) for p in (result.table, result.failures, result.page) if p is not None))
+    typer.echo(
+        f"{len(result.done)} {verb}, {len(result.skipped)} already done, {len(result.failed)} failed -> "
+        + ", ".join(str(p) for p in (result.table, result.failures, result.page) if p is not None)
+    )
     for name, attempts in result.retried.items():
         typer.echo(f"retried: {name} ran {attempts} times (lost worker)", err=True)
     for name, reason in result.failed.items():
@@ -310,9 +343,13 @@ def segment_dataset(
 @app.command("new-lesions-dataset")
 @_friendly_errors
 def new_lesions_dataset(
-    bids_dir: Annotated[Path, typer.Argument(help="BIDS dataset with two or more sessions per subject: sub-*/ses-*/anat/*_FLAIR.nii.gz (+ T1w).")],
+    bids_dir: Annotated[
+        Path, typer.Argument(help="BIDS dataset with two or more sessions per subject: sub-*/ses-*/anat/*_FLAIR.nii.gz (+ T1w).")
+    ],
     out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv and failures.csv at its top).")],
-    model: Annotated[str, typer.Option(help="As `new-lesions --model`: 'subtraction' (default), 'probability-change', 'new-lesions' or a model folder.")] = "subtraction",
+    model: Annotated[
+        str, typer.Option(help="As `new-lesions --model`: 'subtraction' (default), 'probability-change', 'new-lesions' or a model folder.")
+    ] = "subtraction",
     engine: EngineOpt = "local",
     workers: WorkersOpt = None,
     address: AddressOpt = None,

@@ -74,9 +74,7 @@ def _reduce_dims(ndim: int, batch: bool) -> list[int]:
     return ([0] if batch else []) + list(range(2, ndim))
 
 
-def _check_range(
-    name: str, value: float, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False
-) -> None:
+def _check_range(name: str, value: float, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False) -> None:
     """ValueError unless `value` lies in the interval from `low` to `high` (ends open as told)."""
     below = value <= low if open_low else value < low
     above = value >= high if open_high else value > high
@@ -179,9 +177,7 @@ class TverskyLoss(nn.Module):
         _check_range("alpha", alpha, 0.0)
         _check_range("beta", beta, 0.0)
         _check_range("eps", eps, 0.0, open_low=True)
-        self.tversky = _monai_losses().TverskyLoss(
-            sigmoid=True, alpha=alpha, beta=beta, smooth_nr=eps, smooth_dr=eps, batch=batch
-        )
+        self.tversky = _monai_losses().TverskyLoss(sigmoid=True, alpha=alpha, beta=beta, smooth_nr=eps, smooth_dr=eps, batch=batch)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.tversky(logits.float(), _checked_target(logits, target))

@@ -136,8 +136,9 @@ def pair_preprocessing_reason(baseline: dict[str, Volume], followup: dict[str, V
     return None
 
 
-def _probability(method: _Method, predictor: Predictor, images: dict[str, np.ndarray], geometry: Geometry
-                 ) -> tuple[np.ndarray, float, float, list[np.ndarray]]:
+def _probability(
+    method: _Method, predictor: Predictor, images: dict[str, np.ndarray], geometry: Geometry
+) -> tuple[np.ndarray, float, float, list[np.ndarray]]:
     """Probability map on the model's grid, the threshold and minimum size that binarise it, and
     (for `probability-change`) each visit's single-visit lesion probability."""
     brain = geometry.model_brain
@@ -155,8 +156,11 @@ def _probability(method: _Method, predictor: Predictor, images: dict[str, np.nda
     card = method.card
     if method.name == PROBABILITY_CHANGE:  # each visit's contrasts are the single-visit model's channels
         baseline, followup = (
-            predictor.probability(predictor.model_input({c: images[f"{visit}_{c}"] for c in card.contrasts if f"{visit}_{c}" in images}, brain), brain)[0]
-            for visit in VISITS)
+            predictor.probability(
+                predictor.model_input({c: images[f"{visit}_{c}"] for c in card.contrasts if f"{visit}_{c}" in images}, brain), brain
+            )[0]
+            for visit in VISITS
+        )
         return np.abs(followup - baseline), CHANGE_THRESHOLD, CHANGE_MIN_MM3, [baseline, followup]
     prob, _ = predictor.probability(predictor.model_input(images, brain), brain)  # both visits' channels, as the card lists them
     return prob, card.threshold, card.min_lesion_mm3, []
@@ -174,8 +178,9 @@ def _with_change_kinds(lesions: Lesions, visits: list[np.ndarray], card: Any, vo
 
     if not visits:
         return [{**row, "change": "new", "baseline_volume_ml": 0.0, "followup_volume_ml": row["volume_ml"]} for row in lesions.rows]
-    baseline, followup = (lesion_labels(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability)[0]
-                          for p in visits)
+    baseline, followup = (
+        lesion_labels(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability)[0] for p in visits
+    )
     kinds = classify_labelled_changes(lesions.labels, baseline, followup, voxel_mm3 / 1000.0)
     return [{**row, **kind} for row, kind in zip(lesions.rows, kinds)]
 
@@ -250,8 +255,12 @@ def _detect(
     warnings += channel_warnings(channels, method.contrasts, bool(method.card is not None and method.card.modality_dropout))
     warnings += model_caveat(method.card)
     if pair is None:  # ready visits: the same alignment check as preprocessed pairs (off the MNI grid, without its prior)
-        residual, alignment_warnings = visit_alignment(channels["baseline_FLAIR"].array, channels["followup_FLAIR"].array, geometry.brain,
-                                                       None if on_mni_grid(fu_flair.shape, fu_flair.affine) else fu_flair.spacing)
+        residual, alignment_warnings = visit_alignment(
+            channels["baseline_FLAIR"].array,
+            channels["followup_FLAIR"].array,
+            geometry.brain,
+            None if on_mni_grid(fu_flair.shape, fu_flair.affine) else fu_flair.spacing,
+        )
         visit_residual = round(residual, 3) if np.isfinite(residual) else None
         warnings += alignment_warnings
     else:
@@ -269,26 +278,49 @@ def _detect(
         "change_counts": change_counts(lesions.rows),
         "lesion_connectivity": 26,
         "locations": locations,
-        "method": {"name": method.name, "path": None if method.path is None else str(method.path), "threshold": threshold,
-                   "min_lesion_mm3": min_mm3, "contrasts": method.contrasts, "version": None if method.card is None else method.card.version},
+        "method": {
+            "name": method.name,
+            "path": None if method.path is None else str(method.path),
+            "threshold": threshold,
+            "min_lesion_mm3": min_mm3,
+            "contrasts": method.contrasts,
+            "version": None if method.card is None else method.card.version,
+        },
         "inputs": describe_inputs(channels),
         "preprocessing": None if pair is None else {"reason": reason or "requested", **pair.qc},
         "resampled_to_model_spacing_mm": None if geometry.resampled is None else list(method.spacing_mm),
         "visit_residual_nawm_sd": visit_residual,
         **summary_footer(channels.values(), warnings, start),
     }
-    written = {"new_lesion_mask.nii.gz": (lesions.mask, np.uint8), "new_lesion_prob.nii.gz": (prob, np.float32),
-               "brain_mask.nii.gz": (geometry.brain, np.uint8)}
+    written = {
+        "new_lesion_mask.nii.gz": (lesions.mask, np.uint8),
+        "new_lesion_prob.nii.gz": (prob, np.float32),
+        "brain_mask.nii.gz": (geometry.brain, np.uint8),
+    }
 
     def report(folder: Path) -> None:
         if pair is None:
             shown = (np.asarray(bl_volumes["FLAIR"].array, np.float32), np.asarray(fu_flair.array, np.float32))
         else:
             shown = pair.native_flairs()
-        report_summary = {**summary, "lesion_count": lesions.count, "model": summary["method"],
-                          "qc": {"lesion_locations": location_qc, **({"preprocessing": pair.qc} if pair else {})}}
-        write_new_lesion_report(folder, case_id=out.resolve().name, baseline=shown[0], followup=shown[1], affine=fu_flair.affine,
-                                mask=lesions.mask, brain=geometry.brain, lesion_rows=lesions.rows, summary=report_summary, labels=lesions.labels)
+        report_summary = {
+            **summary,
+            "lesion_count": lesions.count,
+            "model": summary["method"],
+            "qc": {"lesion_locations": location_qc, **({"preprocessing": pair.qc} if pair else {})},
+        }
+        write_new_lesion_report(
+            folder,
+            case_id=out.resolve().name,
+            baseline=shown[0],
+            followup=shown[1],
+            affine=fu_flair.affine,
+            mask=lesions.mask,
+            brain=geometry.brain,
+            lesion_rows=lesions.rows,
+            summary=report_summary,
+            labels=lesions.labels,
+        )
 
     table = ("new_lesions.csv", lesions.rows, LESION_TABLE_COLUMNS + list(CHANGE_COLUMNS))
     export_prediction(out, inputs, fu_flair, written, table, summary, report, times, warnings)

@@ -37,8 +37,18 @@ from mslesion.predict.model import LoadedModel, load_model_once, model_caveat
 from mslesion.predict.predictor import Predictor, label_lesions, prediction_run
 
 # Where these lived before `mslesion.predict`: imported from here by the cohort, tests and benchmarks.
-__all__ = ["DEFAULT_MODEL", "PREPROCESS_MODES", "SPACING_TOLERANCE_MM", "LoadedModel", "SegmentResult", "brain_from_images",
-           "load_model_once", "model_spacing_grid", "preprocessing_reason", "segment"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "PREPROCESS_MODES",
+    "SPACING_TOLERANCE_MM",
+    "LoadedModel",
+    "SegmentResult",
+    "brain_from_images",
+    "load_model_once",
+    "model_spacing_grid",
+    "preprocessing_reason",
+    "segment",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +126,9 @@ def _segment(
         from mslesion.preprocess.raw import preprocess_raw
 
         logger.info("preprocessing the scans (%s)", reason or "requested")
-        return preprocess_raw(volumes, brain_mask=brain_mask, brain_extraction=extraction)  # volumes read and validated; times its own steps
+        return preprocess_raw(
+            volumes, brain_mask=brain_mask, brain_extraction=extraction
+        )  # volumes read and validated; times its own steps
 
     def ready() -> tuple[dict[str, np.ndarray], np.ndarray]:  # one visit: its contrasts are the channels
         return {name: v.array for name, v in volumes.items()}, brain_of_ready_input(flair, brain_mask)[0]
@@ -140,7 +152,9 @@ def _segment(
     prob, vote = predictor.probability(x, geometry.model_brain, metadata)
     (prob,) = predictor.to_input(geometry, [prob])
     if vote is not None:  # the regional vote: its voxels in the brain are the lesions, with the usual minimum size
-        lesions = label_lesions((geometry.to_input(vote, is_label=True) & geometry.brain).astype(np.float32), 0.5, card.min_lesion_mm3, flair)
+        lesions = label_lesions(
+            (geometry.to_input(vote, is_label=True) & geometry.brain).astype(np.float32), 0.5, card.min_lesion_mm3, flair
+        )
     else:
         lesions = label_lesions(prob, card.threshold, card.min_lesion_mm3, flair, card.min_mean_probability)
     locations, location_qc, location_warnings = predictor.locate(lesions, geometry)
@@ -154,9 +168,17 @@ def _segment(
         "total_volume_ml": lesions.total_volume_ml,
         "lesion_connectivity": 26,
         "locations": locations,
-        "model": {"path": str(loaded.path), "architecture": card.architecture, "contrasts": card.contrasts, "threshold": card.threshold, "version": card.version},
+        "model": {
+            "path": str(loaded.path),
+            "architecture": card.architecture,
+            "contrasts": card.contrasts,
+            "threshold": card.threshold,
+            "version": card.version,
+        },
         "inputs": describe_inputs(volumes),
-        "brain_mask": str(brain_mask) if not brain_computed else ("computed (template + intensity)" if pre else "computed (non-zero FLAIR)"),
+        "brain_mask": str(brain_mask)
+        if not brain_computed
+        else ("computed (template + intensity)" if pre else "computed (non-zero FLAIR)"),
         "preprocessing": None if pre is None else {"reason": reason or "requested", **pre.qc},
         "resampled_to_model_spacing_mm": None if geometry.resampled is None else list(card.spacing_mm),
         **summary_footer(volumes.values(), warnings, start),
@@ -166,8 +188,17 @@ def _segment(
         written["brain_mask.nii.gz"] = (geometry.brain, np.uint8)
 
     def report(folder: Path) -> None:
-        write_report(folder, case_id=out.resolve().name, inputs=volumes, flair=flair, mask=lesions.mask, brain=geometry.brain,
-                     lesions_rows=lesions.rows, summary=summary, qc=qc)
+        write_report(
+            folder,
+            case_id=out.resolve().name,
+            inputs=volumes,
+            flair=flair,
+            mask=lesions.mask,
+            brain=geometry.brain,
+            lesions_rows=lesions.rows,
+            summary=summary,
+            qc=qc,
+        )
 
     export_prediction(out, inputs, flair, written, ("lesions.csv", lesions.rows, LESION_TABLE_COLUMNS), summary, report, times, warnings)
     return SegmentResult(out=out, lesion_count=lesions.count, total_volume_ml=summary["total_volume_ml"], summary=summary)

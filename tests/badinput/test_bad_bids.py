@@ -33,16 +33,20 @@ def _meta(root: Path):
     return session_meta(root, list_sessions(root)[0])
 
 
-@pytest.mark.parametrize(("sidecar", "message"), [
-    (b'{"MagneticFieldStrength": "3T"}', "MagneticFieldStrength '3T' is not a field strength in tesla (a number in (0, 20])"),
-    (b'{"MagneticFieldStrength": NaN}', "MagneticFieldStrength nan is not a field strength"),
-    (b'{"MagneticFieldStrength": true}', "MagneticFieldStrength True is not a field strength"),
-    (b'{"MagneticFieldStrength": [3]}', "MagneticFieldStrength [3] is not a field strength"),
-    (b'{"InstitutionName": ["A", "B"]}', "InstitutionName must be text, not a list"),
-    (b"[1, 2]", "JSON sidecar is not an object (a list)"),
-    (b'{"Site": "\xff"}', "unreadable JSON sidecar"),
-    (b"[" * 100000, "unreadable JSON sidecar"),
-], ids=["3T", "nan", "bool", "list", "site_list", "array", "not_utf8", "nested"])
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        (b'{"MagneticFieldStrength": "3T"}', "MagneticFieldStrength '3T' is not a field strength in tesla (a number in (0, 20])"),
+        (b'{"MagneticFieldStrength": NaN}', "MagneticFieldStrength nan is not a field strength"),
+        (b'{"MagneticFieldStrength": true}', "MagneticFieldStrength True is not a field strength"),
+        (b'{"MagneticFieldStrength": [3]}', "MagneticFieldStrength [3] is not a field strength"),
+        (b'{"InstitutionName": ["A", "B"]}', "InstitutionName must be text, not a list"),
+        (b"[1, 2]", "JSON sidecar is not an object (a list)"),
+        (b'{"Site": "\xff"}', "unreadable JSON sidecar"),
+        (b"[" * 100000, "unreadable JSON sidecar"),
+    ],
+    ids=["3T", "nan", "bool", "list", "site_list", "array", "not_utf8", "nested"],
+)
 def test_malformed_sidecar_is_one_line_naming_it(sidecar: bytes, message: str, tmp_path: Path) -> None:
     root = _dataset(tmp_path / "bids", sidecar=sidecar)
     with pytest.raises(InputError) as err:
@@ -52,10 +56,14 @@ def test_malformed_sidecar_is_one_line_naming_it(sidecar: bytes, message: str, t
         read_bids(root)
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    (b"participant_id\tfield_strength\nsub-01\t3T\n", "field_strength of sub-01 '3T' is not a field strength in tesla"),
-    (b"participant_id\tsite\nsub-01\t\xff\n", "unreadable participants table (UnicodeDecodeError)"),
-], ids=["3T", "not_utf8"])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (b"participant_id\tfield_strength\nsub-01\t3T\n", "field_strength of sub-01 '3T' is not a field strength in tesla"),
+        (b"participant_id\tsite\nsub-01\t\xff\n", "unreadable participants table (UnicodeDecodeError)"),
+    ],
+    ids=["3T", "not_utf8"],
+)
 def test_malformed_participants_table_is_one_line_naming_it(table: bytes, message: str, tmp_path: Path) -> None:
     root = _dataset(tmp_path / "bids", participants=table)
     with pytest.raises(InputError) as err:

@@ -40,9 +40,15 @@ def _write_series(folder: Path, array: np.ndarray, spacing: tuple[float, float, 
     files = []
     for k in range(image.GetDepth()):
         plane = image[:, :, k]
-        for tag, value in {"0020|000d": SERIES_UID + ".1", "0020|000e": SERIES_UID, "0008|0060": "MR", "0020|0037": orientation,
-                           "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
-                           "0020|0013": str(k + 1), "0008|0018": f"{SERIES_UID}.2.{k + 1}"}.items():
+        for tag, value in {
+            "0020|000d": SERIES_UID + ".1",
+            "0020|000e": SERIES_UID,
+            "0008|0060": "MR",
+            "0020|0037": orientation,
+            "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0013": str(k + 1),
+            "0008|0018": f"{SERIES_UID}.2.{k + 1}",
+        }.items():
             plane.SetMetaData(tag, value)
         files.append(folder / f"slice_{k:03d}.dcm")
         writer.SetFileName(str(files[-1]))
@@ -72,8 +78,11 @@ def test_missing_slice_is_refused(series: tuple[Path, list[Path]], tmp_path: Pat
     folder, files = series
     files[10].unlink()
     out = tmp_path / "out"
-    refused(["segment", "--flair", folder, "--out", out, "--model", tiny_model], folder,
-            message="DICOM slices are not evenly spaced (gaps 2.50 to 5.00 mm along the slice normal: missing or duplicated slices?)")
+    refused(
+        ["segment", "--flair", folder, "--out", out, "--model", tiny_model],
+        folder,
+        message="DICOM slices are not evenly spaced (gaps 2.50 to 5.00 mm along the slice normal: missing or duplicated slices?)",
+    )
     assert not out.exists()
 
 
@@ -81,8 +90,11 @@ def test_duplicated_slice_is_refused(series: tuple[Path, list[Path]], tmp_path: 
     folder, files = series
     shutil.copyfile(files[7], folder / "slice_007_again.dcm")
     out = tmp_path / "out"
-    refused(["segment", "--flair", folder, "--out", out, "--model", tiny_model], folder,
-            message="DICOM slices are not evenly spaced (gaps 0.00 to 2.50 mm")
+    refused(
+        ["segment", "--flair", folder, "--out", out, "--model", tiny_model],
+        folder,
+        message="DICOM slices are not evenly spaced (gaps 0.00 to 2.50 mm",
+    )
     assert not out.exists()
 
 

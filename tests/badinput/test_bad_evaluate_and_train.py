@@ -18,8 +18,11 @@ def _masks(tmp_path: Path, nifti_writer) -> tuple[Path, Path, Path]:
     ref = np.zeros((12, 12, 12), np.uint8)
     ref[3:7, 3:7, 3:7] = 1
     prob = (ref * 0.8 + 0.05).astype(np.float32)  # a probability map: > 0 everywhere
-    return (nifti_writer(tmp_path / "ref.nii.gz", ref), nifti_writer(tmp_path / "prob.nii.gz", prob),
-            nifti_writer(tmp_path / "mask.nii.gz", ref.copy()))
+    return (
+        nifti_writer(tmp_path / "ref.nii.gz", ref),
+        nifti_writer(tmp_path / "prob.nii.gz", prob),
+        nifti_writer(tmp_path / "mask.nii.gz", ref.copy()),
+    )
 
 
 def test_probability_map_as_pred_is_refused(tmp_path: Path, nifti_writer, refused) -> None:
@@ -31,7 +34,9 @@ def test_probability_map_as_pred_is_refused(tmp_path: Path, nifti_writer, refuse
 
 def test_probability_map_with_threshold_is_scored(tmp_path: Path, nifti_writer) -> None:
     ref, prob, mask = _masks(tmp_path, nifti_writer)
-    result = CliRunner().invoke(app, ["evaluate", "--pred", str(prob), "--ref", str(ref), "--out", str(tmp_path / "ev"), "--threshold", "0.5"])
+    result = CliRunner().invoke(
+        app, ["evaluate", "--pred", str(prob), "--ref", str(ref), "--out", str(tmp_path / "ev"), "--threshold", "0.5"]
+    )
     assert result.exit_code == 0, result.output
     assert float(next(csv.DictReader((tmp_path / "ev" / "metrics.csv").open()))["dice"]) == pytest.approx(1.0)
     result = CliRunner().invoke(app, ["evaluate", "--pred", str(mask), "--ref", str(ref), "--out", str(tmp_path / "ev2")])
@@ -74,19 +79,24 @@ def _train_config(tmp_path: Path, dataset: Path, epochs: int) -> Path:
 
 
 @pytest.mark.parametrize(("value", "shown"), [(float("nan"), "loss is nan"), (1e17, "loss is 1e+17 (limit 1e+06)")])
-def test_diverging_training_stops_without_a_model(value: float, shown: str, tmp_path: Path, tiny_dataset: Path, refused,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_diverging_training_stops_without_a_model(
+    value: float, shown: str, tmp_path: Path, tiny_dataset: Path, refused, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mslesion.losses
 
     monkeypatch.setattr(mslesion.losses, "make_loss", lambda name, **params: lambda logits, target: logits.mean() * 0 + value)
     run = tmp_path / "run"
-    refused(["train", "--config", _train_config(tmp_path, tiny_dataset, 1), "--out", run], run,
-            message=f"training diverged at step 1: {shown}; no model written from this step on")
+    refused(
+        ["train", "--config", _train_config(tmp_path, tiny_dataset, 1), "--out", run],
+        run,
+        message=f"training diverged at step 1: {shown}; no model written from this step on",
+    )
     assert not (run / "model").exists()
 
 
-def test_divergence_after_a_good_epoch_keeps_its_model_and_checkpoint(tmp_path: Path, tiny_dataset: Path, refused,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_divergence_after_a_good_epoch_keeps_its_model_and_checkpoint(
+    tmp_path: Path, tiny_dataset: Path, refused, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mslesion.losses
 
     real, run, seen = mslesion.losses.make_loss, tmp_path / "run", {}
@@ -104,6 +114,8 @@ def test_divergence_after_a_good_epoch_keeps_its_model_and_checkpoint(tmp_path: 
         return call
 
     monkeypatch.setattr(mslesion.losses, "make_loss", diverging_at_step_2)
-    refused(["train", "--config", _train_config(tmp_path, tiny_dataset, 2), "--out", run], run, message="training diverged at step 2: loss is")
+    refused(
+        ["train", "--config", _train_config(tmp_path, tiny_dataset, 2), "--out", run], run, message="training diverged at step 2: loss is"
+    )
     assert (run / "model" / "model.safetensors").read_bytes() == seen["model"]
     assert (run / "checkpoint").is_dir()

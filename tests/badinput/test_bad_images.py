@@ -70,7 +70,10 @@ BAD_IMAGES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "voxel_0.01mm": (lambda p: _image(p, np.ones((8, 8, 8), np.float32), np.diag([0.01, 1.0, 1.0, 1.0])), "voxel size"),
     "four_d": (lambda p: _image(p, np.ones((8, 8, 8, 3), np.float32)), "3D image is needed"),
     "truncated_gzip": (_truncated, "truncated or corrupt"),
-    "five_cubed_raw": (lambda p: _image(p, np.random.default_rng(0).normal(100, 10, (5, 5, 5)).astype(np.float32)), "too small for a head scan"),
+    "five_cubed_raw": (
+        lambda p: _image(p, np.random.default_rng(0).normal(100, 10, (5, 5, 5)).astype(np.float32)),
+        "too small for a head scan",
+    ),
 }
 
 
@@ -145,8 +148,9 @@ def test_invalid_qform_beside_a_valid_sform_is_a_warning(field: str, value: obje
     assert len(volume.warnings) == 1 and "qform is invalid" in volume.warnings[0] and str(path) in volume.warnings[0]
 
 
-def test_negated_contrast_is_a_qc_warning_in_the_summary(tmp_path: Path, tiny_model: Path, ready_scan: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_negated_contrast_is_a_qc_warning_in_the_summary(
+    tmp_path: Path, tiny_model: Path, ready_scan: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A negated export (or a negative scl_slope) makes the brain darker than the background: exit 0, but said."""
     import json
 
@@ -155,8 +159,9 @@ def test_negated_contrast_is_a_qc_warning_in_the_summary(tmp_path: Path, tiny_mo
     from mslesion.cli import app
 
     negated = _image(tmp_path / "negated.nii.gz", -nib.load(ready_scan).get_fdata(dtype=np.float32))
-    result = CliRunner().invoke(app, ["segment", "--flair", str(negated), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
-                                      "--flips", "1"])
+    result = CliRunner().invoke(
+        app, ["segment", "--flair", str(negated), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--flips", "1"]
+    )
     assert result.exit_code == 0, result.output
     warnings = json.loads((tmp_path / "out" / "summary.json").read_text())["warnings"]
     assert any("looks negated" in w and str(negated) in w for w in warnings), warnings

@@ -45,12 +45,18 @@ BAD_CARDS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "threshold_400_digits": (lambda c: c.update(threshold=10**400), "threshold must be a number in (0.0, 1.0), not a 401-digit integer"),
     "field_name_with_newline": (lambda c: c.update({"a\nb": 1}), "unknown field(s) ['a\\nb']"),
     "architecture_missing": (lambda c: c.pop("architecture") and None, "missing field(s) ['architecture']"),
-    "nyul_nan_landmarks": (lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 99], "scale": [0, 100], "landmarks": [0, float("nan"), 100]}}),
-                           "Nyul landmarks must be one finite, increasing value per percentile"),
-    "nyul_one_number_scale": (lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 99], "scale": [0], "landmarks": [0, 50, 100]}}),
-                              "not Nyul landmarks (IndexError)"),
-    "nyul_percentile_above_100": (lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 199], "scale": [0, 100], "landmarks": [0, 50, 100]}}),
-                                  "Nyul percentiles must be"),
+    "nyul_nan_landmarks": (
+        lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 99], "scale": [0, 100], "landmarks": [0, float("nan"), 100]}}),
+        "Nyul landmarks must be one finite, increasing value per percentile",
+    ),
+    "nyul_one_number_scale": (
+        lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 99], "scale": [0], "landmarks": [0, 50, 100]}}),
+        "not Nyul landmarks (IndexError)",
+    ),
+    "nyul_percentile_above_100": (
+        lambda c: c.update(nyul={"FLAIR": {"percentiles": [1, 50, 199], "scale": [0, 100], "landmarks": [0, 50, 100]}}),
+        "Nyul percentiles must be",
+    ),
 }
 
 

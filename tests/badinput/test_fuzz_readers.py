@@ -53,8 +53,21 @@ def _refusal(exc: InputError) -> None:
 # --- NIfTI ------------------------------------------------------------------------------------------------------
 
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
-DTYPES = [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
-          np.float32, np.float64, np.complex64, np.complex128, RGB24]
+DTYPES = [
+    np.uint8,
+    np.int8,
+    np.int16,
+    np.uint16,
+    np.int32,
+    np.uint32,
+    np.int64,
+    np.uint64,
+    np.float32,
+    np.float64,
+    np.complex64,
+    np.complex128,
+    RGB24,
+]
 DATATYPE_CODES = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2304, 3, 9999]
 ODD_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 2.5, 12.0, 0.07, 1e-3, 1e-12, 30.0, 1e30, 1e37, -1e37, 1e-38, np.nan, np.inf, -np.inf]
 DIMS_1 = [0, 1, 2, 3, 4, 5, 8, 64, 1024, 1025, 4096, 32767, -1]
@@ -119,7 +132,9 @@ def nifti_files(draw: st.DrawFn) -> tuple[str, bytes]:
             header["vox_offset"] = draw(st.sampled_from([0, 1, offset + 1, offset + 64, 10**9, -1] + ([] if nifti2 else [np.nan])))
         if odd():
             header["magic"] = draw(st.sampled_from([b"ni1", b"n+2" if not nifti2 else b"n+1", b"xyz"]))
-    raw = bytearray(header.binaryblock + b"\0" * (offset - len(header.binaryblock)) + data.astype(data.dtype.newbyteorder(endian)).tobytes(order="F"))
+    raw = bytearray(
+        header.binaryblock + b"\0" * (offset - len(header.binaryblock)) + data.astype(data.dtype.newbyteorder(endian)).tobytes(order="F")
+    )
     for position, value in draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), max_size=4)) if odd() else []:
         raw[position] = value
     if odd():  # cut in the voxels, or anywhere
@@ -181,15 +196,50 @@ def test_nifti_reader_fuzz_long(case: tuple[str, bytes], scratch: Path) -> None:
 
 TINY = {"features": [4, 4, 8, 8, 16, 4]}
 # No subnormal floats: `mslesion train` (run in-process by other tests) turns on flush-to-zero, and hypothesis then refuses them.
-JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.sampled_from([10**400, -(10**30), 2**63]),
-                        st.floats(allow_subnormal=False), st.text(max_size=8))
-JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                           max_leaves=10)
-ODD_NUMBERS = st.sampled_from([0, 1, -1, 0.5, -0.0, 1.0000001, 1e-320, 16, 32, 33.5, 1024, 1025, 1e6, 1e308, float("nan"), float("inf"),
-                               10**400, True, "0.5", "32", None])
+JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.sampled_from([10**400, -(10**30), 2**63]),
+    st.floats(allow_subnormal=False),
+    st.text(max_size=8),
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=10
+)
+ODD_NUMBERS = st.sampled_from(
+    [
+        0,
+        1,
+        -1,
+        0.5,
+        -0.0,
+        1.0000001,
+        1e-320,
+        16,
+        32,
+        33.5,
+        1024,
+        1025,
+        1e6,
+        1e308,
+        float("nan"),
+        float("inf"),
+        10**400,
+        True,
+        "0.5",
+        "32",
+        None,
+    ]
+)
 CHANNELS = st.sampled_from([0, 1, 4, 8, 16, -4, 100000, 2**40, 4.5, "8", True])
-NYUL = st.fixed_dictionaries({"percentiles": st.lists(ODD_NUMBERS, max_size=4), "scale": st.lists(ODD_NUMBERS, max_size=3),
-                              "landmarks": st.lists(ODD_NUMBERS, max_size=4)})
+NYUL = st.fixed_dictionaries(
+    {
+        "percentiles": st.lists(ODD_NUMBERS, max_size=4),
+        "scale": st.lists(ODD_NUMBERS, max_size=3),
+        "landmarks": st.lists(ODD_NUMBERS, max_size=4),
+    }
+)
 GOOD_NYUL = {"percentiles": [1.0, 50.0, 99.0], "scale": [0.0, 100.0], "landmarks": [0.0, 40.0, 100.0]}
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "architecture": st.sampled_from(["unet", "cen", "dlb", "ensemble", "film-unet", "transformer", "", "UNET"]) | JSON_VALUES,
@@ -206,8 +256,23 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "nyul": st.dictionaries(st.sampled_from(["FLAIR", "T1"]), NYUL | st.just(GOOD_NYUL) | JSON_VALUES, max_size=2) | JSON_VALUES,
     "version": JSON_VALUES,
 }
-RAW_CARDS = st.sampled_from(["", "{", "null", "[]", "1" * 5000, "[" * 100000 + "]" * 100000, '{"a": ' * 50000 + "1" + "}" * 50000,
-                             "\ufeff{}", '{"architecture": NaN}']) | st.text(max_size=40) | st.binary(max_size=40)
+RAW_CARDS = (
+    st.sampled_from(
+        [
+            "",
+            "{",
+            "null",
+            "[]",
+            "1" * 5000,
+            "[" * 100000 + "]" * 100000,
+            '{"a": ' * 50000 + "1" + "}" * 50000,
+            "\ufeff{}",
+            '{"architecture": NaN}',
+        ]
+    )
+    | st.text(max_size=40)
+    | st.binary(max_size=40)
+)
 
 
 @st.composite
@@ -268,6 +333,7 @@ def test_model_card_loader_fuzz_long(text: str | bytes, model_folder: Path) -> N
 
 # --- BIDS trees -------------------------------------------------------------------------------------------------
 
+
 def _tiny_nifti(shape: tuple[int, ...] = (4, 4, 4)) -> bytes:
     return gzip.compress(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)).to_bytes(), compresslevel=1)
 
@@ -280,11 +346,16 @@ SUFFIXES = st.sampled_from(["FLAIR", "T1w", "T2w", "PD", "PDw"])
 ODD_SUFFIXES = st.sampled_from(["bold", "FLAIR.", "", "flair"])
 ODD_EXTENSIONS = st.sampled_from([".nii", ".nii.gz.bak", ".json", ".NII.GZ"])
 ENTITIES = st.sampled_from(["", "_ce-gd", "_acq-3d", "_run-1", "_ce-", "__"])
-SIDECAR_VALUES = st.sampled_from([3, 1.5, "3", "3T", " 1.5 ", "n/a", "", None, [], {}, True, float("nan"), -1, 0, 1e308, 7e4, 10**400]) | JSON_VALUES
-SIDECARS = (st.fixed_dictionaries({}, optional={"MagneticFieldStrength": SIDECAR_VALUES, "InstitutionName": SIDECAR_VALUES,
-                                                "ManufacturersModelName": SIDECAR_VALUES}).map(json.dumps)
-            | st.sampled_from(["[1, 2]", "3", "{", "", '{"MagneticFieldStrength": NaN}', "[" * 100000, '{"a": ' + "1" * 5000 + "}"])
-            | st.binary(max_size=20))
+SIDECAR_VALUES = (
+    st.sampled_from([3, 1.5, "3", "3T", " 1.5 ", "n/a", "", None, [], {}, True, float("nan"), -1, 0, 1e308, 7e4, 10**400]) | JSON_VALUES
+)
+SIDECARS = (
+    st.fixed_dictionaries(
+        {}, optional={"MagneticFieldStrength": SIDECAR_VALUES, "InstitutionName": SIDECAR_VALUES, "ManufacturersModelName": SIDECAR_VALUES}
+    ).map(json.dumps)
+    | st.sampled_from(["[1, 2]", "3", "{", "", '{"MagneticFieldStrength": NaN}', "[" * 100000, '{"a": ' + "1" * 5000 + "}"])
+    | st.binary(max_size=20)
+)
 TSV_CELLS = st.sampled_from(["", "n/a", "3", "3T", "1.5", "siteA", '"', "\x00", "é", "1e999"]) | st.text(max_size=5)
 
 
@@ -294,6 +365,7 @@ def bids_trees(draw: st.DrawFn) -> list[tuple[str, str, Any]]:
 
     Each oddity (a name, a file, a sidecar, a table) in about one draw of six, so some trees read whole.
     """
+
     def odd() -> bool:
         return draw(st.integers(0, 5)) == 4
 
@@ -313,7 +385,13 @@ def bids_trees(draw: st.DrawFn) -> list[tuple[str, str, Any]]:
                 level = rel.split("/")[1] + "_" if sessions else ""
                 entity = draw(ENTITIES) if odd() else ""
                 stem = f"{sub}_{level}{draw(NAME_CHARS) + '_' if odd() else ''}{entity.lstrip('_') + '_' if entity else ''}{draw(ODD_SUFFIXES if odd() else SUFFIXES)}"
-                entries.append((f"{rel}/{stem}{draw(ODD_EXTENSIONS) if odd() else '.nii.gz'}", draw(st.sampled_from(ODD_FILES)) if odd() else "image", None))
+                entries.append(
+                    (
+                        f"{rel}/{stem}{draw(ODD_EXTENSIONS) if odd() else '.nii.gz'}",
+                        draw(st.sampled_from(ODD_FILES)) if odd() else "image",
+                        None,
+                    )
+                )
                 if draw(st.booleans()):
                     entries.append((f"{rel}/{stem}.json", "sidecar", draw(SIDECARS) if odd() else json.dumps({"MagneticFieldStrength": 3})))
                 if odd():
@@ -321,8 +399,10 @@ def bids_trees(draw: st.DrawFn) -> list[tuple[str, str, Any]]:
                     entries.append((mask, draw(st.sampled_from(ODD_FILES)) if odd() else "image", None))
     if draw(st.booleans()):
         rows = [["participant_id", *draw(st.permutations(["site", "field_strength", "scanner"]))]]
-        rows += [[draw(st.sampled_from(subjects)), *(draw(st.lists(TSV_CELLS, max_size=4)) if odd() else ["A", "3", "X"])]
-                 for _ in range(draw(st.integers(0, 3)))]
+        rows += [
+            [draw(st.sampled_from(subjects)), *(draw(st.lists(TSV_CELLS, max_size=4)) if odd() else ["A", "3", "X"])]
+            for _ in range(draw(st.integers(0, 3)))
+        ]
         entries.append(("participants.tsv", "text", "\n".join("\t".join(r) for r in rows) + "\n"))
     if odd() and odd():
         entries.append(("participants.tsv", "bytes", draw(st.binary(max_size=30))))
@@ -405,13 +485,28 @@ def test_bids_reader_fuzz_long(entries: list[tuple[str, str, Any]], scratch: Pat
     _check_bids(entries, scratch)
 
 
-
 # --- DICOM series -----------------------------------------------------------------------------------------------
 
 DICOM_UID = "1.2.826.0.1.3680043.2.1125.77"
 GOOD_ORIENTATION = "1\\0\\0\\0\\0.6\\-0.8"  # oblique, unit length exactly (GDCM checks it when writing)
-ODD_TEXT = ["", "abc", "nan\\nan\\nan", "inf\\0\\0", "1\\2", "1e300\\0\\0", "0\\0\\0\\0\\0\\0", "-0\\1\\0\\1\\0\\0", "1\\0\\0\\1\\0\\0",
-            "0.5\\0.5", "0\\0", "-1\\2", "1e-9\\1e-9", "99999\\99999", "3.0", "\\\\\\"]
+ODD_TEXT = [
+    "",
+    "abc",
+    "nan\\nan\\nan",
+    "inf\\0\\0",
+    "1\\2",
+    "1e300\\0\\0",
+    "0\\0\\0\\0\\0\\0",
+    "-0\\1\\0\\1\\0\\0",
+    "1\\0\\0\\1\\0\\0",
+    "0.5\\0.5",
+    "0\\0",
+    "-1\\2",
+    "1e-9\\1e-9",
+    "99999\\99999",
+    "3.0",
+    "\\\\\\",
+]
 
 
 @st.composite
@@ -429,8 +524,11 @@ def dicom_series(draw: st.DrawFn) -> dict[str, Any]:
             tags[draw(st.sampled_from(["0020|0032", "0020|0037", "0028|0030", "0018|0050", "0020|0013"]))] = draw(st.sampled_from(ODD_TEXT))
         tags_per_slice.append(tags)
     kind = draw(st.sampled_from(["unit", "bits", "const"]))
-    operations = draw(st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "truncate", "flip", "junk"]), st.integers(0, 10**6)),
-                               max_size=3)) if odd() else []
+    operations = (
+        draw(st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "truncate", "flip", "junk"]), st.integers(0, 10**6)), max_size=3))
+        if odd()
+        else []
+    )
     return {"shape": (slices, rows, cols), "tags": tags_per_slice, "kind": kind, "operations": operations}
 
 
@@ -453,8 +551,13 @@ def _write_dicom_case(case: dict[str, Any], folder: Path) -> None:
     files = []
     for k, tags in enumerate(case["tags"]):
         plane = sitk.GetImageFromArray(array[k])
-        for tag, value in {"0020|000d": DICOM_UID + ".1", "0020|000e": DICOM_UID, "0008|0060": "MR", "0008|0018": f"{DICOM_UID}.2.{k + 1}",
-                           **tags}.items():
+        for tag, value in {
+            "0020|000d": DICOM_UID + ".1",
+            "0020|000e": DICOM_UID,
+            "0008|0060": "MR",
+            "0008|0018": f"{DICOM_UID}.2.{k + 1}",
+            **tags,
+        }.items():
             plane.SetMetaData(tag, value)
         files.append(folder / f"slice_{k:03d}.dcm")
         writer.SetFileName(str(files[-1]))

@@ -14,10 +14,13 @@ from mslesion.errors import InputError
 def test_valid_config_merges_base_training_and_method(tmp_path: Path, bench_yaml) -> None:
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump({"model": {"architecture": "unet"}, "optim": {"lr": 0.01}, "train": {"seed": 5}}))
-    path = bench_yaml(base="base.yaml", methods=[
-        {"name": "U", "train": {}},
-        {"name": "SI", "train": {"model": {"architecture": "scanner-invariant", "params": {"aux": "pearson"}}, "train": {"seed": 9}}},
-    ])
+    path = bench_yaml(
+        base="base.yaml",
+        methods=[
+            {"name": "U", "train": {}},
+            {"name": "SI", "train": {"model": {"architecture": "scanner-invariant", "params": {"aux": "pearson"}}, "train": {"seed": 9}}},
+        ],
+    )
     cfg = load_benchmark(path)
     assert cfg.protocol.kind is Protocol.LEAVE_SITE_OUT and cfg.protocol.datasets == ["tiny"]
     unet, si = cfg.methods
@@ -52,8 +55,10 @@ def test_deep_merge_replaces_lists_removes_nulls_and_keeps_inputs() -> None:
         ({"methods": [{"name": "A", "train": {"optim": {"learning_rate": 1}}}]}, "method A: unknown key(s) in 'optim': learning_rate"),
         ({"methods": [{"name": "A", "train": {"data": {"split": "kfold"}}}]}, "data.split must be holdout or none"),
         ({"methods": [{"name": "A", "train": {"loss": {"name": "dice2"}}}]}, "method A: unknown loss 'dice2'"),
-        ({"methods": [{"name": "A", "train": {"model": {"architecture": "cen", "params": {"width": 3}}}}]},
-         "method A: model.params do not fit cen"),
+        (
+            {"methods": [{"name": "A", "train": {"model": {"architecture": "cen", "params": {"width": 3}}}}]},
+            "method A: model.params do not fit cen",
+        ),
         ({"datasets": {}}, "'datasets' is empty"),
         ({"datasets": {"s": {"synth": {"n": 2, "colour": 1}}}}, "unknown key(s) in 'datasets.s.synth': colour"),
         ({"datasets": {"s": {"path": "x", "synth": {}}}}, "exactly one of 'path' or 'synth'"),

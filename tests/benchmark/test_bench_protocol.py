@@ -57,8 +57,11 @@ def test_cross_dataset_trains_on_a_and_tests_on_b() -> None:
         (ProtocolSpec(Protocol.LEAVE_SITE_OUT, datasets=["d"], sites=["Z"]), {"d": _cases("c", ["A", "B"])}, "sites Z not usable"),
         (ProtocolSpec(Protocol.LEAVE_SITE_OUT, datasets=["d"]), {"d": _cases("c", ["A", None])}, "needs a site for every case"),
         (ProtocolSpec(Protocol.KFOLD, datasets=["d"], k=5), {"d": _cases("c", ["A"] * 3)}, "more than the 3 usable cases"),
-        (ProtocolSpec(Protocol.KFOLD, datasets=["d", "e"], k=2), {"d": _cases("c", ["A"] * 2), "e": _cases("c", ["A"])},
-         "case id 'c0' is in both d and e"),
+        (
+            ProtocolSpec(Protocol.KFOLD, datasets=["d", "e"], k=2),
+            {"d": _cases("c", ["A"] * 2), "e": _cases("c", ["A"])},
+            "case id 'c0' is in both d and e",
+        ),
     ],
 )
 def test_bad_folds_are_input_errors(spec: ProtocolSpec, cases: dict, message: str) -> None:

@@ -17,8 +17,10 @@ from mslesion.errors import InputError
 
 METHODS = [
     {"name": "BM", "train": {"model": {"architecture": "unet-bm", "params": {"features": [4, 8, 8, 8, 8]}}}},
-    {"name": "SI-uniform", "train": {"model": {"architecture": "scanner-invariant",
-                                               "params": {"features": [4, 8, 8, 8, 8], "aux": "uniform"}}}},
+    {
+        "name": "SI-uniform",
+        "train": {"model": {"architecture": "scanner-invariant", "params": {"features": [4, 8, 8, 8, 8], "aux": "uniform"}}},
+    },
 ]
 
 
@@ -106,9 +108,13 @@ def test_changed_method_config_refuses_resume(tiny_dataset: Path, bench_yaml, tm
 
 def test_cross_dataset_consistency_table(tmp_path: Path, nifti_writer, tiny_dataset: Path, bench_yaml, fake_stages) -> None:
     """Two models (trained on A, on B) segment the same cases: the consistency table has their Dice."""
-    config = bench_yaml(datasets={"a": str(tiny_dataset), "b": str(tiny_dataset), "t": str(tiny_dataset)},
-                        protocol={"kind": "cross-dataset", "folds": [{"name": "on-a", "train": ["a"], "test": ["t"]},
-                                                                     {"name": "on-b", "train": ["b"], "test": ["t"]}]})
+    config = bench_yaml(
+        datasets={"a": str(tiny_dataset), "b": str(tiny_dataset), "t": str(tiny_dataset)},
+        protocol={
+            "kind": "cross-dataset",
+            "folds": [{"name": "on-a", "train": ["a"], "test": ["t"]}, {"name": "on-b", "train": ["b"], "test": ["t"]}],
+        },
+    )
     text = run_benchmark(config, tmp_path / "cross")
     (record,) = _read(tmp_path / "cross" / "tables" / "consistency.csv")
     assert (record["method"], record["fold_a"], record["fold_b"], record["n"]) == ("BM", "on-a", "on-b", "6")

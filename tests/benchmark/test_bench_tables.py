@@ -32,8 +32,16 @@ def _rows() -> list[dict]:
     rows = []
     for method in DICE:
         for i in range(6):
-            rows.append({"method": method, "dataset": "d", "case_id": f"c{i}", "site": "s1" if i < 3 else "s2",
-                         "dice": DICE[method][i], "lfpr": LFPR[method][i]})
+            rows.append(
+                {
+                    "method": method,
+                    "dataset": "d",
+                    "case_id": f"c{i}",
+                    "site": "s1" if i < 3 else "s2",
+                    "dice": DICE[method][i],
+                    "lfpr": LFPR[method][i],
+                }
+            )
     return rows[::-1]  # order of rows must not matter: cases pair by (dataset, case_id)
 
 

@@ -59,8 +59,15 @@ def tiny_model(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     params = {"features": [4, 4, 8, 8, 16, 4]}
     net = build_network("unet", 2, params)
-    card = ModelCard(architecture="unet", contrasts=["FLAIR", "T1"], params=params, patch_size=(32, 32, 32), threshold=0.5,
-                     min_lesion_mm3=3.0, spacing_mm=(1.5, 1.5, 1.5))
+    card = ModelCard(
+        architecture="unet",
+        contrasts=["FLAIR", "T1"],
+        params=params,
+        patch_size=(32, 32, 32),
+        threshold=0.5,
+        min_lesion_mm3=3.0,
+        spacing_mm=(1.5, 1.5, 1.5),
+    )
     return save_model(net.state_dict(), card, tmp_path / "model")
 
 
@@ -95,6 +102,8 @@ def ray_cluster():
 @pytest.fixture
 def add_session():
     """Write one more session's FLAIR into a BIDS folder: add_session(bids, subject, session, seed)."""
+
     def add(bids: Path, subject: str, session: str, seed: int) -> Path:
         return write(bids / subject / session / "anat" / f"{subject}_{session}_FLAIR.nii.gz", phantom(seed, blobs=4))
+
     return add

@@ -84,8 +84,7 @@ def test_local_pool_of_two_processes_matches_one(cohort: Path, tiny_model: Path,
 
 
 def test_engine_options_are_checked() -> None:
-    for bad in ({"kind": "spark"}, {"workers": 0}, {"cpus_per_task": 0}, {"gpus_per_task": -1}, {"max_retries": -1},
-                {"address": "auto"}):
+    for bad in ({"kind": "spark"}, {"workers": 0}, {"cpus_per_task": 0}, {"gpus_per_task": -1}, {"max_retries": -1}, {"address": "auto"}):
         with pytest.raises(InputError):
             EngineOptions(**bad)
     assert EngineOptions("ray", address="auto").kind == "ray"
@@ -94,7 +93,10 @@ def test_engine_options_are_checked() -> None:
 def test_sessions_pair_in_numeric_order() -> None:
     from mslesion.io.bids import BidsSession
 
-    visits = [BidsSession("sub-01", s, {}) for s in ("ses-10", "ses-2", "ses-1")] + [BidsSession("sub-02", "ses-1", {}), BidsSession("sub-03", None, {})]
+    visits = [BidsSession("sub-01", s, {}) for s in ("ses-10", "ses-2", "ses-1")] + [
+        BidsSession("sub-02", "ses-1", {}),
+        BidsSession("sub-03", None, {}),
+    ]
     pairs, alone = consecutive_pairs(visits)
     assert [(a.session, b.session) for a, b in pairs] == [("ses-1", "ses-2"), ("ses-2", "ses-10")]
     assert alone == ["sub-02", "sub-03"] and session_order("ses-2") < session_order("ses-10")
@@ -103,17 +105,23 @@ def test_sessions_pair_in_numeric_order() -> None:
 def test_new_lesions_dataset_pairs_consecutive_sessions(cohort: Path, tmp_path: Path, add_session) -> None:
     add_session(cohort, "sub-01", "ses-03", seed=2)
     out = tmp_path / "pairs"
-    result = runner.invoke(app, ["new-lesions-dataset", str(cohort), "--out", str(out), "--model", "subtraction", "--flips", "1",
-                                 "--checkpoint-every", "1"])
+    result = runner.invoke(
+        app, ["new-lesions-dataset", str(cohort), "--out", str(out), "--model", "subtraction", "--flips", "1", "--checkpoint-every", "1"]
+    )
     assert result.exit_code == 1, result.output
     assert "3 pairs done, 0 already done, 1 failed" in result.output
     table = rows(out / "cohort.csv")
     assert [(r["subject"], r["baseline"], r["followup"]) for r in table] == [
-        ("sub-01", "ses-01", "ses-02"), ("sub-01", "ses-02", "ses-03"), ("sub-02", "ses-01", "ses-02")]
+        ("sub-01", "ses-01", "ses-02"),
+        ("sub-01", "ses-02", "ses-03"),
+        ("sub-02", "ses-01", "ses-02"),
+    ]
     assert {"new_lesion_count", "new_lesion_volume_ml", "periventricular_count"} <= set(table[0])
     # counts per change class: subtraction finds new lesions only
-    assert all(r["new_count"] == r["new_lesion_count"] and r["enlarging_count"] == r["shrinking_count"] == r["resolved_count"] == "0"
-               for r in table)
+    assert all(
+        r["new_count"] == r["new_lesion_count"] and r["enlarging_count"] == r["shrinking_count"] == r["resolved_count"] == "0"
+        for r in table
+    )
     [failure] = rows(out / "failures.csv")
     assert (failure["subject"], failure["baseline"], failure["followup"]) == ("sub-03", "ses-01", "ses-02")
     sidecar = json.loads((out / "sub-01" / "ses-03" / "anat" / "sub-01_ses-03_space-orig_label-newlesion_mask.json").read_text())

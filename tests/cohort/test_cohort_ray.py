@@ -40,7 +40,9 @@ def _outputs(out: Path) -> dict[str, object]:
 def test_ray_engine_equals_local_engine(cohort: Path, tiny_model: Path, tmp_path: Path, ray_cluster) -> None:
     local = segment_dataset(cohort, tmp_path / "local", model=tiny_model, flips=1, engine=EngineOptions("local", cpus_per_task=1))
     ray = segment_dataset(cohort, tmp_path / "ray", model=tiny_model, flips=1, engine=RAY)
-    assert local.done == ray.done == GOOD and list(ray.failed) == ["sub-03_ses-02"] and "not a readable NIfTI" in ray.failed["sub-03_ses-02"]
+    assert (
+        local.done == ray.done == GOOD and list(ray.failed) == ["sub-03_ses-02"] and "not a readable NIfTI" in ray.failed["sub-03_ses-02"]
+    )
     a, b = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
     assert a.keys() == b.keys()
     for rel, value in a.items():

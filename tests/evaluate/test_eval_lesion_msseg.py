@@ -280,9 +280,7 @@ def test_prediction_without_lesions(mask) -> None:
     res = msseg_lesion_detection(mask((12, 12, 12), []), mask((12, 12, 12), R10), ISO)
     assert counts(res) == (1, 0, 0, 0)
     assert res.sensitivity == 0.0 and math.isnan(res.ppv) and math.isnan(res.f1)
-    res0 = msseg_lesion_detection(
-        mask((12, 12, 12), []), mask((12, 12, 12), R10), ISO, policy=EmptyPolicy(lesion_ppv_no_pred=0.0)
-    )
+    res0 = msseg_lesion_detection(mask((12, 12, 12), []), mask((12, 12, 12), R10), ISO, policy=EmptyPolicy(lesion_ppv_no_pred=0.0))
     assert (res0.ppv, res0.f1) == (0.0, 0.0)
 
 

@@ -54,9 +54,7 @@ def test_isbi_hybrid_score_by_hand() -> None:
 def test_isbi_hybrid_score_vs_lesion_metrics() -> None:
     # lesion_metrics drops Corr and rescales the remaining 3/4 of the weight by 4/3.
     ours_without_corr = isbi_hybrid_score(0.6, 0.7, 0.2, 0.5, 0.0)
-    assert lm.isbi15_score_from_metrics(0.6, 0.7, 0.2, 0.5, reweighted=True) == pytest.approx(
-        ours_without_corr * 4 / 3
-    )
+    assert lm.isbi15_score_from_metrics(0.6, 0.7, 0.2, 0.5, reweighted=True) == pytest.approx(ours_without_corr * 4 / 3)
     assert lm.isbi15_score_from_metrics(0.6, 0.7, 0.2, 0.5, reweighted=False) == pytest.approx(ours_without_corr)
 
 

@@ -152,15 +152,11 @@ def test_both_masks_empty(mask) -> None:
 # ------------------------------------------------------------------------- medpy cross-check
 
 
-@pytest.mark.parametrize(
-    ("seed", "spacing"), [(0, (1.0, 1.0, 1.0)), (1, (0.5, 0.5, 3.0)), (2, (1.2, 0.9, 2.5)), (3, (3.0, 1.0, 1.0))]
-)
+@pytest.mark.parametrize(("seed", "spacing"), [(0, (1.0, 1.0, 1.0)), (1, (0.5, 0.5, 3.0)), (2, (1.2, 0.9, 2.5)), (3, (3.0, 1.0, 1.0))])
 def test_matches_medpy(blob_pair, seed: int, spacing: tuple[float, float, float]) -> None:
     p, r = blob_pair(seed)
     assert hd95(p, r, spacing) == pytest.approx(mb.hd95(p, r, voxelspacing=spacing, connectivity=1), rel=1e-12)
-    assert hausdorff_distance(p, r, spacing) == pytest.approx(
-        mb.hd(p, r, voxelspacing=spacing, connectivity=1), rel=1e-12
-    )
+    assert hausdorff_distance(p, r, spacing) == pytest.approx(mb.hd(p, r, voxelspacing=spacing, connectivity=1), rel=1e-12)
     d = directed_surface_distances(p, r, spacing)
     assert d is not None
     pooled = (d.pred_to_ref.sum() + d.ref_to_pred.sum()) / (d.pred_to_ref.size + d.ref_to_pred.size)

@@ -16,8 +16,15 @@ from mslesion.io.manifest import read_manifest, write_manifest
 
 def test_manifest_round_trip_with_relative_paths(tiny_case_dir: Path) -> None:
     rows = [
-        {"case_id": "case01", "site": "A", "field_strength": 3, "FLAIR": "case01/FLAIR.nii.gz", "T1": "case01/T1.nii.gz",
-         "lesion": "case01/lesion.nii.gz", "brain": "case01/brain.nii.gz"},
+        {
+            "case_id": "case01",
+            "site": "A",
+            "field_strength": 3,
+            "FLAIR": "case01/FLAIR.nii.gz",
+            "T1": "case01/T1.nii.gz",
+            "lesion": "case01/lesion.nii.gz",
+            "brain": "case01/brain.nii.gz",
+        },
     ]
     manifest = write_manifest(rows, tiny_case_dir / "manifest.csv")
     assert manifest.read_text().splitlines()[0] == "case_id,site,field_strength,FLAIR,T1,lesion,brain"

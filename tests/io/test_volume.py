@@ -30,9 +30,7 @@ def test_trailing_singleton_axes_are_squeezed(tmp_path: Path, nifti_writer) -> N
     assert load_volume(path).array.shape == (4, 5, 6)
 
 
-@pytest.mark.parametrize(
-    ("shape", "message"), [((4, 5), "2D image"), ((4, 5, 6, 2), "4D image")], ids=["2d", "4d"]
-)
+@pytest.mark.parametrize(("shape", "message"), [((4, 5), "2D image"), ((4, 5, 6, 2), "4D image")], ids=["2d", "4d"])
 def test_wrong_dimensionality_is_refused(tmp_path: Path, nifti_writer, shape, message) -> None:
     path = nifti_writer(tmp_path / "a.nii.gz", np.zeros(shape, np.float32))
     with pytest.raises(InputError, match=message) as info:

@@ -180,8 +180,20 @@ def test_majority_vote_and_tie_rule() -> None:
     expected = torch.tensor([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
     assert torch.equal(mask[:, 0, 0], expected) and (mask == mask[:, :1, :1]).all()
     hi, lo = torch.sigmoid(torch.tensor(10.0)).item(), torch.sigmoid(torch.tensor(-10.0)).item()
-    want = [hi, hi, hi, hi, (2 * hi + lo) / 3, (2 * hi + lo) / 3, (2 * hi + lo) / 3, (2 * hi + lo) / 3,
-            (hi + lo) / 2, (hi + lo) / 2, lo, lo]
+    want = [
+        hi,
+        hi,
+        hi,
+        hi,
+        (2 * hi + lo) / 3,
+        (2 * hi + lo) / 3,
+        (2 * hi + lo) / 3,
+        (2 * hi + lo) / 3,
+        (hi + lo) / 2,
+        (hi + lo) / 2,
+        lo,
+        lo,
+    ]
     np.testing.assert_allclose(probability[:, 1, 1].numpy(), want, rtol=1e-6)
 
 

@@ -22,8 +22,14 @@ FEATURES = [4, 4, 8, 8, 16, 4]
 def _model(folder: Path, seed: int, contrasts: tuple[str, ...] = ("FLAIR", "T1"), architecture: str = "unet") -> Path:
     torch.manual_seed(seed)
     net = build_network(architecture, len(contrasts), {"features": FEATURES})
-    card = ModelCard(architecture=architecture, contrasts=list(contrasts), params={"features": FEATURES},
-                     patch_size=(32, 32, 32), threshold=0.4, training={"steps": 10 + seed})
+    card = ModelCard(
+        architecture=architecture,
+        contrasts=list(contrasts),
+        params={"features": FEATURES},
+        patch_size=(32, 32, 32),
+        threshold=0.4,
+        training={"steps": 10 + seed},
+    )
     return save_model(net.state_dict(), card, folder)
 
 
@@ -60,8 +66,10 @@ def test_bad_ensemble_cards_are_refused(tmp_path: Path) -> None:
     combine_models([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
     card_path = tmp_path / "ens" / "model.json"
     card = json.loads(card_path.read_text())
-    for params, message in (({**card["params"], "members": 3}, "do not fit"),
-                            ({**card["params"], "member_architecture": "dlb"}, "members must be one of")):
+    for params, message in (
+        ({**card["params"], "members": 3}, "do not fit"),
+        ({**card["params"], "member_architecture": "dlb"}, "members must be one of"),
+    ):
         card_path.write_text(json.dumps({**card, "params": params}))
         with pytest.raises(InputError, match=message):
             load_model(tmp_path / "ens")

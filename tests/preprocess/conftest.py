@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 
-def _ellipsoid(shape: tuple[int, int, int], spacing: tuple[float, ...], radii_mm: tuple[float, ...], centre_shift_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
+def _ellipsoid(
+    shape: tuple[int, int, int], spacing: tuple[float, ...], radii_mm: tuple[float, ...], centre_shift_mm=(0.0, 0.0, 0.0)
+) -> np.ndarray:
     grids = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)], indexing="ij")
     r2 = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre_shift_mm, radii_mm))
     return r2 <= 1.0

@@ -71,5 +71,8 @@ def test_real_raw_flair_brain_mask(shared_data: Path, dice_fn) -> None:
     flair, ref = nib.load(str(folder / "study1_FLAIR.nii.gz")), nib.load(str(folder / "brainmask.nii.gz"))
     transform = sitk.ReadTransform(str(folder / "study1_FLAIR_to_common_space.txt"))
     reference = to_sitk(np.zeros(ref.shape, np.uint8), ref.affine, dtype=np.uint8)
-    ours = from_sitk(sitk.Resample(to_sitk(pre.native_brain.astype(np.float32), flair.affine), reference, transform, sitk.sitkLinear, 0.0)) > 0.5
+    ours = (
+        from_sitk(sitk.Resample(to_sitk(pre.native_brain.astype(np.float32), flair.affine), reference, transform, sitk.sitkLinear, 0.0))
+        > 0.5
+    )
     assert dice_fn(ours, np.asarray(ref.dataobj) > 0) > 0.9

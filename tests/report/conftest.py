@@ -20,7 +20,9 @@ def tiny_model(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     params = {"features": [4, 4, 8, 8, 16, 4]}
     net = build_network("unet", 2, params)
-    card = ModelCard(architecture="unet", contrasts=["FLAIR", "T1"], params=params, patch_size=(32, 32, 32), threshold=0.5, min_lesion_mm3=3.0)
+    card = ModelCard(
+        architecture="unet", contrasts=["FLAIR", "T1"], params=params, patch_size=(32, 32, 32), threshold=0.5, min_lesion_mm3=3.0
+    )
     return save_model(net.state_dict(), card, tmp_path / "model")
 
 
@@ -36,8 +38,15 @@ def small_scan() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return flair, lesion.astype(np.uint8), affine
 
 
-def _write_series(folder: Path, array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float],
-                 direction: np.ndarray, uid: str, description: str) -> None:
+def _write_series(
+    folder: Path,
+    array: np.ndarray,
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    direction: np.ndarray,
+    uid: str,
+    description: str,
+) -> None:
     """Write a (z, y, x) int16 array as a DICOM series, one file per slice (SimpleITK's documented recipe)."""
     import SimpleITK as sitk
 
@@ -49,8 +58,16 @@ def _write_series(folder: Path, array: np.ndarray, spacing: tuple[float, float, 
     image.SetDirection(direction.ravel().tolist())
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    common = {"0010|0010": "DOE^JANE", "0010|0020": "PID-12345", "0010|0030": "19700101", "0020|000d": uid + ".1", "0020|000e": uid,
-              "0008|103e": description, "0008|0060": "MR", "0020|0037": "\\".join(map(str, direction[:, 0].tolist() + direction[:, 1].tolist()))}
+    common = {
+        "0010|0010": "DOE^JANE",
+        "0010|0020": "PID-12345",
+        "0010|0030": "19700101",
+        "0020|000d": uid + ".1",
+        "0020|000e": uid,
+        "0008|103e": description,
+        "0008|0060": "MR",
+        "0020|0037": "\\".join(map(str, direction[:, 0].tolist() + direction[:, 1].tolist())),
+    }
     for k in range(image.GetDepth()):
         plane = image[:, :, k]
         for tag, value in common.items():

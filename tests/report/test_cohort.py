@@ -32,11 +32,20 @@ def test_segment_dataset_skips_done_and_lists_failures(tmp_path: Path, tiny_mode
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "mslesion"
     anat = out / "sub-01" / "ses-02" / "anat"
-    for suffix in ("space-orig_label-lesion_mask.nii.gz", "space-orig_label-lesion_probseg.nii.gz", "space-orig_label-lesion_mask.json",
-                   "space-orig_desc-lesions_table.csv", "report.html", "report.json"):
+    for suffix in (
+        "space-orig_label-lesion_mask.nii.gz",
+        "space-orig_label-lesion_probseg.nii.gz",
+        "space-orig_label-lesion_mask.json",
+        "space-orig_desc-lesions_table.csv",
+        "report.html",
+        "report.json",
+    ):
         assert (anat / f"sub-01_ses-02_{suffix}").is_file(), suffix
     sidecar = json.loads((anat / "sub-01_ses-02_space-orig_label-lesion_mask.json").read_text())
-    assert sidecar["Sources"] == ["bids:raw:sub-01/ses-02/anat/sub-01_ses-02_FLAIR.nii.gz", "bids:raw:sub-01/ses-02/anat/sub-01_ses-02_T1w.nii.gz"]
+    assert sidecar["Sources"] == [
+        "bids:raw:sub-01/ses-02/anat/sub-01_ses-02_FLAIR.nii.gz",
+        "bids:raw:sub-01/ses-02/anat/sub-01_ses-02_T1w.nii.gz",
+    ]
     assert json.loads((anat / "sub-01_ses-02_report.json").read_text())["case_id"] == "sub-01_ses-02"
     rows = list(csv.DictReader((out / "cohort.csv").open()))
     assert [(r["subject"], r["session"]) for r in rows] == [("sub-01", "ses-01"), ("sub-01", "ses-02")]
@@ -62,9 +71,19 @@ def test_segment_dataset_bad_folder_is_one_line(tmp_path: Path, tiny_model: Path
 def test_cohort_page_groups_volumes_by_site_and_shows_flags(tmp_path: Path) -> None:
     from mslesion.report.cohort import write_cohort_page
 
-    rows = [{"name": f"sub-{i:02d}", "lesion_count": i, "total_volume_ml": 0.5 * i, "flags": ["brain_volume"] if i == 3 else [],
-             "warnings": 1, "report": f"sub-{i:02d}/anat/sub-{i:02d}_report.html", "site": "A" if i % 2 else "B", "scanner": None}
-            for i in range(1, 7)]
+    rows = [
+        {
+            "name": f"sub-{i:02d}",
+            "lesion_count": i,
+            "total_volume_ml": 0.5 * i,
+            "flags": ["brain_volume"] if i == 3 else [],
+            "warnings": 1,
+            "report": f"sub-{i:02d}/anat/sub-{i:02d}_report.html",
+            "site": "A" if i % 2 else "B",
+            "scanner": None,
+        }
+        for i in range(1, 7)
+    ]
     page = write_cohort_page(tmp_path, rows, {}).read_text()
     assert page.count('<a href="sub-') == 6 and "Failed" not in page and "1 with QC flags" in page
     assert "brain_volume" in page and "median 1.75 mL" in page and page.count("data:image/png;base64,") == 1

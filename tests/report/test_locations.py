@@ -19,7 +19,7 @@ from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 def _blob_at(voxel: np.ndarray, radius: int = 1) -> np.ndarray:
     mask = np.zeros(FSL_MNI_SHAPE, np.uint8)
     i, j, k = (int(v) for v in voxel)
-    mask[i - radius:i + radius + 1, j - radius:j + radius + 1, k - radius:k + radius + 1] = 1
+    mask[i - radius : i + radius + 1, j - radius : j + radius + 1, k - radius : k + radius + 1] = 1
     return mask
 
 
@@ -39,7 +39,9 @@ def _atlas_places() -> dict[str, np.ndarray]:
     far = (a.ventricle_dist >= 8) & (a.cortex_dist >= 8)
     return {
         "periventricular": _voxel_where(supra & (a.ventricle_dist >= 1.9) & (a.ventricle_dist <= 2.1) & (a.cortex_dist >= 8)),
-        "juxtacortical": _voxel_where(supra & (a.cortex_dist >= 0.9) & (a.cortex_dist <= 1.1) & (a.ventricle_dist >= 8) & (np.indices(a.brain.shape)[2] > 120)),
+        "juxtacortical": _voxel_where(
+            supra & (a.cortex_dist >= 0.9) & (a.cortex_dist <= 1.1) & (a.ventricle_dist >= 8) & (np.indices(a.brain.shape)[2] > 120)
+        ),
         "deep_white_matter": _voxel_where(supra & far & (np.indices(a.brain.shape)[2] > 100)),
         "infratentorial": _mni_voxel((0.0, -60.0, -35.0)),  # cerebellar vermis
     }

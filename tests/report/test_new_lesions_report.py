@@ -37,15 +37,25 @@ def _write(out: Path, pair: dict[str, np.ndarray], affine: np.ndarray) -> tuple[
     volume = round(sum(float(r["volume_ml"]) for r in rows), 4)
     spacing = [float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))]
     summary = {
-        "lesion_count": len(rows), "total_volume_ml": volume, "warnings": ["registration looked poor"],
+        "lesion_count": len(rows),
+        "total_volume_ml": volume,
+        "warnings": ["registration looked poor"],
         "locations": {"deep_white_matter": {"count": len(rows), "volume_ml": volume}, "periventricular": {"count": 0, "volume_ml": 0.0}},
-        "inputs": {"baseline": {"path": "/private/site/baseline_flair.nii.gz", "shape": list(SHAPE), "spacing_mm": spacing},
-                   "followup": {"path": "/private/site/followup_flair.nii.gz", "shape": list(SHAPE), "spacing_mm": spacing}},
+        "inputs": {
+            "baseline": {"path": "/private/site/baseline_flair.nii.gz", "shape": list(SHAPE), "spacing_mm": spacing},
+            "followup": {"path": "/private/site/followup_flair.nii.gz", "shape": list(SHAPE), "spacing_mm": spacing},
+        },
         "model": {"path": "/models/subtraction", "threshold": 0.5},
         "qc": {"registration": {"ncc": 0.91, "warnings": ["follow-up moved 6 mm"]}},
     }
-    write_new_lesion_report(out, case_id="pair-3", affine=affine, lesion_rows=rows, summary=summary,
-                            **{k: pair[k] for k in ("baseline", "followup", "mask", "brain")})
+    write_new_lesion_report(
+        out,
+        case_id="pair-3",
+        affine=affine,
+        lesion_rows=rows,
+        summary=summary,
+        **{k: pair[k] for k in ("baseline", "followup", "mask", "brain")},
+    )
     text = (out / "report.html").read_text()
     assert not re.search(r"<script[^>]*\bsrc=", text)  # scripts inline only (the viewer)
     return _markup(text), json.loads((out / "report.json").read_text()), rows
@@ -110,8 +120,17 @@ def test_lesion_figure_is_centred_on_the_lesion_on_a_non_ras_grid() -> None:
 def test_rejects_arrays_on_different_grids(tmp_path: Path) -> None:
     pair = _pair(1)
     with pytest.raises(ValueError, match="one grid"):
-        write_new_lesion_report(tmp_path, case_id="x", baseline=pair["baseline"][:-1], followup=pair["followup"], affine=RAS_1MM,
-                                mask=pair["mask"], brain=pair["brain"], lesion_rows=[], summary={})
+        write_new_lesion_report(
+            tmp_path,
+            case_id="x",
+            baseline=pair["baseline"][:-1],
+            followup=pair["followup"],
+            affine=RAS_1MM,
+            mask=pair["mask"],
+            brain=pair["brain"],
+            lesion_rows=[],
+            summary={},
+        )
 
 
 def test_each_new_lesion_row_shows_both_visits() -> None:
@@ -129,5 +148,5 @@ def test_each_new_lesion_row_shows_both_visits() -> None:
 
 def test_lesion_table_has_change_and_visit_columns(tmp_path: Path) -> None:
     text, data, _ = _write(tmp_path, _pair(2), RAS_1MM)
-    assert "<th class=\"\">Change</th>" in text and "FLAIR baseline" in text and "FLAIR follow-up" in text
+    assert '<th class="">Change</th>' in text and "FLAIR baseline" in text and "FLAIR follow-up" in text
     assert [r["change"] for r in data["lesions"]] == ["new", "new"] and all("flair_followup" in r for r in data["lesions"])

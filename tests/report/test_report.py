@@ -25,11 +25,27 @@ def test_report_is_self_contained_and_holds_the_table(tmp_path: Path, small_scan
     rows = lesion_rows(lesion_table(lesion, affine))
     for row in rows:
         row["location"] = "unknown"
-    summary = {"lesion_count": len(rows), "total_volume_ml": 0.2, "locations": {"unknown": {"count": len(rows), "volume_ml": 0.2}},
-               "model": {"path": "/m/default", "architecture": "unet", "version": "1"}, "warnings": ["locations unknown"], "mslesion_version": "0.1.0"}
+    summary = {
+        "lesion_count": len(rows),
+        "total_volume_ml": 0.2,
+        "locations": {"unknown": {"count": len(rows), "volume_ml": 0.2}},
+        "model": {"path": "/m/default", "architecture": "unet", "version": "1"},
+        "warnings": ["locations unknown"],
+        "mslesion_version": "0.1.0",
+    }
     qc = {"registration": {"flair_to_mni_ncc": 0.42, "warnings": ["FLAIR to MNI registration is poor"]}}
-    html_path = write_report(tmp_path, case_id="case-7", inputs={"FLAIR": flair}, flair=flair, mask=lesion, brain=flair_array > 0,
-                             lesions_rows=rows, summary=summary, qc=qc, pdf=True)
+    html_path = write_report(
+        tmp_path,
+        case_id="case-7",
+        inputs={"FLAIR": flair},
+        flair=flair,
+        mask=lesion,
+        brain=flair_array > 0,
+        lesions_rows=rows,
+        summary=summary,
+        qc=qc,
+        pdf=True,
+    )
     text = html_path.read_text()
     assert not re.search(r"<script[^>]*\bsrc=", text)  # scripts inline only: the NiiVue bundle, the viewer's data and controller
     assert text.count("<script>") == 2 and text.count('<script type="application/json" id="mslesion-viewer-data">') == 1
@@ -52,12 +68,24 @@ def test_flagged_brain_mask_gets_a_red_notice_with_its_overlay(tmp_path: Path, s
     flair_array, lesion, affine = small_scan
     flair = Volume.from_array(flair_array, affine)
     summary = {"lesion_count": 0, "total_volume_ml": 0.0, "locations": {}, "model": {}, "warnings": [], "mslesion_version": "0.1.0"}
-    qc = {"brain_volume_ml": 2108.0, "flags": ["brain_volume", "mni_registration_not_converged"],
-          "warnings": ["brain mask volume 2108 mL is outside the usual 900-1900 mL"]}
-    text = write_report(tmp_path, case_id="c", inputs={"FLAIR": flair}, flair=flair, mask=lesion, brain=flair_array > 0,
-                        lesions_rows=[], summary=summary, qc=qc).read_text()
+    qc = {
+        "brain_volume_ml": 2108.0,
+        "flags": ["brain_volume", "mni_registration_not_converged"],
+        "warnings": ["brain mask volume 2108 mL is outside the usual 900-1900 mL"],
+    }
+    text = write_report(
+        tmp_path,
+        case_id="c",
+        inputs={"FLAIR": flair},
+        flair=flair,
+        mask=lesion,
+        brain=flair_array > 0,
+        lesions_rows=[],
+        summary=summary,
+        qc=qc,
+    ).read_text()
     alert = text.index('class="alert"')
-    assert "brain_volume, mni_registration_not_converged" in text[alert:alert + 300]
+    assert "brain_volume, mni_registration_not_converged" in text[alert : alert + 300]
     assert text.count('alt="Brain mask overlay"') == 2  # beside the notice, and in the QC section
     assert alert < text.index("Lesions by location")
 
@@ -94,7 +122,9 @@ def _viewer_niftis(text: str) -> list[bytes]:
 def test_segment_reads_a_dicom_series_folder(tmp_path: Path, tiny_model: Path, small_scan, write_series, caplog) -> None:
     flair, _, _ = small_scan
     folder = tmp_path / "dicom_flair"
-    write_series(folder, np.round(flair).transpose(2, 1, 0), (1.0, 1.0, 1.2), (0.0, 0.0, 0.0), np.eye(3), "1.2.826.0.1.3680043.2.1125.9", "AX FLAIR")
+    write_series(
+        folder, np.round(flair).transpose(2, 1, 0), (1.0, 1.0, 1.2), (0.0, 0.0, 0.0), np.eye(3), "1.2.826.0.1.3680043.2.1125.9", "AX FLAIR"
+    )
     out = tmp_path / "out"
     with caplog.at_level("DEBUG"):
         result = runner.invoke(app, ["segment", "--flair", str(folder), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])

@@ -23,8 +23,8 @@ def test_strides_reach_the_working_resolution_and_a_size_cap() -> None:
     assert strides((0.5, 0.5, 3.0), (400, 400, 40)) == (2, 2, 1)
     assert strides((1.0, 1.0, 1.0), (182, 218, 182)) == (1, 1, 1)
     assert strides((0.72, 0.72, 4.0), (320, 320, 36)) == (1, 1, 1)
-    big = strides((1.0, 1.0, 1.0), (512, 512, 512), max_voxels=200 ** 3)
-    assert np.prod([int(np.ceil(512 / k)) for k in big]) <= 200 ** 3
+    big = strides((1.0, 1.0, 1.0), (512, 512, 512), max_voxels=200**3)
+    assert np.prod([int(np.ceil(512 / k)) for k in big]) <= 200**3
 
 
 def test_downsample_keeps_world_positions_and_single_voxel_lesions() -> None:
@@ -33,7 +33,7 @@ def test_downsample_keeps_world_positions_and_single_voxel_lesions() -> None:
     mask[7, 4, 2] = 1
     small, small_affine = downsample(mask, affine, (2, 2, 1), is_mask=True)
     assert small.shape == (11, 10, 6) and small.sum() == 1
-    (i, j, k), = np.argwhere(small > 0)
+    ((i, j, k),) = np.argwhere(small > 0)
     block = np.array([[2 * i + a, 2 * j + b, k, 1] for a in (0, 1) for b in (0, 1)], float)
     np.testing.assert_allclose(small_affine @ [i, j, k, 1], (affine @ block.T).mean(axis=1))  # the block's centre
     image = np.arange(21 * 20 * 6, dtype=np.float32).reshape(21, 20, 6)

@@ -34,8 +34,14 @@ if isinstance(FOUND, str):
 
 
 def _summary(rows: list[dict]) -> dict:
-    return {"lesion_count": len(rows), "total_volume_ml": round(sum(r["volume_ml"] for r in rows), 4), "locations": {},
-            "model": {}, "warnings": [], "mslesion_version": "0.1.0"}
+    return {
+        "lesion_count": len(rows),
+        "total_volume_ml": round(sum(r["volume_ml"] for r in rows), 4),
+        "locations": {},
+        "model": {},
+        "warnings": [],
+        "mslesion_version": "0.1.0",
+    }
 
 
 def _rows(mask: np.ndarray, affine: np.ndarray) -> list[dict]:
@@ -77,8 +83,16 @@ def test_segment_report_viewer_draws_and_follows_the_lesion_table(tmp_path: Path
     flair = Volume.from_array(flair_array, affine)
     rows = _rows(lesion, affine)
     t1 = Volume.from_array(flair_array.max() - flair_array, affine)
-    path = write_report(tmp_path, case_id="browser", inputs={"FLAIR": flair, "T1": t1}, flair=flair, mask=lesion,
-                        brain=flair_array > 0, lesions_rows=rows, summary=_summary(rows))
+    path = write_report(
+        tmp_path,
+        case_id="browser",
+        inputs={"FLAIR": flair, "T1": t1},
+        flair=flair,
+        mask=lesion,
+        brain=flair_array > 0,
+        lesions_rows=rows,
+        summary=_summary(rows),
+    )
     with chromium() as driver:
         state = open_report(driver, path)
         assert state == {"ready": True, "error": None}
@@ -104,7 +118,9 @@ def test_segment_report_viewer_draws_and_follows_the_lesion_table(tmp_path: Path
         Select(driver.find_element(By.ID, "viewer-contrast")).select_by_visible_text("T1")  # T1 as the background
         assert driver.execute_script("return window.mslesionViewer.viewers[0].volumes[0].mslesionLabel") == "T1"
         window = "var v = window.mslesionViewer.viewers[0].volumes[0]; return [v.cal_min, v.cal_max, v.robust_min, v.robust_max]"
-        driver.execute_script("var nv = window.mslesionViewer.viewers[0]; nv.volumes[0].cal_max = nv.volumes[0].cal_min + 1; nv.updateGLVolume()")
+        driver.execute_script(
+            "var nv = window.mslesionViewer.viewers[0]; nv.volumes[0].cal_max = nv.volumes[0].cal_min + 1; nv.updateGLVolume()"
+        )
         driver.find_element(By.ID, "viewer-window-reset").click()
         cal_min, cal_max, robust_min, robust_max = driver.execute_script(window)
         assert (cal_min, cal_max) == (robust_min, robust_max) and cal_max > cal_min + 1
@@ -120,8 +136,17 @@ def test_new_lesion_report_shows_both_visits_synchronised(tmp_path: Path) -> Non
     followup = ((rng.normal(100, 6, shape) + 80 * mask) * brain).astype(np.float32)
     rows = _rows(mask, affine)
     summary = {**_summary(rows), "locations": {"deep_white_matter": {"count": len(rows), "volume_ml": 0.1}}}
-    write_new_lesion_report(tmp_path, case_id="pair", baseline=baseline, followup=followup, affine=affine, mask=mask,
-                            brain=brain, lesion_rows=rows, summary=summary)
+    write_new_lesion_report(
+        tmp_path,
+        case_id="pair",
+        baseline=baseline,
+        followup=followup,
+        affine=affine,
+        mask=mask,
+        brain=brain,
+        lesion_rows=rows,
+        summary=summary,
+    )
     with chromium() as driver:
         assert open_report(driver, tmp_path / "report.html") == {"ready": True, "error": None}
         assert network_requests(driver) == []

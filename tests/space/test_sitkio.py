@@ -54,7 +54,9 @@ def test_dicom_volume_through_the_bridge_is_bit_identical(dtype: type) -> None:
 
 
 @pytest.mark.parametrize("dilate", [True, False])
-@pytest.mark.parametrize(("radius_mm", "spacing"), [(2.0, (1.0, 1.0, 1.0)), (3.0, (0.9, 1.2, 4.0)), (1.0, (3.0, 3.0, 3.0)), (0.0, (1.0, 1.0, 1.0))])
+@pytest.mark.parametrize(
+    ("radius_mm", "spacing"), [(2.0, (1.0, 1.0, 1.0)), (3.0, (0.9, 1.2, 4.0)), (1.0, (3.0, 3.0, 3.0)), (0.0, (1.0, 1.0, 1.0))]
+)
 def test_skullstrip_morphology_through_the_bridge_is_bit_identical(dilate: bool, radius_mm: float, spacing: tuple[float, ...]) -> None:
     rng = np.random.default_rng(7)
     mask = rng.random((13, 17, 9)) < 0.2

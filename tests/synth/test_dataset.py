@@ -74,9 +74,7 @@ def test_bids_layout(tmp_path):
         assert (deriv / f"{sub}_ses-01_label-brain_mask.nii.gz").is_file()
     description = json.loads((tmp_path / "dataset_description.json").read_text())
     assert description["BIDSVersion"] and description["Name"]
-    deriv_description = json.loads(
-        (tmp_path / "derivatives" / "mslesion-synth" / "dataset_description.json").read_text()
-    )
+    deriv_description = json.loads((tmp_path / "derivatives" / "mslesion-synth" / "dataset_description.json").read_text())
     assert deriv_description["DatasetType"] == "derivative"
     with open(tmp_path / "participants.tsv", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
@@ -138,7 +136,15 @@ def test_longitudinal_bids_layout(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(n=0), dict(n_sites=0), dict(layout="nifti"), dict(resolution_mm=0.2), dict(lesion_masks_dir="/nonexistent"), dict(seed=-1), dict(dawm=-0.1)],
+    [
+        dict(n=0),
+        dict(n_sites=0),
+        dict(layout="nifti"),
+        dict(resolution_mm=0.2),
+        dict(lesion_masks_dir="/nonexistent"),
+        dict(seed=-1),
+        dict(dawm=-0.1),
+    ],
 )
 def test_bad_arguments_are_input_errors(tmp_path, kwargs):
     args = dict(out_dir=tmp_path, n=1, seed=0, resolution_mm=3) | kwargs

@@ -50,8 +50,10 @@ def scan():
 @pytest.fixture(scope="module")
 def clean_pairs(scan):
     images, lesion, brain, wm = scan
-    return [make_draw_erase_pair(images, lesion, brain, _shapes(), np.random.default_rng(s), 1.0, white_matter=wm,
-                                 options=CLEAN) for s in range(6)]
+    return [
+        make_draw_erase_pair(images, lesion, brain, _shapes(), np.random.default_rng(s), 1.0, white_matter=wm, options=CLEAN)
+        for s in range(6)
+    ]
 
 
 def test_label_is_erased_union_drawn(scan, clean_pairs) -> None:
@@ -106,8 +108,9 @@ def test_drawn_lesions_have_the_ratio_and_baseline_is_untouched(scan, clean_pair
 
 def test_stable_pairs_have_an_empty_label_but_still_differ(scan) -> None:
     images, lesion, brain, wm = scan
-    pair = make_draw_erase_pair(images, lesion, brain, _shapes(), np.random.default_rng(3), 1.0, white_matter=wm,
-                                options=DrawEraseOptions(p_stable=1.0))
+    pair = make_draw_erase_pair(
+        images, lesion, brain, _shapes(), np.random.default_rng(3), 1.0, white_matter=wm, options=DrawEraseOptions(p_stable=1.0)
+    )
     assert pair.meta["stable"] and pair.new_lesion.sum() == 0
     np.testing.assert_array_equal(pair.baseline_lesion, lesion.astype(np.uint8))
     np.testing.assert_array_equal(pair.followup_lesion, lesion.astype(np.uint8))
@@ -117,8 +120,12 @@ def test_stable_pairs_have_an_empty_label_but_still_differ(scan) -> None:
 
 def test_same_seed_same_pair(scan) -> None:
     images, lesion, brain, wm = scan
-    a, b = (make_draw_erase_pair(images, lesion, brain, _shapes(), np.random.default_rng(11), 1.0, white_matter=wm,
-                                 options=DrawEraseOptions(p_stable=0.0)) for _ in range(2))
+    a, b = (
+        make_draw_erase_pair(
+            images, lesion, brain, _shapes(), np.random.default_rng(11), 1.0, white_matter=wm, options=DrawEraseOptions(p_stable=0.0)
+        )
+        for _ in range(2)
+    )
     for c in images:
         np.testing.assert_array_equal(a.baseline_images[c], b.baseline_images[c])
         np.testing.assert_array_equal(a.followup_images[c], b.followup_images[c])
@@ -172,8 +179,7 @@ def test_cli_pairs_from_excludes_other_modes(tmp_path: Path) -> None:
 def test_two_real_pairs_from_patient19(shared_data: Path, tmp_path: Path) -> None:
     from mslesion.io.dataset import load_dataset
 
-    write_draw_erase_pairs(shared_data / "lesjak-mni" / "patient19", shared_data / "lesjak-mni-masks",
-                           tmp_path / "de", n=2, seed=0)
+    write_draw_erase_pairs(shared_data / "lesjak-mni" / "patient19", shared_data / "lesjak-mni-masks", tmp_path / "de", n=2, seed=0)
     cases = load_dataset(tmp_path / "de")
     assert len(cases) == 2
     for case in cases:

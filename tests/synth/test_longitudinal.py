@@ -24,10 +24,7 @@ def _components_absent_at_baseline(baseline: np.ndarray, followup: np.ndarray) -
 
 @pytest.fixture(scope="module")
 def pairs(sites):
-    return [
-        make_longitudinal_pair(seed, sites[0], sites[1] if seed % 2 else None, resolution_mm=2, n_lesions=30)
-        for seed in range(4)
-    ]
+    return [make_longitudinal_pair(seed, sites[0], sites[1] if seed % 2 else None, resolution_mm=2, n_lesions=30) for seed in range(4)]
 
 
 def test_new_lesion_label_is_components_absent_at_baseline(pairs):

@@ -42,8 +42,7 @@ def test_unsharp_undoes_part_of_the_blur_it_inverts() -> None:
 def test_image_quality_changes_image_never_label() -> None:
     transforms = make_transforms(AugmentConfig(**{**OFF, "image_quality": 1.0}), n_channels=2)
     rng = np.random.default_rng(1)
-    item = {"image": rng.normal(size=(2, 16, 16, 16)).astype(np.float32),
-            "label": (rng.random((1, 16, 16, 16)) > 0.9).astype(np.float32)}
+    item = {"image": rng.normal(size=(2, 16, 16, 16)).astype(np.float32), "label": (rng.random((1, 16, 16, 16)) > 0.9).astype(np.float32)}
     (out,) = augment_batch(transforms, [item], seed=5)
     assert not np.allclose(out["image"], item["image"])
     np.testing.assert_array_equal(out["label"], item["label"])
@@ -75,9 +74,16 @@ def test_same_seed_same_augmentation() -> None:
 def test_lesion_first_sampling_balances_small_and_large_lesions() -> None:
     big = np.argwhere(np.ones((10, 10, 10), bool)) + 5  # 1000 voxels
     small = np.array([[30, 30, 30]])  # 1 voxel
-    case = PreparedCase("c", np.zeros((1, 40, 40, 40), np.float32), np.zeros((40, 40, 40), np.uint8),
-                        np.ones((40, 40, 40), bool), np.array([True]), [big, small],
-                        np.argwhere(np.ones((40, 40, 40), bool)), (1.0, 1.0, 1.0))
+    case = PreparedCase(
+        "c",
+        np.zeros((1, 40, 40, 40), np.float32),
+        np.zeros((40, 40, 40), np.uint8),
+        np.ones((40, 40, 40), bool),
+        np.array([True]),
+        [big, small],
+        np.argwhere(np.ones((40, 40, 40), bool)),
+        (1.0, 1.0, 1.0),
+    )
     rng = np.random.default_rng(0)
     centres = np.array([choose_centre(case, rng, 1.0, (4, 4, 4)) for _ in range(2000)])
     near_small = np.all(np.abs(centres - 30) <= 1, axis=1).mean()
@@ -96,8 +102,17 @@ def test_dataset_weights_set_the_share_of_each_dataset() -> None:
     from mslesion.train.data import case_probabilities
 
     def case(index: int) -> PreparedCase:
-        return PreparedCase("c", np.zeros((1, 2, 2, 2)), np.zeros((2, 2, 2)), np.ones((2, 2, 2), bool), np.array([True]),
-                            [], np.zeros((1, 3), int), (1.0, 1.0, 1.0), dataset_index=index)
+        return PreparedCase(
+            "c",
+            np.zeros((1, 2, 2, 2)),
+            np.zeros((2, 2, 2)),
+            np.ones((2, 2, 2), bool),
+            np.array([True]),
+            [],
+            np.zeros((1, 3), int),
+            (1.0, 1.0, 1.0),
+            dataset_index=index,
+        )
 
     cases = [case(0)] * 9 + [case(1)]
     p = case_probabilities(cases, [0.7, 0.3])
@@ -122,8 +137,10 @@ def test_thick_slices_average_each_slab_and_interpolate_back() -> None:
 def test_thick_slice_augmentation_changes_image_never_label() -> None:
     cfg = AugmentConfig(flip=0, affine=0, elastic=0, gamma=0, bias_field=0, noise=0, image_quality=0, modality_dropout=0, thick_slices=1.0)
     transforms = make_transforms(cfg, n_channels=1)
-    item = {"image": np.random.default_rng(1).normal(size=(1, 16, 16, 16)).astype(np.float32),
-            "label": (np.random.default_rng(2).random((1, 16, 16, 16)) > 0.9).astype(np.float32)}
+    item = {
+        "image": np.random.default_rng(1).normal(size=(1, 16, 16, 16)).astype(np.float32),
+        "label": (np.random.default_rng(2).random((1, 16, 16, 16)) > 0.9).astype(np.float32),
+    }
     out = augment_batch(transforms, [item], seed=3)[0]
     assert not np.allclose(out["image"], item["image"])
     np.testing.assert_array_equal(out["label"], item["label"])
@@ -140,7 +157,9 @@ def test_histogram_shift_is_monotone_per_channel_and_keeps_the_background_zero()
         inside = image[c] != 0
         order = np.argsort(image[c][inside])
         assert np.all(np.diff(out[c][inside][order]) >= -1e-6)  # monotone: lesions stay brighter than white matter
-        assert out[c][inside].min() == pytest.approx(image[c][inside].min()) and out[c][inside].max() == pytest.approx(image[c][inside].max())
+        assert out[c][inside].min() == pytest.approx(image[c][inside].min()) and out[c][inside].max() == pytest.approx(
+            image[c][inside].max()
+        )
     assert not np.allclose(out, image)
 
 
@@ -149,6 +168,10 @@ def test_transforms_pickle_so_dataloader_workers_can_use_them() -> None:
 
     cfg = AugmentConfig(thick_slices=0.5, histogram_shift=0.5, carvemix=0.0)
     transforms = pickle.loads(pickle.dumps(make_transforms(cfg, n_channels=2)))
-    item = {"image": np.random.default_rng(1).normal(size=(2, 16, 16, 16)).astype(np.float32), "label": np.zeros((1, 16, 16, 16), np.float32)}
-    np.testing.assert_array_equal(augment_batch(transforms, [item], seed=5)[0]["image"],
-                                  augment_batch(make_transforms(cfg, n_channels=2), [item], seed=5)[0]["image"])
+    item = {
+        "image": np.random.default_rng(1).normal(size=(2, 16, 16, 16)).astype(np.float32),
+        "label": np.zeros((1, 16, 16, 16), np.float32),
+    }
+    np.testing.assert_array_equal(
+        augment_batch(transforms, [item], seed=5)[0]["image"], augment_batch(make_transforms(cfg, n_channels=2), [item], seed=5)[0]["image"]
+    )

@@ -25,8 +25,17 @@ def _case(case_id: str, lesion_at: tuple[int, int, int] | None, value: float, sh
         image[(1, *box)] = -value
         label[box] = 1
         voxels = [np.argwhere(label)]
-    return PreparedCase(case_id, image, label, np.ones(shape, bool), np.array([True, True]), voxels,
-                        np.argwhere(np.ones(shape, bool)), (1.0, 1.0, 1.0), grid_shape=shape)
+    return PreparedCase(
+        case_id,
+        image,
+        label,
+        np.ones(shape, bool),
+        np.array([True, True]),
+        voxels,
+        np.argwhere(np.ones(shape, bool)),
+        (1.0, 1.0, 1.0),
+        grid_shape=shape,
+    )
 
 
 def test_carved_lesion_keeps_intensities_label_and_a_blended_rim() -> None:
@@ -48,8 +57,9 @@ def test_pasted_patch_holds_the_source_lesion_at_the_drawn_position() -> None:
     source, target = _case("source", (20, 20, 20), 5.0), _case("target", None, 0.0)
     carvemix = CarveMix([source], np.array([[16, 18, 20]]), [32, 32, 32])
     rng = np.random.default_rng(0)
-    items = sample_batch([target], rng, batch_size=4, patch_size=(32, 32, 32), lesion_fraction=0.0,
-                         carvemix=carvemix, carvemix_fraction=1.0)
+    items = sample_batch(
+        [target], rng, batch_size=4, patch_size=(32, 32, 32), lesion_fraction=0.0, carvemix=carvemix, carvemix_fraction=1.0
+    )
     for item in items:
         assert item["label"].sum() == 27  # exactly the source lesion, in every patch
         inside = item["label"][0] > 0

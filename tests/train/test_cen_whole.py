@@ -69,8 +69,9 @@ def test_cen_trains_on_whole_cases_and_tunes_on_the_training_set(tmp_path: Path,
     assert all(s >= n for case in train for s, n in zip(card.patch_size, case.image.shape[1:]))  # one window each
     probabilities = []
     for case in train:
-        prob = predict_probability(net, case.image, case.brain, card.patch_size, overlap=0.25, flips=1,
-                                   precision="float32", backend="torch")  # as the trainer validates (fp32 training)
+        prob = predict_probability(
+            net, case.image, case.brain, card.patch_size, overlap=0.25, flips=1, precision="float32", backend="torch"
+        )  # as the trainer validates (fp32 training)
         prob[~case.brain] = 0
         probabilities.append(prob)
     threshold, dice = tune_threshold(probabilities, [c.label for c in train], [0.2, 0.4, 0.6, 0.8])

@@ -52,8 +52,22 @@ def test_trains_and_segments(architecture: str, tmp_path: Path, tiny_dataset: Pa
     summary = run_training(tmp_path / "cfg.yaml", tmp_path / "run")
     assert summary["steps"] == 2 and np.isfinite(summary["best_val_dice"])
     case = tiny_dataset / "c0"
-    result = CliRunner().invoke(app, ["segment", "--flair", str(case / "FLAIR.nii.gz"), "--t1", str(case / "T1.nii.gz"),
-                                      "--out", str(tmp_path / "seg"), "--model", str(tmp_path / "run" / "model"), "--flips", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            "--flair",
+            str(case / "FLAIR.nii.gz"),
+            "--t1",
+            str(case / "T1.nii.gz"),
+            "--out",
+            str(tmp_path / "seg"),
+            "--model",
+            str(tmp_path / "run" / "model"),
+            "--flips",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     mask = nib.load(str(tmp_path / "seg" / "lesion_mask.nii.gz"))
     assert mask.shape == (40, 40, 40)

@@ -18,14 +18,31 @@ def _case(case_id: str, affine: np.ndarray) -> PreparedCase:
     image[:, :18] = 0.0  # outside the brain (the patch below starts at 14)
     label = np.zeros(SHAPE, np.uint8)
     label[30:34, 30:34, 20:24] = 1
-    return PreparedCase(case_id, image, label, image[0] != 0, np.array([True, True]), [np.argwhere(label)],
-                        np.argwhere(image[0] != 0), (1.0, 1.0, 1.0), origin=ORIGIN, grid_shape=FSL_MNI_SHAPE, affine=affine)
+    return PreparedCase(
+        case_id,
+        image,
+        label,
+        image[0] != 0,
+        np.array([True, True]),
+        [np.argwhere(label)],
+        np.argwhere(image[0] != 0),
+        (1.0, 1.0, 1.0),
+        origin=ORIGIN,
+        grid_shape=FSL_MNI_SHAPE,
+        affine=affine,
+    )
 
 
 def _items(case: PreparedCase) -> list[dict]:
     centre = np.array([30, 30, 25])
-    return [{"image": case.image[:, 14:46, 14:46, 9:41].copy(), "label": case.label[None, 14:46, 14:46, 9:41].astype(np.float32),
-             "case": case, "centre": centre}]
+    return [
+        {
+            "image": case.image[:, 14:46, 14:46, 9:41].copy(),
+            "label": case.label[None, 14:46, 14:46, 9:41].astype(np.float32),
+            "case": case,
+            "centre": centre,
+        }
+    ]
 
 
 def test_grey_matter_is_shifted_by_its_prior_and_nothing_else() -> None:

@@ -154,8 +154,19 @@ def test_bf16_training_refuses_convolutions_smaller_than_their_kernel(tmp_path: 
 def test_ddp_two_processes_on_cpu(tmp_path: Path, tiny_dataset: Path) -> None:
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     out = tmp_path / "ddp"
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "mslesion.cli", "train",
-           "--config", str(_config(tmp_path, tiny_dataset, max_epochs=1)), "--out", str(out)]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mslesion.cli",
+        "train",
+        "--config",
+        str(_config(tmp_path, tiny_dataset, max_epochs=1)),
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -51,8 +51,11 @@ def _pooled(spec: ProtocolSpec, cases: dict[str, list[Case]]) -> tuple[list[Case
     for name in spec.datasets:
         for case in cases[name]:
             if case.case_id in owner:
-                raise InputError(None, f"case id {case.case_id!r} is in both {owner[case.case_id]} and {name}; "
-                                       "ids must be unique across the datasets of one fold")
+                raise InputError(
+                    None,
+                    f"case id {case.case_id!r} is in both {owner[case.case_id]} and {name}; "
+                    "ids must be unique across the datasets of one fold",
+                )
             owner[case.case_id] = name
             pooled.append(case)
     if len(pooled) < 2:
@@ -85,7 +88,9 @@ def _leave_site_out(spec: ProtocolSpec, cases: dict[str, list[Case]]) -> list[Fo
     sites = spec.sites or present
     missing = [s for s in sites if s not in present]
     if missing or len(present) < 2:
-        raise InputError(None, f"leave-site-out: sites {', '.join(missing) or '(fewer than 2)'} not usable; the data has {', '.join(present)}")
+        raise InputError(
+            None, f"leave-site-out: sites {', '.join(missing) or '(fewer than 2)'} not usable; the data has {', '.join(present)}"
+        )
     folds = []
     for site in sites:
         _, test = leave_site_out(pooled, site)

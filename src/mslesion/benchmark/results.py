@@ -33,9 +33,13 @@ def consistency_records(rows: list[dict[str, Any]], methods: list[str], out: Pat
             common = sorted(by_fold[fold_a] & by_fold[fold_b])
             if not common:
                 continue
-            values = [consistency_index(load_volume(prediction_path(out / "runs" / method / fold_a, k)).array > 0,
-                                        load_volume(prediction_path(out / "runs" / method / fold_b, k)).array > 0)
-                      for k in common]
+            values = [
+                consistency_index(
+                    load_volume(prediction_path(out / "runs" / method / fold_a, k)).array > 0,
+                    load_volume(prediction_path(out / "runs" / method / fold_b, k)).array > 0,
+                )
+                for k in common
+            ]
             records.append({"method": method, "fold_a": fold_a, "fold_b": fold_b, **describe(values)})
     return records
 
@@ -60,11 +64,15 @@ def write_results(cfg: BenchmarkConfig, out: Path, rows: list[dict[str, Any]]) -
     methods = [m.name for m in cfg.methods]
     tested = [r for r in rows if r["role"] == "test"]
     settings = list(dict.fromkeys(r["setting"] for r in tested))
-    lines = [f"# Benchmark {cfg.name}: {cfg.protocol.kind.value}", "",
-             f"Config: `{cfg.source}`. Mean ± sd over test cases; **bold** = best method of the column; "
-             r"\* p < 0.05, \*\* p < 0.01, \*\*\* p < 0.001 (paired two-sided Wilcoxon test against the best method). "
-             "CORR and hybrid are across-case scores (no sd, no test). Test-time flips: "
-             f"{cfg.test_time.flips}, overlap {cfg.test_time.overlap}.", ""]
+    lines = [
+        f"# Benchmark {cfg.name}: {cfg.protocol.kind.value}",
+        "",
+        f"Config: `{cfg.source}`. Mean ± sd over test cases; **bold** = best method of the column; "
+        r"\* p < 0.05, \*\* p < 0.01, \*\*\* p < 0.001 (paired two-sided Wilcoxon test against the best method). "
+        "CORR and hybrid are across-case scores (no sd, no test). Test-time flips: "
+        f"{cfg.test_time.flips}, overlap {cfg.test_time.overlap}.",
+        "",
+    ]
     summary, per_site = [], []
     for setting in settings:
         mine = [r for r in tested if r["setting"] == setting]
@@ -75,18 +83,28 @@ def write_results(cfg: BenchmarkConfig, out: Path, rows: list[dict[str, Any]]) -
             for metric in cfg.tables.site_metrics:
                 site_records = site_table(mine, methods, metric)
                 per_site += [{"setting": setting, **r} for r in site_records]
-                lines += [f"Per site, {LABELS.get(metric, metric)} (last column: mean ± sd of the site means; "
-                          "a smaller sd = more consistent across sites):", "", markdown_site_table(site_records, methods), ""]
+                lines += [
+                    f"Per site, {LABELS.get(metric, metric)} (last column: mean ± sd of the site means; "
+                    "a smaller sd = more consistent across sites):",
+                    "",
+                    markdown_site_table(site_records, methods),
+                    "",
+                ]
         for metric in cfg.tables.metrics:
             plot = metric_plot(mine, methods, metric, LABELS.get(metric, metric), out / "tables" / _slug(setting) / f"{metric}.png")
             lines.append(f"![{metric}]({plot.relative_to(out).as_posix()})")
         lines.append("")
     consistency = consistency_records(rows, methods, out)
     if consistency:
-        lines += ["## Consistency between models trained on different data", "",
-                  "Dice between the lesion masks that two folds' models predict for the same cases "
-                  "(DeepLesionBrain's Table 10; `evaluate.stats.consistency_index`).", "",
-                  markdown_consistency_table(consistency), ""]
+        lines += [
+            "## Consistency between models trained on different data",
+            "",
+            "Dice between the lesion masks that two folds' models predict for the same cases "
+            "(DeepLesionBrain's Table 10; `evaluate.stats.consistency_index`).",
+            "",
+            markdown_consistency_table(consistency),
+            "",
+        ]
     write_csv_atomic(out / "tables" / "summary.csv", summary, SUMMARY_COLUMNS)
     write_csv_atomic(out / "tables" / "per_site.csv", per_site, ["setting", "method", "metric", "site", "mean", "sd", "median", "n"])
     write_csv_atomic(out / "tables" / "consistency.csv", consistency, ["method", "fold_a", "fold_b", "mean", "sd", "median", "n"])

@@ -55,9 +55,15 @@ def prepare_datasets(cfg: BenchmarkConfig, out: Path) -> dict[str, Path]:
                 raise InputError(target, f"was synthesised with other settings than datasets.{name}.synth; use another --out")
         else:
             logger.info("synthesising dataset %s into %s", name, target)
-            make_dataset(target, n=int(params.get("n", 8)), seed=int(params.get("seed", 0)), n_sites=int(params.get("sites", 2)),
-                         lesion_masks_dir=params.get("lesion_masks"), resolution_mm=float(params.get("resolution", 1.0)),
-                         deform=bool(params.get("deform", True)))
+            make_dataset(
+                target,
+                n=int(params.get("n", 8)),
+                seed=int(params.get("seed", 0)),
+                n_sites=int(params.get("sites", 2)),
+                lesion_masks_dir=params.get("lesion_masks"),
+                resolution_mm=float(params.get("resolution", 1.0)),
+                deform=bool(params.get("deform", True)),
+            )
             write_json_atomic(record, params)
         paths[name] = target.resolve()  # training configs live elsewhere: a relative --out would break
     return paths
@@ -80,8 +86,7 @@ def load_cases(paths: dict[str, Path]) -> dict[str, list[Case]]:
 def fold_train_config(method: MethodSpec, fold: Fold, paths: dict[str, Path]) -> dict[str, Any]:
     """The method's training config for this fold: its datasets, its test cases excluded."""
     data = method.train.get("data", {})
-    overlay = {"data": {"datasets": [str(paths[d]) for d in fold.train_datasets],
-                        "exclude": list(data.get("exclude", [])) + fold.exclude}}
+    overlay = {"data": {"datasets": [str(paths[d]) for d in fold.train_datasets], "exclude": list(data.get("exclude", [])) + fold.exclude}}
     return deep_merge(method.train, overlay)
 
 
@@ -126,8 +131,7 @@ def _setting(cfg: BenchmarkConfig, fold: Fold, dataset: str, role: str) -> str:
     return f"{fold.name} -> {dataset}"
 
 
-def _evaluate(cfg: BenchmarkConfig, method: str, fold: Fold, fold_dir: Path,
-              cases: dict[CaseKey, Case]) -> list[dict[str, Any]]:
+def _evaluate(cfg: BenchmarkConfig, method: str, fold: Fold, fold_dir: Path, cases: dict[CaseKey, Case]) -> list[dict[str, Any]]:
     from mslesion.evaluate.runner import evaluate_pairs
     from mslesion.io.matching import MaskEntry
     from mslesion.io.volume import load_volume
@@ -139,14 +143,14 @@ def _evaluate(cfg: BenchmarkConfig, method: str, fold: Fold, fold_dir: Path,
             assert case.lesion is not None  # load_cases keeps usable cases only, each with a lesion mask
             pred = MaskEntry(case.case_id, load_volume(prediction_path(fold_dir, key)))
             (row,), _ = evaluate_pairs([(pred, MaskEntry(case.case_id, case.lesion, case.meta.site))])
-            ids = {"method": method, "fold": fold.name, "setting": _setting(cfg, fold, key[0], role), "role": role,
-                   "dataset": key[0]}
+            ids = {"method": method, "fold": fold.name, "setting": _setting(cfg, fold, key[0], role), "role": role, "dataset": key[0]}
             rows.append({**ids, **row})
     return rows
 
 
-def run_fold(cfg: BenchmarkConfig, method: MethodSpec, fold: Fold, paths: dict[str, Path],
-             cases: dict[CaseKey, Case], fold_dir: Path) -> None:
+def run_fold(
+    cfg: BenchmarkConfig, method: MethodSpec, fold: Fold, paths: dict[str, Path], cases: dict[CaseKey, Case], fold_dir: Path
+) -> None:
     """Train, segment and score one (method, fold) unless its metrics.csv already exists."""
     from mslesion.evaluate.case_metrics import CASE_COLUMNS
 
@@ -169,11 +173,16 @@ def run_fold(cfg: BenchmarkConfig, method: MethodSpec, fold: Fold, paths: dict[s
         _segment(cases[key], contrasts, model, prediction_path(fold_dir, key).parent, cfg)
     segmented = time.perf_counter()
     rows = _evaluate(cfg, method.name, fold, fold_dir, cases)
-    write_json_atomic(fold_dir / "summary.json", {
-        "method": method.name, "fold": fold.to_dict(), "training": training,
-        "train_seconds_this_run": round(trained - started, 1),
-        "segment_seconds_per_case": round((segmented - trained) / max(1, len(keys)), 2),
-    })
+    write_json_atomic(
+        fold_dir / "summary.json",
+        {
+            "method": method.name,
+            "fold": fold.to_dict(),
+            "training": training,
+            "train_seconds_this_run": round(trained - started, 1),
+            "segment_seconds_per_case": round((segmented - trained) / max(1, len(keys)), 2),
+        },
+    )
     write_csv_atomic(fold_dir / "metrics.csv", rows, ID_COLUMNS + list(CASE_COLUMNS))
 
 

@@ -69,8 +69,17 @@ def compare_to_best(rows: Sequence[Row], methods: Sequence[str], metric: str) ->
             common = sorted(set(per_method[best]) & set(per_method[method]))
             if common:
                 p = paired_wilcoxon([per_method[best][k] for k in common], [per_method[method][k] for k in common]).p_value
-        records.append({"method": method, "metric": metric, **stats[method], "best_method": best or "",
-                        "is_best": method == best, "p_vs_best": p, "stars": stars(p)})
+        records.append(
+            {
+                "method": method,
+                "metric": metric,
+                **stats[method],
+                "best_method": best or "",
+                "is_best": method == best,
+                "p_vs_best": p,
+                "stars": stars(p),
+            }
+        )
     return records
 
 
@@ -78,13 +87,25 @@ def across_case_scores(rows: Sequence[Row], methods: Sequence[str]) -> list[dict
     """CORR (predicted vs reference lesion volume across cases) and the ISBI hybrid score per method."""
     records = []
     for method in methods:
-        mine = [{k: _value(r, k) for k in ("dice", "ppv", "ltpr", "lfpr", "vol_pred_ml", "vol_ref_ml")}
-                for r in rows if r["method"] == method]
+        mine = [
+            {k: _value(r, k) for k in ("dice", "ppv", "ltpr", "lfpr", "vol_pred_ml", "vol_ref_ml")} for r in rows if r["method"] == method
+        ]
         summary = summarise(mine, group_key=None)
         for metric in ("corr", "hybrid_score"):
-            records.append({"method": method, "metric": metric, "mean": summary[metric], "sd": math.nan,
-                            "median": math.nan, "n": summary["n_cases"], "best_method": "", "is_best": False,
-                            "p_vs_best": math.nan, "stars": ""})
+            records.append(
+                {
+                    "method": method,
+                    "metric": metric,
+                    "mean": summary[metric],
+                    "sd": math.nan,
+                    "median": math.nan,
+                    "n": summary["n_cases"],
+                    "best_method": "",
+                    "is_best": False,
+                    "p_vs_best": math.nan,
+                    "stars": "",
+                }
+            )
     return records
 
 
@@ -105,8 +126,17 @@ def site_table(rows: Sequence[Row], methods: Sequence[str], metric: str) -> list
             site_means.append(stats["mean"])
             records.append({"method": method, "metric": metric, "site": site, **stats})
         spread = describe(site_means)
-        records.append({"method": method, "metric": metric, "site": "mean of sites", "mean": spread["mean"],
-                        "sd": spread["sd"], "median": spread["median"], "n": spread["n"]})
+        records.append(
+            {
+                "method": method,
+                "metric": metric,
+                "site": "mean of sites",
+                "mean": spread["mean"],
+                "sd": spread["sd"],
+                "median": spread["median"],
+                "n": spread["n"],
+            }
+        )
     return records
 
 
@@ -133,8 +163,7 @@ def markdown_method_table(records: Sequence[Mapping[str, Any]], methods: Sequenc
     metrics = list(dict.fromkeys(r["metric"] for r in records))
     cells = {(r["method"], r["metric"]): r for r in records}
     n = max((int(r["n"]) for r in records if r["metric"] == metrics[0]), default=0)
-    lines = [f"| method (n={n:d}) | {' | '.join(LABELS.get(m, m) for m in metrics)} |",
-             "|---|" + "---|" * len(metrics)]
+    lines = [f"| method (n={n:d}) | {' | '.join(LABELS.get(m, m) for m in metrics)} |", "|---|" + "---|" * len(metrics)]
     for method in methods:
         lines.append(f"| {method} | " + " | ".join(_cell(cells[(method, m)]) for m in metrics) + " |")
     return "\n".join(lines)
@@ -147,8 +176,11 @@ def markdown_site_table(records: Sequence[Mapping[str, Any]], methods: Sequence[
     lines = ["| method | " + " | ".join(sites) + " |", "|---|" + "---|" * len(sites)]
     for method in methods:
         row = [cells[(method, s)] for s in sites]
-        lines.append(f"| {method} | " + " | ".join(
-            fmt(r["mean"]) if math.isnan(float(r["sd"])) else f"{fmt(r['mean'])} ± {fmt(r['sd'])}" for r in row) + " |")
+        lines.append(
+            f"| {method} | "
+            + " | ".join(fmt(r["mean"]) if math.isnan(float(r["sd"])) else f"{fmt(r['mean'])} ± {fmt(r['sd'])}" for r in row)
+            + " |"
+        )
     return "\n".join(lines)
 
 

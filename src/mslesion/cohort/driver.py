@@ -69,13 +69,16 @@ def prepare_cohort_out(out: Path, source: Path, name: str) -> None:
     except OSError as exc:
         raise InputError(out, f"cannot create the output folder ({exc.strerror})") from None
     clear_leftovers(out)
-    write_json_atomic(description, {
-        "Name": name,
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mslesion", "Version": __version__, "Description": "MS lesion segmentation, locations and reports"}],
-        "SourceDatasets": [{"URL": f"file://{source.resolve()}"}],
-    })
+    write_json_atomic(
+        description,
+        {
+            "Name": name,
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "mslesion", "Version": __version__, "Description": "MS lesion segmentation, locations and reports"}],
+            "SourceDatasets": [{"URL": f"file://{source.resolve()}"}],
+        },
+    )
 
 
 def run_jobs(

@@ -128,8 +128,12 @@ def _run_on_pool(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any])
     workers, threads = options.workers or 1, options.threads
     remaining, barren = list(tasks), 0
     while remaining:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process,
-                                   initargs=(spec, threads, options.gpus_per_task > 0))
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_process,
+            initargs=(spec, threads, options.gpus_per_task > 0),
+        )
         try:
             futures = {pool.submit(_run_in_process, task): task for task in remaining}
             remaining, finished = [], 0

@@ -34,9 +34,12 @@ VISIT_CONTRASTS = ("FLAIR", "T1")  # what `new-lesions` takes of each visit
 # Counts per change class (postprocess.changes.ChangeKind): `probability-change` classes every changed
 # lesion; subtraction and the network report new lesions only, so their other classes stay 0.
 CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
-PAIR_COLUMNS = ["subject", "baseline", "followup", "new_lesion_count", "new_lesion_volume_ml"] + [
-    f"{kind}_count" for kind in CHANGE_KINDS
-] + [f"{k}_{m}" for k in LOCATION_KEYS for m in ("count", "volume_ml")] + ["warnings"]
+PAIR_COLUMNS = (
+    ["subject", "baseline", "followup", "new_lesion_count", "new_lesion_volume_ml"]
+    + [f"{kind}_count" for kind in CHANGE_KINDS]
+    + [f"{k}_{m}" for k in LOCATION_KEYS for m in ("count", "volume_ml")]
+    + ["warnings"]
+)
 PAIR_FAILURE_COLUMNS = ["subject", "baseline", "followup", "error"]
 
 
@@ -59,9 +62,14 @@ def consecutive_pairs(sessions: list[Any]) -> tuple[list[tuple[Any, Any]], list[
 
 
 def pair_row(subject: str, baseline: str, followup: str, summary: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"subject": subject, "baseline": baseline, "followup": followup,
-                           "new_lesion_count": summary.get("new_lesion_count"), "new_lesion_volume_ml": summary.get("total_volume_ml"),
-                           "warnings": " | ".join(summary.get("warnings", []))}
+    row: dict[str, Any] = {
+        "subject": subject,
+        "baseline": baseline,
+        "followup": followup,
+        "new_lesion_count": summary.get("new_lesion_count"),
+        "new_lesion_volume_ml": summary.get("total_volume_ml"),
+        "warnings": " | ".join(summary.get("warnings", [])),
+    }
     for kind in CHANGE_KINDS:
         row[f"{kind}_count"] = summary.get("change_counts", {}).get(kind, 0)
     for key, entry in summary.get("locations", {}).items():
@@ -96,14 +104,21 @@ def new_lesions_dataset(
     for base, follow in pairs:
         key = follow.name
         names[key] = (follow.subject, base.session, follow.session)
-        record = {"BaselineSession": base.session,
-                  "Sources": [f"bids:raw:{p.relative_to(bids_dir).as_posix()}" for p in (*base.images.values(), *follow.images.values())]}
+        record = {
+            "BaselineSession": base.session,
+            "Sources": [f"bids:raw:{p.relative_to(bids_dir).as_posix()}" for p in (*base.images.values(), *follow.images.values())],
+        }
         done = read_done(out / follow.rel_dir / f"{key}_{PAIR_SIDECAR}")
         if done is not None and done.get("BaselineSession") == base.session:
             jobs.append(Job(key, done=done))
             continue
-        task = Task(key, follow.rel_dir.as_posix(), {k: str(p) for k, p in follow.images.items() if k in VISIT_CONTRASTS},
-                    baseline={k: str(p) for k, p in base.images.items() if k in VISIT_CONTRASTS}, record=record)
+        task = Task(
+            key,
+            follow.rel_dir.as_posix(),
+            {k: str(p) for k, p in follow.images.items() if k in VISIT_CONTRASTS},
+            baseline={k: str(p) for k, p in base.images.items() if k in VISIT_CONTRASTS},
+            record=record,
+        )
         jobs.append(Job(key, task=task))
 
     def write_tables(result: CohortResult) -> None:

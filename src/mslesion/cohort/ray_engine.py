@@ -67,8 +67,10 @@ def run_on_ray(options: EngineOptions, spec: WorkerSpec, tasks: Sequence[Any]) -
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(None, f"cannot start or join Ray at {options.address or 'this machine'}: {first}") from None
     actor_class = ray.remote(CohortActor).options(
-        num_cpus=options.cpus_per_task or 1.0, num_gpus=options.gpus_per_task,
-        max_restarts=-1, max_task_retries=options.max_retries + 1,  # one more run than the worker's cap: it reports the failure
+        num_cpus=options.cpus_per_task or 1.0,
+        num_gpus=options.gpus_per_task,
+        max_restarts=-1,
+        max_task_retries=options.max_retries + 1,  # one more run than the worker's cap: it reports the failure
     )
     size = pool_size(options, ray.cluster_resources(), len(tasks))
     actors = [actor_class.remote(spec, options.threads if options.cpus_per_task else 1, options.gpus_per_task > 0) for _ in range(size)]

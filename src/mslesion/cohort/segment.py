@@ -27,15 +27,22 @@ logger = logging.getLogger(__name__)
 
 NAME = "mslesion lesion segmentations"
 LOCATION_KEYS = ("periventricular", "juxtacortical", "infratentorial", "deep_white_matter", "unknown")
-COHORT_COLUMNS = ["subject", "session", "lesion_count", "total_volume_ml"] + [
-    f"{k}_{m}" for k in LOCATION_KEYS for m in ("count", "volume_ml")
-] + ["warnings"]
+COHORT_COLUMNS = (
+    ["subject", "session", "lesion_count", "total_volume_ml"]
+    + [f"{k}_{m}" for k in LOCATION_KEYS for m in ("count", "volume_ml")]
+    + ["warnings"]
+)
 FAILURE_COLUMNS = ["subject", "session", "error"]
 
 
 def cohort_row(subject: str, session: str | None, summary: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"subject": subject, "session": session or "", "lesion_count": summary.get("lesion_count"),
-                           "total_volume_ml": summary.get("total_volume_ml"), "warnings": " | ".join(summary.get("warnings", []))}
+    row: dict[str, Any] = {
+        "subject": subject,
+        "session": session or "",
+        "lesion_count": summary.get("lesion_count"),
+        "total_volume_ml": summary.get("total_volume_ml"),
+        "warnings": " | ".join(summary.get("warnings", [])),
+    }
     for key, entry in summary.get("locations", {}).items():
         row[f"{key}_count"] = entry["count"]
         row[f"{key}_volume_ml"] = entry["volume_ml"]
@@ -48,9 +55,16 @@ def _page_row(subject: str, session: str | None, summary: dict[str, Any], meta: 
 
     name = f"{subject}_{session}" if session else subject
     anat = Path(subject, session, "anat") if session else Path(subject, "anat")
-    return {"name": name, "lesion_count": summary.get("lesion_count"), "total_volume_ml": summary.get("total_volume_ml"),
-            "flags": sorted(set(qc_entries(summary, "flags"))), "warnings": len(summary.get("warnings", [])),
-            "report": (anat / f"{name}_report.html").as_posix(), "site": getattr(meta, "site", None), "scanner": getattr(meta, "scanner", None)}
+    return {
+        "name": name,
+        "lesion_count": summary.get("lesion_count"),
+        "total_volume_ml": summary.get("total_volume_ml"),
+        "flags": sorted(set(qc_entries(summary, "flags"))),
+        "warnings": len(summary.get("warnings", [])),
+        "report": (anat / f"{name}_report.html").as_posix(),
+        "site": getattr(meta, "site", None),
+        "scanner": getattr(meta, "scanner", None),
+    }
 
 
 def segment_dataset(

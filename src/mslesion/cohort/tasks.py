@@ -140,8 +140,12 @@ class CohortWorker:
         attempt = self.attempts.start(task.key)
         if attempt > self.spec.max_attempts:
             self.attempts.finish(task.key)
-            return Outcome(task.key, error=f"worker lost {attempt - 1} time(s) while running it (killed, out of memory or node lost)",
-                           attempts=attempt - 1, where=here())
+            return Outcome(
+                task.key,
+                error=f"worker lost {attempt - 1} time(s) while running it (killed, out of memory or node lost)",
+                attempts=attempt - 1,
+                where=here(),
+            )
         work = self.out / f"{WORK_PREFIX}{uuid.uuid4().hex[:8]}"
         scratch = work / task.key  # the pipelines name the report's case after their output folder
         try:

@@ -150,9 +150,7 @@ def _metric_stats(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> dict
     return {c: describe(float(row.get(c, math.nan)) for row in rows) for c in columns}
 
 
-def _scores(
-    rows: Sequence[Mapping[str, Any]], stats: Mapping[str, Mapping[str, Any]], policy: EmptyPolicy
-) -> dict[str, Any]:
+def _scores(rows: Sequence[Mapping[str, Any]], stats: Mapping[str, Mapping[str, Any]], policy: EmptyPolicy) -> dict[str, Any]:
     """Across-case CORR (vol_pred_ml vs vol_ref_ml) and ISBI hybrid score from the mean metrics."""
     corr = volume_correlation(
         [float(row.get("vol_pred_ml", math.nan)) for row in rows],

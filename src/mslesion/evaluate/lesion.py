@@ -149,9 +149,7 @@ def overlap_table(ref_labels: np.ndarray, n_ref: int, pred_labels: np.ndarray, n
     return counts.reshape(n_ref + 1, n_pred + 1)
 
 
-def _false_positive_ratio_test(
-    table: np.ndarray, col_sum: np.ndarray, i: int, beta: float, gamma: float
-) -> bool:
+def _false_positive_ratio_test(table: np.ndarray, col_sum: np.ndarray, i: int, beta: float, gamma: float) -> bool:
     """Anima's `falsePositiveRatioTester` for row lesion i of `table` (rows = lesions under test).
 
     Column lesions are visited by decreasing overlap with i (stable: ties keep label order,

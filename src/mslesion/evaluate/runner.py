@@ -51,8 +51,11 @@ def _predicted(entry: MaskEntry, threshold: float | None) -> np.ndarray:
         other = (data != 0) & (data != 1)
         if other.any():
             example = float(data[other].flat[0])
-            raise InputError(entry.volume.path, f"is not a binary mask ({int(other.sum())} voxels hold values other than 0 and 1, "
-                                                f"e.g. {example:g}); give a lesion mask, or --threshold to binarise a probability map")
+            raise InputError(
+                entry.volume.path,
+                f"is not a binary mask ({int(other.sum())} voxels hold values other than 0 and 1, "
+                f"e.g. {example:g}); give a lesion mask, or --threshold to binarise a probability map",
+            )
     return data > 0
 
 
@@ -73,15 +76,16 @@ def evaluate_pairs(
     rows = []
     for pred, ref in pairs:
         if not pred.volume.same_grid(ref.volume):
-            raise InputError(
-                pred.volume.path, f"grid {pred.volume.shape} differs from reference {ref.volume.path} {ref.volume.shape}"
-            )
+            raise InputError(pred.volume.path, f"grid {pred.volume.shape} differs from reference {ref.volume.path} {ref.volume.shape}")
         metrics = evaluate_case(_predicted(pred, threshold), _binary(ref), ref.volume.spacing, connectivity=connectivity, policy=policy)
         rows.append({"case_id": ref.case_id, "site": ref.site or "", **metrics})
         logger.debug("evaluated %s", ref.case_id)
     summary = summarise(rows, group_key="site")
-    summary["conventions"] = {"lesion_connectivity": connectivity, "empty_masks": policy.as_dict(),
-                              "prediction": "binary mask" if threshold is None else f"value > {threshold}"}
+    summary["conventions"] = {
+        "lesion_connectivity": connectivity,
+        "empty_masks": policy.as_dict(),
+        "prediction": "binary mask" if threshold is None else f"value > {threshold}",
+    }
     return rows, summary
 
 
@@ -106,7 +110,12 @@ def _format_table(summary: dict[str, Any], columns: tuple[str, ...], title: str)
 
 
 def run_evaluation(
-    pred: Path, ref: Path, out: Path, connectivity: int = 26, task: str = "lesions", empty_dice: str = "nan",
+    pred: Path,
+    ref: Path,
+    out: Path,
+    connectivity: int = 26,
+    task: str = "lesions",
+    empty_dice: str = "nan",
     threshold: float | None = None,
 ) -> str:
     """Evaluate predictions against references, write metrics.csv and summary.json, return the printed table."""

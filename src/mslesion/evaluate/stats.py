@@ -16,9 +16,7 @@ from mslesion.evaluate.voxel import dice
 logger = logging.getLogger(__name__)
 
 
-def volume_correlation(
-    pred_volumes: Sequence[float], ref_volumes: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY
-) -> float:
+def volume_correlation(pred_volumes: Sequence[float], ref_volumes: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY) -> float:
     """Pearson correlation of predicted vs reference lesion volumes across cases (ISBI 2015 "Corr").
 
     Pairs with a NaN are dropped. Fewer than 2 pairs or a zero variance ->
@@ -73,9 +71,7 @@ class WilcoxonResult:
         return asdict(self)
 
 
-def paired_wilcoxon(
-    scores_a: Sequence[float], scores_b: Sequence[float], zero_method: str = "wilcox"
-) -> WilcoxonResult:
+def paired_wilcoxon(scores_a: Sequence[float], scores_b: Sequence[float], zero_method: str = "wilcox") -> WilcoxonResult:
     """Paired two-sided Wilcoxon signed-rank test between two methods' per-case scores.
 
     Uses scipy.stats.wilcoxon (method "auto": exact null distribution for small samples

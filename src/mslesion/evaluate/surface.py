@@ -62,9 +62,7 @@ class DirectedDistances:
         return np.concatenate([self.pred_to_ref, self.ref_to_pred])
 
 
-def directed_surface_distances(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]
-) -> DirectedDistances | None:
+def directed_surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> DirectedDistances | None:
     """Both directed surface-distance sets in mm, or None if either mask is empty."""
     p, r = as_mask_pair(pred, ref)
     sampling = _check_spacing(spacing, p.ndim)
@@ -83,17 +81,13 @@ def _empty_value(pred: np.ndarray, ref: np.ndarray, policy: EmptyPolicy) -> floa
     return policy.surface_both_empty if both else policy.surface_one_empty
 
 
-def hausdorff_distance(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY
-) -> float:
+def hausdorff_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY) -> float:
     """Hausdorff distance (mm): the largest directed surface distance of both directions."""
     d = directed_surface_distances(pred, ref, spacing)
     return _empty_value(pred, ref, policy) if d is None else float(d.pooled.max())
 
 
-def hd95(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY
-) -> float:
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY) -> float:
     """95th percentile Hausdorff distance (mm).
 
     95th percentile (numpy linear interpolation) of the pooled directed surface distances
@@ -103,9 +97,7 @@ def hd95(
     return _empty_value(pred, ref, policy) if d is None else float(np.percentile(d.pooled, 95))
 
 
-def assd(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY
-) -> float:
+def assd(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY) -> float:
     """Average symmetric surface distance (mm), pooled definition.
 
     ASSD = (sum_{a in S_P} d(a, S_R) + sum_{b in S_R} d(b, S_P)) / (|S_P| + |S_R|)
@@ -119,9 +111,7 @@ def assd(
     return _empty_value(pred, ref, policy) if d is None else float(d.pooled.mean())
 
 
-def assd_mean_of_means(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY
-) -> float:
+def assd_mean_of_means(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY) -> float:
     """Old medpy (<= 0.4) ASSD: mean of the two directed mean surface distances (mm), for comparison.
 
     Equals (medpy.metric.binary.asd(P, R) + asd(R, P)) / 2 with the same spacing and
@@ -133,9 +123,7 @@ def assd_mean_of_means(
     return float((d.pred_to_ref.mean() + d.ref_to_pred.mean()) / 2.0)
 
 
-def surface_metrics(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY
-) -> dict[str, float]:
+def surface_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], policy: EmptyPolicy = DEFAULT_POLICY) -> dict[str, float]:
     """hd_mm, hd95_mm and assd_mm (pooled) from a single pair of distance transforms."""
     d = directed_surface_distances(pred, ref, spacing)
     if d is None:

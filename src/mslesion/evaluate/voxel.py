@@ -147,9 +147,7 @@ def absolute_volume_difference_ml(pred: np.ndarray, ref: np.ndarray, voxel_volum
     return abs(volume_ml(p, voxel_volume) - volume_ml(r, voxel_volume))
 
 
-def relative_volume_difference(
-    pred: np.ndarray, ref: np.ndarray, policy: EmptyPolicy = DEFAULT_POLICY
-) -> float:
+def relative_volume_difference(pred: np.ndarray, ref: np.ndarray, policy: EmptyPolicy = DEFAULT_POLICY) -> float:
     """Signed relative volume difference (Vp - Vr) / Vr (as medpy `ravd`; > 0 = over-segmentation).
 
     Voxel volume cancels out. Empty reference -> `policy.rvd_ref_empty`.
@@ -166,9 +164,7 @@ def avd_isbi(pred: np.ndarray, ref: np.ndarray, policy: EmptyPolicy = DEFAULT_PO
     return abs(value) if not math.isnan(value) else value
 
 
-def voxel_metrics(
-    pred: np.ndarray, ref: np.ndarray, voxel_volume: float, policy: EmptyPolicy = DEFAULT_POLICY
-) -> dict[str, float]:
+def voxel_metrics(pred: np.ndarray, ref: np.ndarray, voxel_volume: float, policy: EmptyPolicy = DEFAULT_POLICY) -> dict[str, float]:
     """All voxel-wise metrics of one case from a single confusion count (volumes in mL)."""
     c = confusion(pred, ref)
     vol_pred = _volume_ml(c.tp + c.fp, voxel_volume)

@@ -73,8 +73,15 @@ def onnx_bytes(net: nn.Module, window_shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter warns about instance norm in eval mode, which is what we want
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(window_shape),), buffer, input_names=["image"], output_names=["logits"],  # type: ignore[arg-type]  # torch types f as a path; its TorchScript exporter (dynamo=False) takes a file object too
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            net,
+            (torch.zeros(window_shape),),
+            buffer,  # type: ignore[arg-type]  # torch types f as a path; its TorchScript exporter (dynamo=False) takes a file object too
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamo=False,
+        )
     return buffer.getvalue()
 
 
@@ -95,8 +102,11 @@ def openvino_predictor(net: nn.Module, window_shape: tuple[int, ...], bfloat16: 
     import openvino as ov
 
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "bf16" if bfloat16 else "f32",
-              "PERFORMANCE_HINT": "LATENCY"}
+    config = {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "INFERENCE_PRECISION_HINT": "bf16" if bfloat16 else "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    }
     request = core.compile_model(core.read_model(onnx_bytes(net, window_shape), b""), "CPU", config).create_infer_request()
     return _padded(lambda w: torch.from_numpy(request.infer({0: w.numpy()})[0].copy()), window_shape[0])
 

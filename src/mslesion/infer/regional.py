@@ -35,9 +35,7 @@ def check_grid(model: RegionalEnsemble, volume: Volume) -> None:
         )
 
 
-def predict_regional(
-    model: RegionalEnsemble, image: np.ndarray, threshold: float, flips: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+def predict_regional(model: RegionalEnsemble, image: np.ndarray, threshold: float, flips: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(mean probability float32, majority-vote mask bool) of a (C, D, H, W) normalised image;
     `flips` >= 2 adds the left-right mirrored image to the vote (`RegionalEnsemble.predict_volume`)."""
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))

@@ -98,8 +98,15 @@ def predict_probability(
         dims = [a + 2 for a in axes]
         x = torch.flip(crop, dims) if dims else crop
         logits = sliding_window_inference(
-            x, roi_size=tuple(patch_size), sw_batch_size=batch_size, predictor=window_logits, overlap=overlap, mode=blend,
-            sw_device=_device(net), device=torch.device("cpu"), progress=interactive(),
+            x,
+            roi_size=tuple(patch_size),
+            sw_batch_size=batch_size,
+            predictor=window_logits,
+            overlap=overlap,
+            mode=blend,
+            sw_device=_device(net),
+            device=torch.device("cpu"),
+            progress=interactive(),
         )
         assert isinstance(logits, torch.Tensor)  # one tensor per window in, one tensor out (MONAI stitches tuples and dicts too)
         prob = torch.sigmoid(logits)

@@ -124,6 +124,7 @@ def _session_dirs(root: Path) -> list[Path]:
 
 def _meta(sub: str, ses: str | None, row: dict[str, str], sidecar: dict[str, Any], table: Path, sidecar_path: Path | None) -> CaseMeta:
     """The session's metadata: participants.tsv (`table`) first, then its image's sidecar."""
+
     def pick(column: str, key: str, parse: Callable[[Any, str, Path | None], Any]) -> Any:
         if row.get(column) not in (None, "", "n/a"):
             return parse(row[column], f"{column} of {sub}", table)

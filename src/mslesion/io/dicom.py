@@ -89,8 +89,11 @@ def check_slice_spacing(files: list[str], folder: Path) -> None:
     gaps = np.diff(np.sort(positions @ (normal / np.linalg.norm(normal))))
     median = float(np.median(gaps))
     if median <= 1e-3 or np.any(np.abs(gaps - median) > GAP_TOLERANCE * median):
-        raise InputError(folder, f"DICOM slices are not evenly spaced (gaps {gaps.min():.2f} to {gaps.max():.2f} mm "
-                                 "along the slice normal: missing or duplicated slices?)")
+        raise InputError(
+            folder,
+            f"DICOM slices are not evenly spaced (gaps {gaps.min():.2f} to {gaps.max():.2f} mm "
+            "along the slice normal: missing or duplicated slices?)",
+        )
 
 
 def sitk_to_arrays(image, path: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -98,7 +101,9 @@ def sitk_to_arrays(image, path: Path | None = None) -> tuple[np.ndarray, np.ndar
     from mslesion.space.sitkio import from_sitk, sitk_affine
 
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(path, f"is a {image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} components; a 3D scalar image is needed")
+        raise InputError(
+            path, f"is a {image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} components; a 3D scalar image is needed"
+        )
     affine = sitk_affine(image)
     check_shape(tuple(int(n) for n in image.GetSize()), 4, path)
     warnings = check_spacing(tuple(float(s) for s in image.GetSpacing()), path)

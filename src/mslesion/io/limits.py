@@ -32,10 +32,15 @@ SCALAR_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 def check_shape(shape: tuple[int, ...], itemsize: int, path: str | Path | None) -> None:
     """Refuse a 3D grid that is too small or too large, from the header alone."""
     if any(n < MIN_SLICES for n in shape):
-        raise InputError(path, f"has only {min(shape)} slice(s) along an axis (shape {tuple(shape)}); a 3D volume of at least {MIN_SLICES} slices per axis is needed")
+        raise InputError(
+            path,
+            f"has only {min(shape)} slice(s) along an axis (shape {tuple(shape)}); a 3D volume of at least {MIN_SLICES} slices per axis is needed",
+        )
     voxels = int(np.prod([int(n) for n in shape], dtype=object))
     if max(shape) > MAX_AXIS or voxels > MAX_VOXELS:
-        raise InputError(path, f"image of shape {tuple(shape)} is too large (limit {MAX_AXIS} voxels per axis and {MAX_VOXELS // 2**20}M voxels in all)")
+        raise InputError(
+            path, f"image of shape {tuple(shape)} is too large (limit {MAX_AXIS} voxels per axis and {MAX_VOXELS // 2**20}M voxels in all)"
+        )
     if voxels * itemsize > MAX_DATA_BYTES:
         raise InputError(path, f"voxel data of {voxels * itemsize / 2**30:.1f} GiB is too large (limit {MAX_DATA_BYTES / 2**30:.0f} GiB)")
 
@@ -101,8 +106,10 @@ def check_contrast_sign(data: np.ndarray, path: str | Path | None) -> list[str]:
     sample = np.asarray(data[::2, ::2, ::2] if data.ndim == 3 else data, dtype=np.float64)
     low, high = (float(v) + 0.0 for v in np.percentile(sample, [1, 99]))  # + 0.0: no '-0' in the message
     if low < 0 and -low > high:
-        return [f"{path}: the image looks negated (1st percentile {low:.4g} lies further below zero than the 99th, {high:.4g}, above it): "
-                "the brain is darker than the background; check the export or the scl_slope; the result is unreliable"]
+        return [
+            f"{path}: the image looks negated (1st percentile {low:.4g} lies further below zero than the 99th, {high:.4g}, above it): "
+            "the brain is darker than the background; check the export or the scl_slope; the result is unreliable"
+        ]
     return []
 
 
@@ -120,8 +127,10 @@ def check_qform_sform(header: Nifti1Header, shape: tuple[int, ...], path: object
         return []
     from nibabel.spatialimages import HeaderDataError
 
-    invalid = [f"{path}: the header's qform is invalid (quaternion, offsets or voxel sizes); mslesion uses the sform, "
-               "tools that read the qform will fail on this image or place it elsewhere"]
+    invalid = [
+        f"{path}: the header's qform is invalid (quaternion, offsets or voxel sizes); mslesion uses the sform, "
+        "tools that read the qform will fail on this image or place it elsewhere"
+    ]
     try:
         qform = header.get_qform()
     except (ValueError, HeaderDataError):  # |b, c, d| > 1, negative pixdim, qfac not +-1
@@ -133,8 +142,10 @@ def check_qform_sform(header: Nifti1Header, shape: tuple[int, ...], path: object
     apart = float(np.max(np.linalg.norm((corners @ (qform - sform).T)[:, :3], axis=1)))
     if not np.isfinite(apart) or apart <= QFORM_SFORM_TOLERANCE_MM:
         return []
-    return [f"{path}: the header's qform and sform disagree (the image's corners {apart:.1f} mm apart); "
-            "mslesion uses the sform, tools that read the qform will place this image elsewhere"]
+    return [
+        f"{path}: the header's qform and sform disagree (the image's corners {apart:.1f} mm apart); "
+        "mslesion uses the sform, tools that read the qform will place this image elsewhere"
+    ]
 
 
 def finite_float32(data: np.ndarray, path: str | Path | None) -> np.ndarray:

@@ -58,9 +58,7 @@ def read_nnunet(root: str | Path, split: str = "Tr") -> list[Case]:
         if missing:
             raise InputError(image_dir, f"case {case_id} lacks channel(s) {sorted(missing)}")
         label = label_dir / f"{case_id}{ending}"
-        cases.append(
-            Case(case_id=case_id, images=images, lesion=load_volume(label) if label.is_file() else None, meta=CaseMeta())
-        )
+        cases.append(Case(case_id=case_id, images=images, lesion=load_volume(label) if label.is_file() else None, meta=CaseMeta()))
     if not cases:
         raise InputError(image_dir, f"no *{ending} images found")
     return cases

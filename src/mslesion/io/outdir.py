@@ -74,7 +74,9 @@ def prepare_out(out: Path, inputs: Iterable[Path | None] = ()) -> None:
     # Killed while publishing into a new folder: the record, moved last, is still in staging.
     half_published = not recorded and any(is_mslesion_run(p) for p in leftovers)
     if others and not recorded and not half_published:
-        raise InputError(out, "output folder is not empty and holds no previous mslesion run (no summary.json); choose a new or empty folder")
+        raise InputError(
+            out, "output folder is not empty and holds no previous mslesion run (no summary.json); choose a new or empty folder"
+        )
     for path in leftovers + (others if half_published else []):  # what a killed run left
         try:
             _remove(path)

@@ -90,9 +90,7 @@ class Volume:
     _image: nib.Nifti1Image | None = field(default=None, repr=False)
 
     @classmethod
-    def from_array(
-        cls, array: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None
-    ) -> Volume:
+    def from_array(cls, array: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None) -> Volume:
         """A volume held in memory (no file behind it)."""
         array = np.asarray(array)
         if array.ndim != 3:

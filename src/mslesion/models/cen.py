@@ -53,9 +53,7 @@ class ConvolutionalEncoderNetwork(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"input must be (N, C, D, H, W), got shape {tuple(x.shape)}")
         if min(x.shape[2:]) < self.kernel:
-            raise ValueError(
-                f"every spatial size must be at least the kernel size {self.kernel}, got {tuple(x.shape[2:])}"
-            )
+            raise ValueError(f"every spatial size must be at least the kernel size {self.kernel}, got {tuple(x.shape[2:])}")
         return self.decoder(self.activation(self.encoder(x)))
 
 
@@ -115,9 +113,7 @@ def lesion_prior_from_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray
     return np.sqrt(total / len(paths)).astype(np.float32), first.affine.copy()
 
 
-def _dice_per_threshold(
-    probability: np.ndarray, reference: np.ndarray, grid: np.ndarray, empty_dice: float
-) -> np.ndarray:
+def _dice_per_threshold(probability: np.ndarray, reference: np.ndarray, grid: np.ndarray, empty_dice: float) -> np.ndarray:
     """Dice of `probability > t` against `reference` for every t of `grid` (both empty: `empty_dice`)."""
     lesion = np.asarray(reference) != 0
     prob = np.asarray(probability, dtype=np.float64).ravel()
@@ -152,9 +148,7 @@ def tune_threshold(
     scores = np.zeros(thresholds.size)
     for index, (probability, reference) in enumerate(zip(probabilities, references, strict=True)):
         if np.shape(probability) != np.shape(reference):
-            raise ValueError(
-                f"case {index}: probability shape {np.shape(probability)} differs from reference {np.shape(reference)}"
-            )
+            raise ValueError(f"case {index}: probability shape {np.shape(probability)} differs from reference {np.shape(reference)}")
         scores += _dice_per_threshold(probability, reference, thresholds, empty_dice)
     scores /= len(probabilities)
     best = int(np.argmax(scores))

@@ -41,9 +41,7 @@ REGION_COUNTS: tuple[int, int, int] = (5, 5, 5)
 Members = Sequence[tuple[int, bool]]
 
 
-def build_compact_unet(
-    in_channels: int = 2, features: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.5, groups: int = 8
-) -> UNet3D:
+def build_compact_unet(in_channels: int = 2, features: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.5, groups: int = 8) -> UNet3D:
     """DeepLesionBrain's compact 3D U-Net: 3 down/3 up stages, group norm (8 groups), ReLU,
     dropout 0.5 right after each max-pooling.
 
@@ -52,8 +50,13 @@ def build_compact_unet(
     Inputs: T1 and FLAIR (2 channels) by default; output: one lesion logit channel.
     """
     return UNet3D(
-        in_channels, features, norm=Norm.GROUP, groups=groups, act=Activation.RELU,
-        dropout=dropout, dropout_at=DropoutAt.POOL,
+        in_channels,
+        features,
+        norm=Norm.GROUP,
+        groups=groups,
+        act=Activation.RELU,
+        dropout=dropout,
+        dropout_at=DropoutAt.POOL,
     )
 
 
@@ -254,7 +257,10 @@ class RegionalEnsemble(nn.Module):
 
     @classmethod
     def from_generic(
-        cls, generic: nn.Module, regions: Sequence[Region], groups: Mapping[int, Members],
+        cls,
+        generic: nn.Module,
+        regions: Sequence[Region],
+        groups: Mapping[int, Members],
         grid_affine: np.ndarray | None = None,
     ) -> RegionalEnsemble:
         """One copy of the trained generic network per group (then fine-tuned per region)."""
@@ -298,9 +304,7 @@ class RegionalEnsemble(nn.Module):
         return votes, cover, prob_sum / cover.clamp(min=1)
 
     @torch.no_grad()
-    def predict_volume(
-        self, image: torch.Tensor, threshold: float = 0.5, flips: int = 1
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_volume(self, image: torch.Tensor, threshold: float = 0.5, flips: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Lesion mask (D, H, W, bool) by majority vote, and the mean probability map (float32).
 
         Each region's network predicts its sub-volume (flipped along x in, and back out, for

@@ -130,9 +130,7 @@ class FiLMGenerator(nn.Module):
 
     def __init__(self, metadata_size: int, channels: Sequence[int], hidden: int = 64) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(
-            nn.Linear(metadata_size, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid()
-        )
+        self.trunk = nn.Sequential(nn.Linear(metadata_size, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid())
         heads = [nn.Linear(hidden, 2 * c) for c in channels]
         self.heads = nn.ModuleList(heads)
         for head, c in zip(heads, channels, strict=True):
@@ -206,9 +204,7 @@ class FiLMUNet(nn.Module):
         """(N, size) metadata tensor for this network's site vocabulary."""
         return self.metadata_spec.encode_batch(metas)
 
-    def _film_parameters(
-        self, x: torch.Tensor, metadata: torch.Tensor | None
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _film_parameters(self, x: torch.Tensor, metadata: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(gamma, beta) of every FiLM layer, from (N, size) or (size,) metadata; None is all unknown."""
         n = x.shape[0]
         if metadata is None:
@@ -217,9 +213,7 @@ class FiLMUNet(nn.Module):
         if metadata.ndim == 1:
             metadata = metadata.expand(n, -1)
         if metadata.shape != (n, self.metadata_spec.size):
-            raise ValueError(
-                f"metadata must be ({n}, {self.metadata_spec.size}) for {n} inputs, got {tuple(metadata.shape)}"
-            )
+            raise ValueError(f"metadata must be ({n}, {self.metadata_spec.size}) for {n} inputs, got {tuple(metadata.shape)}")
         return self.generator(metadata)
 
     def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:

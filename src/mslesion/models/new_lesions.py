@@ -19,7 +19,9 @@ from mslesion.models.unet import build_unet
 class EarlyFusionUNet(nn.Module):
     """U-Net on (baseline, follow-up[, ...], follow-up - baseline per pair) channels; one logit out."""
 
-    def __init__(self, in_channels: int, features: tuple[int, ...] = (8, 16, 32, 64, 128, 8), difference: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, features: tuple[int, ...] = (8, 16, 32, 64, 128, 8), difference: bool = True, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if in_channels < 2 or in_channels % 2:
             raise ValueError(f"a new-lesion model takes (baseline, follow-up) channel pairs, got {in_channels} channel(s)")

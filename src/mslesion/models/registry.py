@@ -79,4 +79,3 @@ def build_network(architecture: str, in_channels: int, params: dict[str, Any] | 
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     return ARCHITECTURES[architecture](in_channels=in_channels, **(params or {}))
-

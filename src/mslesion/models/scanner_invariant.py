@@ -123,18 +123,12 @@ class UNet3D(nn.Module):
         norm, act, self.dropout_at = Norm(norm), Activation(act), DropoutAt(dropout_at)
         self.features = features
         widths = (in_channels, *features)
-        self.encoder = nn.ModuleList(
-            _conv_block(widths[k], widths[k + 1], norm, groups, act) for k in range(len(features))
-        )
+        self.encoder = nn.ModuleList(_conv_block(widths[k], widths[k + 1], norm, groups, act) for k in range(len(features)))
         self.pool = nn.MaxPool3d(2)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         deep_to_shallow = range(len(features) - 1, 0, -1)
-        self.up = nn.ModuleList(
-            nn.ConvTranspose3d(features[k], features[k - 1], kernel_size=2, stride=2) for k in deep_to_shallow
-        )
-        self.decoder = nn.ModuleList(
-            _conv_block(2 * features[k - 1], features[k - 1], norm, groups, act) for k in deep_to_shallow
-        )
+        self.up = nn.ModuleList(nn.ConvTranspose3d(features[k], features[k - 1], kernel_size=2, stride=2) for k in deep_to_shallow)
+        self.decoder = nn.ModuleList(_conv_block(2 * features[k - 1], features[k - 1], norm, groups, act) for k in deep_to_shallow)
         self.head = nn.Conv3d(features[0], 1, kernel_size=1)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -166,9 +160,7 @@ class UNet3D(nn.Module):
         return self.decode(self.encode(x))
 
 
-def build_unet_bm(
-    in_channels: int, features: Sequence[int] = ASLANI_FEATURES, norm: Norm | str = Norm.GROUP, groups: int = 8
-) -> UNet3D:
+def build_unet_bm(in_channels: int, features: Sequence[int] = ASLANI_FEATURES, norm: Norm | str = Norm.GROUP, groups: int = 8) -> UNet3D:
     """Aslani et al. 2020's baseline model (BM): the 4-down/4-up 3D U-Net, no dropout.
 
     Group norm (8 groups) and LeakyReLU. Group norm rather than batch norm: it is computed
@@ -209,7 +201,10 @@ class SiteHead(nn.Module):
         super().__init__()
         h1, h2 = (int(h) for h in hidden)
         self.layers = nn.Sequential(
-            nn.Linear(in_features, h1), nn.ReLU(inplace=True), nn.Linear(h1, h2), nn.ReLU(inplace=True),
+            nn.Linear(in_features, h1),
+            nn.ReLU(inplace=True),
+            nn.Linear(h1, h2),
+            nn.ReLU(inplace=True),
             nn.Linear(h2, n_sites),
         )
 
@@ -236,9 +231,7 @@ def pearson_site_loss(site_logits: torch.Tensor, site_labels: torch.Tensor, eps:
     return r.abs()
 
 
-def random_site_loss(
-    site_logits: torch.Tensor, site_labels: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def random_site_loss(site_logits: torch.Tensor, site_labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Cross-entropy to site labels drawn uniformly over all sites, afresh at every call.
 
     Drawn uniformly rather than by permuting the batch's true labels: with batches of
@@ -314,9 +307,7 @@ class ScannerInvariantUNet(nn.Module):
             return random_site_loss(logits, site_labels, generator)
         return uniform_site_loss(logits)
 
-    def total_loss(
-        self, seg_loss: torch.Tensor, site_labels: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def total_loss(self, seg_loss: torch.Tensor, site_labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """seg_loss + lam * auxiliary_loss(site_labels)."""
         return seg_loss + self.lam * self.auxiliary_loss(site_labels, generator)
 

@@ -93,14 +93,20 @@ def check_card(card: ModelCard, source: Path) -> None:
 
     if not isinstance(card.architecture, str) or not card.architecture:
         raise InputError(source, f"invalid model card: architecture must be a name, not {_shown(card.architecture)}")
-    if (not isinstance(card.contrasts, list) or not card.contrasts or not all(isinstance(c, str) and c for c in card.contrasts)
-            or len(set(card.contrasts)) != len(card.contrasts)):
+    if (
+        not isinstance(card.contrasts, list)
+        or not card.contrasts
+        or not all(isinstance(c, str) and c for c in card.contrasts)
+        or len(set(card.contrasts)) != len(card.contrasts)
+    ):
         raise InputError(source, f"invalid model card: contrasts must be a list of distinct names, not {_shown(card.contrasts)}")
     for name in ("params", "training", "nyul"):
         if not isinstance(getattr(card, name), dict):
             raise InputError(source, f"invalid model card: {name} must be a JSON object")
     if not isinstance(card.normalisation, str) or card.normalisation not in {n.value for n in Normalisation}:
-        raise InputError(source, f"invalid model card: normalisation must be one of {[n.value for n in Normalisation]}, not {_shown(card.normalisation)}")
+        raise InputError(
+            source, f"invalid model card: normalisation must be one of {[n.value for n in Normalisation]}, not {_shown(card.normalisation)}"
+        )
     _triple(card.patch_size, "patch_size", 1, 1024, source, integer=True)
     _triple(card.spacing_mm, "spacing_mm", *SPACING_REFUSE_MM, source)
     _number(card.threshold, "threshold", 0.0, 1.0, source, open_lo=True, open_hi=True)
@@ -143,7 +149,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
         return shipped
     shipped_names = sorted(p.name for p in shipped.parent.iterdir()) if shipped.parent.is_dir() else []
     known = f"shipped models: {', '.join(shipped_names)}" if shipped_names else "no model ships with this version yet"
-    raise InputError(candidate, f"model not found: not a model folder, and {known}; train one with `mslesion train` and pass --model RUN/model")
+    raise InputError(
+        candidate, f"model not found: not a model folder, and {known}; train one with `mslesion train` and pass --model RUN/model"
+    )
 
 
 def load_model(folder: str | Path):
@@ -163,7 +171,9 @@ def load_model(folder: str | Path):
         raise InputError(card_path, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)})") from None
     card = ModelCard.from_dict(data, card_path)
     if card.architecture not in ARCHITECTURES:
-        raise InputError(card_path, f"invalid model card: unknown architecture {_shown(card.architecture)}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise InputError(
+            card_path, f"invalid model card: unknown architecture {_shown(card.architecture)}; known: {', '.join(sorted(ARCHITECTURES))}"
+        )
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -195,7 +205,9 @@ def network_shapes(card: ModelCard, source: Path) -> dict[str, tuple[int, ...]]:
             net = build_network(card.architecture, len(card.contrasts), card.params)
     except Exception as exc:  # any failure to build from the card's params is the card's fault
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise InputError(source, f"invalid model card: params do not build a {card.architecture!r} ({type(exc).__name__}: {first})") from None
+        raise InputError(
+            source, f"invalid model card: params do not build a {card.architecture!r} ({type(exc).__name__}: {first})"
+        ) from None
     return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
 
 
@@ -231,10 +243,18 @@ def combine_models(folders: list[str | Path], out: str | Path) -> ModelCard:
     for folder, (_, card) in zip(folders[1:], loaded[1:]):
         for name in ENSEMBLE_MUST_MATCH:
             if getattr(card, name) != getattr(first, name):
-                raise InputError(Path(folder), f"cannot join: its {name} {getattr(card, name)!r} differs from {Path(folders[0])}'s {getattr(first, name)!r}")
+                raise InputError(
+                    Path(folder),
+                    f"cannot join: its {name} {getattr(card, name)!r} differs from {Path(folders[0])}'s {getattr(first, name)!r}",
+                )
     state = {f"members.{i}.{name}": tensor for i, (net, _) in enumerate(loaded) for name, tensor in net.state_dict().items()}
-    card = ModelCard(**{**first.to_dict(), "architecture": "ensemble",
-                        "params": {"member_architecture": first.architecture, "member_params": first.params, "members": len(loaded)},
-                        "training": {"members": [{"model": str(folder), **c.training} for folder, (_, c) in zip(folders, loaded)]}})
+    card = ModelCard(
+        **{
+            **first.to_dict(),
+            "architecture": "ensemble",
+            "params": {"member_architecture": first.architecture, "member_params": first.params, "members": len(loaded)},
+            "training": {"members": [{"model": str(folder), **c.training} for folder, (_, c) in zip(folders, loaded)]},
+        }
+    )
     save_model(state, card, out)
     return card

@@ -114,8 +114,9 @@ def _logistic(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)  # = 1 / (1 + exp(-x)), without overflow
 
 
-def _check_inputs(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, float, float],
-                  white_matter: np.ndarray | None) -> tuple[float, float, float]:
+def _check_inputs(
+    baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, float, float], white_matter: np.ndarray | None
+) -> tuple[float, float, float]:
     shapes = {"baseline": np.shape(baseline), "followup": np.shape(followup), "brain": np.shape(brain)}
     if white_matter is not None:
         shapes["white_matter"] = np.shape(white_matter)
@@ -157,8 +158,14 @@ def subtraction_probability(
     return out
 
 
-def _score(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacing: tuple[float, float, float],
-           p: SubtractionParams, white_matter: np.ndarray | None) -> np.ndarray:
+def _score(
+    baseline: np.ndarray,
+    followup: np.ndarray,
+    brain: np.ndarray,
+    spacing: tuple[float, float, float],
+    p: SubtractionParams,
+    white_matter: np.ndarray | None,
+) -> np.ndarray:
     """`subtraction_probability` on arrays already checked and cropped to the brain."""
     out = np.zeros(brain.shape, np.float32)
     # Erode the brain before thresholding: at its surface a sub-voxel misregistration or a
@@ -190,8 +197,7 @@ def _score(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacin
         centre, sd = _robust_centre_sd(diff[core], 1e-3 * f_sd)
     diff_sd = (diff - centre) / sd
 
-    score = np.minimum(_logistic((diff_sd - p.difference_sd) / p.softness),
-                       _logistic((followup_z - p.min_followup_z) / p.softness))
+    score = np.minimum(_logistic((diff_sd - p.difference_sd) / p.softness), _logistic((followup_z - p.min_followup_z) / p.softness))
     passed = core & (diff_sd >= p.difference_sd) & (followup_z >= p.min_followup_z)
     if passed.any() and (white_matter is not None or p.baseline_lesion_z is not None):
         labels, n = label_components(passed, 26)

@@ -34,8 +34,9 @@ def _touching_volume(region: np.ndarray, visit_labels: np.ndarray, visit_sizes: 
     return int(visit_sizes[touched].sum())
 
 
-def classify_changes(change: np.ndarray, baseline_lesions: np.ndarray, followup_lesions: np.ndarray, voxel_ml: float,
-                     connectivity: int = 26) -> list[dict[str, float | str]]:
+def classify_changes(
+    change: np.ndarray, baseline_lesions: np.ndarray, followup_lesions: np.ndarray, voxel_ml: float, connectivity: int = 26
+) -> list[dict[str, float | str]]:
     """One dict per change component (lesion_id order): `change` kind, `baseline_volume_ml`, `followup_volume_ml`.
 
     Labels the three masks; whoever has their labels already calls `classify_labelled_changes`.
@@ -45,8 +46,9 @@ def classify_changes(change: np.ndarray, baseline_lesions: np.ndarray, followup_
     return classify_labelled_changes(labels, baseline, followup, voxel_ml)
 
 
-def classify_labelled_changes(labels: np.ndarray, baseline_labels: np.ndarray, followup_labels: np.ndarray,
-                              voxel_ml: float) -> list[dict[str, float | str]]:
+def classify_labelled_changes(
+    labels: np.ndarray, baseline_labels: np.ndarray, followup_labels: np.ndarray, voxel_ml: float
+) -> list[dict[str, float | str]]:
     """`classify_changes` of change lesions labelled 1..n (`lesions.lesion_labels`: the ids of the lesion table)
     and of each visit's lesions (any labelling), without labelling anything again."""
     visits = [(visit_labels, np.bincount(visit_labels.ravel())) for visit_labels in (baseline_labels, followup_labels)]
@@ -63,7 +65,9 @@ def classify_labelled_changes(labels: np.ndarray, baseline_labels: np.ndarray, f
             kind = ChangeKind.RESOLVED
         else:
             kind = ChangeKind.ENLARGING if after >= before else ChangeKind.SHRINKING
-        out.append({"change": kind.value, "baseline_volume_ml": round(before * voxel_ml, 4), "followup_volume_ml": round(after * voxel_ml, 4)})
+        out.append(
+            {"change": kind.value, "baseline_volume_ml": round(before * voxel_ml, 4), "followup_volume_ml": round(after * voxel_ml, 4)}
+        )
     return out
 
 

@@ -11,8 +11,18 @@ from mslesion.space.boxes import bounding_box_or_none
 
 # Columns of a lesion table (lesions.csv / new_lesions.csv): `lesion_rows` plus the location
 # `postprocess.locations.annotate_locations` adds; the header an empty table still gets.
-LESION_TABLE_COLUMNS = ["lesion_id", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k",
-                        "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "location"]
+LESION_TABLE_COLUMNS = [
+    "lesion_id",
+    "voxels",
+    "volume_ml",
+    "centroid_i",
+    "centroid_j",
+    "centroid_k",
+    "centroid_x_mm",
+    "centroid_y_mm",
+    "centroid_z_mm",
+    "location",
+]
 
 
 def lesion_labels(

@@ -60,5 +60,8 @@ def summary_footer(volumes: Iterable[Volume], warnings: list[str], start: float)
     the run's seconds since `start` (time.perf_counter) and the mslesion version."""
     from mslesion import __version__
 
-    return {"warnings": [w for v in volumes for w in v.warnings] + warnings, "seconds": round(time.perf_counter() - start, 2),
-            "mslesion_version": __version__}
+    return {
+        "warnings": [w for v in volumes for w in v.warnings] + warnings,
+        "seconds": round(time.perf_counter() - start, 2),
+        "mslesion_version": __version__,
+    }

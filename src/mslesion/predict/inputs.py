@@ -87,7 +87,9 @@ def brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.nda
 
 def describe_inputs(volumes: dict[str, Volume]) -> dict[str, dict[str, object]]:
     """summary.json's record of the input images, by channel name: path, shape and voxel size."""
-    return {name: {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]} for name, v in volumes.items()}
+    return {
+        name: {"path": str(v.path), "shape": list(v.shape), "spacing_mm": [round(s, 4) for s in v.spacing]} for name, v in volumes.items()
+    }
 
 
 def channel_warnings(given: Iterable[str], contrasts: list[str], modality_dropout: bool) -> list[str]:

@@ -25,6 +25,7 @@ from mslesion.predict.model import LoadedModel
 if TYPE_CHECKING:
     from mslesion.infer.backends import Backend
 
+
 @contextmanager
 def prediction_run() -> Iterator[tuple[timing.StageTimes, ThreadPoolExecutor]]:
     """A timed run (seconds per stage, `mslesion.timing`) and two background threads that take one-off
@@ -39,8 +40,14 @@ class Predictor:
     Made right after the model is read: it starts the warm-ups at once (`background`).
     """
 
-    def __init__(self, model: LoadedModel | None, background: ThreadPoolExecutor, flips: int = 2, overlap: float = 0.25,
-                 backend: Backend | str = "auto") -> None:
+    def __init__(
+        self,
+        model: LoadedModel | None,
+        background: ThreadPoolExecutor,
+        flips: int = 2,
+        overlap: float = 0.25,
+        backend: Backend | str = "auto",
+    ) -> None:
         from mslesion.infer.backends import Backend
         from mslesion.infer.sliding import prepare_windows
         from mslesion.postprocess.locations import load_atlas
@@ -57,8 +64,12 @@ class Predictor:
         for warm_up in self._warm_ups:
             warm_up.exception()
 
-    def prepare(self, reference: Volume, preprocess: Callable[[], Preprocessing] | None,
-                ready: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]]) -> tuple[dict[str, np.ndarray], Geometry]:
+    def prepare(
+        self,
+        reference: Volume,
+        preprocess: Callable[[], Preprocessing] | None,
+        ready: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]],
+    ) -> tuple[dict[str, np.ndarray], Geometry]:
         """The model's images (channel name -> array on the model's grid) and the `Geometry` that made them.
 
         `preprocess` (raw scans; None when the scans are ready) runs the preprocessing; else `ready()`
@@ -101,8 +112,9 @@ class Predictor:
                 return predict_regional(model.net, x, model.card.threshold, flips=self.flips)
             from mslesion.infer.sliding import predict_probability
 
-            return predict_probability(model.net, x, brain, model.card.patch_size, overlap=self.overlap, flips=self.flips,
-                                       metadata=metadata, backend=self.backend), None
+            return predict_probability(
+                model.net, x, brain, model.card.patch_size, overlap=self.overlap, flips=self.flips, metadata=metadata, backend=self.backend
+            ), None
 
     def _network(self) -> LoadedModel:
         if self.model is None:
@@ -141,7 +153,9 @@ class Lesions:
         return round(float(sum(self.volumes_ml)), 4)
 
 
-def label_lesions(prob: np.ndarray, threshold: float, min_lesion_mm3: float, reference: Volume, min_mean_probability: float = 0.0) -> Lesions:
+def label_lesions(
+    prob: np.ndarray, threshold: float, min_lesion_mm3: float, reference: Volume, min_mean_probability: float = 0.0
+) -> Lesions:
     """The lesions of `prob` on the input grid (`postprocess.lesions.lesion_labels`, stage "lesions")."""
     from mslesion.postprocess.lesions import describe_lesions, lesion_labels, lesion_rows
 

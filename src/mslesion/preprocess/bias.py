@@ -47,9 +47,7 @@ def n4_correct(
     return sitk.Cast(image / bias, sitk.sitkFloat32), bias
 
 
-def n4_array(
-    array: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None, shrink_mm: float = DEFAULT_SHRINK_MM
-) -> np.ndarray:
+def n4_array(array: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None, shrink_mm: float = DEFAULT_SHRINK_MM) -> np.ndarray:
     """NumPy form of `n4_correct`: the corrected image (float32) for an array with a RAS affine."""
     image = to_sitk(array, affine)
     sitk_mask = None if mask is None else to_sitk(np.asarray(mask, np.uint8), affine, dtype=np.uint8)

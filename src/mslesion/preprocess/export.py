@@ -66,8 +66,13 @@ def write_preprocessed(pre: Preprocessed, out: Path, space: Space | str = Space.
             save_volume(brain.astype(np.uint8), affine, staging / "brain_mask.nii.gz", dtype=np.uint8)
             names.append("brain_mask.nii.gz")
             names += _write_transforms(pre, staging / "transforms")
-            qc = {**pre.qc, "space": space.value, "files": names + ["qc.json"], "inputs_paths": {k: str(v) for k, v in pre.inputs.items()},
-                  "mslesion_version": __version__}  # marks the folder as an mslesion run (io.outdir)
+            qc = {
+                **pre.qc,
+                "space": space.value,
+                "files": names + ["qc.json"],
+                "inputs_paths": {k: str(v) for k, v in pre.inputs.items()},
+                "mslesion_version": __version__,
+            }  # marks the folder as an mslesion run (io.outdir)
             write_json_atomic(staging / "qc.json", qc)
     except OSError as exc:
         raise InputError(out, f"cannot write outputs ({exc.strerror or type(exc).__name__})") from None

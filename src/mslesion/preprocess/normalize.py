@@ -250,7 +250,13 @@ class NyulStandardiser:
         except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
             raise InputError(source, f"not Nyul landmarks ({type(exc).__name__})") from None
         percentiles = np.asarray(out.percentiles)
-        if len(percentiles) < 2 or not np.all(np.isfinite(percentiles)) or np.any(np.diff(percentiles) <= 0) or percentiles[0] < 0 or percentiles[-1] > 100:
+        if (
+            len(percentiles) < 2
+            or not np.all(np.isfinite(percentiles))
+            or np.any(np.diff(percentiles) <= 0)
+            or percentiles[0] < 0
+            or percentiles[-1] > 100
+        ):
             raise InputError(source, "Nyul percentiles must be at least two increasing numbers in [0, 100]")
         if len(data["scale"]) != 2 or not np.all(np.isfinite(out.scale)):
             raise InputError(source, "Nyul scale must be two finite numbers")

@@ -131,11 +131,18 @@ def _visit_registration(followup: Preprocessed, baseline_flair: Volume, qc: dict
     brain = followup.flair_grid.to_canonical(followup.native_brain)
     reg, quality = rigid_in_brain(to_sitk(fu_array, fu_affine), moving, brain, baseline_flair.path, "baseline FLAIR to follow-up FLAIR")
     angle = float(np.degrees(np.arccos(np.clip((np.trace(reg.matrix[:3, :3]) - 1) / 2, -1, 1))))
-    qc["visit_registration"] = {**reg.to_json(), "nmi": round(quality, 4), "translation_mm": round(float(np.linalg.norm(reg.matrix[:3, 3])), 2), "rotation_deg": round(angle, 2)}
+    qc["visit_registration"] = {
+        **reg.to_json(),
+        "nmi": round(quality, 4),
+        "translation_mm": round(float(np.linalg.norm(reg.matrix[:3, 3])), 2),
+        "rotation_deg": round(angle, 2),
+    }
     if not reg.converged:
         warnings.append("registration of the baseline to the follow-up stopped at its iteration limit without converging")
     if not quality >= MIN_NMI_VISITS:
-        warnings.append(f"registration of the baseline to the follow-up looks poor (NMI {quality:.3f} < {MIN_NMI_VISITS}): new lesions may be misregistration")
+        warnings.append(
+            f"registration of the baseline to the follow-up looks poor (NMI {quality:.3f} < {MIN_NMI_VISITS}): new lesions may be misregistration"
+        )
     return reg.matrix
 
 
@@ -154,15 +161,18 @@ def nawm_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray,
     from mslesion.preprocess.normalize import normalised_channels
 
     inside = np.asarray(brain, bool)
-    base, follow = normalised_channels({"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"])
+    base, follow = normalised_channels(
+        {"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"]
+    )
     nawm = ndimage.binary_erosion(inside, iterations=3) & np.asarray(white_matter, bool) & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
     if nawm.sum() < 100:
         return float("nan")
     return float(np.std(follow[nawm] - base[nawm]))
 
 
-def visit_alignment(baseline_flair: np.ndarray, followup_flair: np.ndarray, brain: np.ndarray,
-                    spacing_mm: tuple[float, ...] | None = None) -> tuple[float, list[str]]:
+def visit_alignment(
+    baseline_flair: np.ndarray, followup_flair: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, ...] | None = None
+) -> tuple[float, list[str]]:
     """How well two FLAIRs of a pair line up, and the warning when they do not: misregistration,
     or two different brains.
 
@@ -180,8 +190,10 @@ def visit_alignment(baseline_flair: np.ndarray, followup_flair: np.ndarray, brai
         limit, where = MAX_BRAIN_RESIDUAL_SD, "the brain's normal-appearing tissue"
     if not residual > limit:  # NaN (too little tissue to tell) is not flagged
         return residual, []
-    return residual, [f"the visits do not line up well: follow-up minus baseline FLAIR in {where} varies by "
-                      f"{residual:.2f} sd (more than {limit}); changes may be misregistration, or the visits two different brains"]
+    return residual, [
+        f"the visits do not line up well: follow-up minus baseline FLAIR in {where} varies by "
+        f"{residual:.2f} sd (more than {limit}); changes may be misregistration, or the visits two different brains"
+    ]
 
 
 def brain_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, ...]) -> float:
@@ -192,7 +204,9 @@ def brain_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray
     from mslesion.preprocess.normalize import normalised_channels
 
     inside = np.asarray(brain, bool)
-    base, follow = normalised_channels({"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"])
+    base, follow = normalised_channels(
+        {"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"]
+    )
     deep = ndimage.distance_transform_edt(inside, sampling=spacing_mm) > 3.0
     tissue = deep & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
     if tissue.sum() < 100:
@@ -204,7 +218,9 @@ def _load(images: Mapping[str, Path | Volume]) -> dict[str, Volume]:
     return {name: src if isinstance(src, Volume) else load_volume(Path(src)).validate() for name, src in images.items()}
 
 
-def preprocess_pair(baseline: Mapping[str, Path | Volume], followup: Mapping[str, Path | Volume], n4: bool = True, threads: int = 2) -> PreprocessedPair:
+def preprocess_pair(
+    baseline: Mapping[str, Path | Volume], followup: Mapping[str, Path | Volume], n4: bool = True, threads: int = 2
+) -> PreprocessedPair:
     """Preprocess two visits (FLAIR required in each; T1/T2/PD optional) into one halfway space.
 
     Bad input raises `InputError` naming the file; poor registrations become `warnings`.
@@ -229,4 +245,6 @@ def preprocess_pair(baseline: Mapping[str, Path | Volume], followup: Mapping[str
     qc["visit_residual_nawm_sd"] = round(residual, 3)
     warnings += alignment_warnings
     qc.update({"followup": fu.qc, "baseline": bl.qc, "brain_volume_ml_union": round(float(union.sum()) / 1000.0, 1)})
-    return PreprocessedPair(images=images, brain=union, followup=fu, baseline=bl, followup_to_baseline=to_baseline, qc=qc, warnings=warnings)
+    return PreprocessedPair(
+        images=images, brain=union, followup=fu, baseline=bl, followup_to_baseline=to_baseline, qc=qc, warnings=warnings
+    )

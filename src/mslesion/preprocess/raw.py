@@ -125,9 +125,7 @@ class Preprocessed:
         """
         if tuple(array.shape) != tuple(self.working_shape):
             raise ValueError(f"array of shape {array.shape} is not on the working grid {self.working_shape}")
-        canonical = from_working(
-            array, self.flair_grid.canonical_affine, self.flair_grid.canonical_shape, self.mni_to_flair, is_label
-        )
+        canonical = from_working(array, self.flair_grid.canonical_affine, self.flair_grid.canonical_shape, self.mni_to_flair, is_label)
         return self.flair_grid.to_native(canonical)
 
     def to_working(self, native_array: np.ndarray, is_label: bool) -> np.ndarray:
@@ -217,8 +215,11 @@ def _canonical(volume: Volume) -> tuple[np.ndarray, np.ndarray, Reorientation]:
         raise InputError(volume.path, "image is constant (empty scan)")
     fov = tuple(round(n * s, 1) for n, s in zip(volume.shape, volume.spacing))
     if min(volume.shape) < MIN_RAW_VOXELS or min(fov) < MIN_RAW_FOV_MM:  # N4 and registration need a head's extent
-        raise InputError(volume.path, f"image of shape {volume.shape} ({fov} mm) is too small for a head scan "
-                                      f"(at least {MIN_RAW_VOXELS} voxels and {MIN_RAW_FOV_MM:g} mm per axis)")
+        raise InputError(
+            volume.path,
+            f"image of shape {volume.shape} ({fov} mm) is too small for a head scan "
+            f"(at least {MIN_RAW_VOXELS} voxels and {MIN_RAW_FOV_MM:g} mm per axis)",
+        )
     return reorient_canonical(data, volume.affine)
 
 
@@ -233,7 +234,9 @@ def _overlap(flair_mask: np.ndarray, flair_affine: np.ndarray, shape: tuple[int,
     return float(inside.mean())
 
 
-def _mni_registration(flair_img: Any, path: Path | None, qc: dict[str, Any], warnings: list[str], brain: np.ndarray | None = None) -> np.ndarray:
+def _mni_registration(
+    flair_img: Any, path: Path | None, qc: dict[str, Any], warnings: list[str], brain: np.ndarray | None = None
+) -> np.ndarray:
     """Affine FLAIR -> MNI registration; returns the MNI -> FLAIR RAS matrix and fills QC.
 
     With a `brain` mask (canonical FLAIR grid) the skull-stripped FLAIR is registered to the
@@ -312,8 +315,10 @@ def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray
     qc["brain_outside_mni_brain"] = round(outside, 4)
     if outside > MAX_OUTSIDE_MNI:
         flags.append("brain_outside_mni")
-        warnings.append(f"{outside:.0%} of the brain mask lies more than {OUTSIDE_MNI_MM:.0f} mm outside the registered MNI brain: "
-                        "check the brain mask and the registration")
+        warnings.append(
+            f"{outside:.0%} of the brain mask lies more than {OUTSIDE_MNI_MM:.0f} mm outside the registered MNI brain: "
+            "check the brain mask and the registration"
+        )
 
 
 def rigid_in_brain(fixed_img: Any, moving_img: Any, brain: np.ndarray, path: Path | None, name: str) -> tuple[Any, float]:
@@ -414,10 +419,17 @@ def preprocess_raw(
         working_brain = to_working(brain.astype(np.float32), flair_affine, mni_to_flair) > 0.5
         working = _working_images(corrected, flair_to_contrast, mni_to_flair, working_brain)
         timer.lap("resample")
-    qc["brain_mask"] = "given" if brain_mask is not None else {
-        BrainExtraction.HDBET: "HD-BET (fold 0)", BrainExtraction.TEMPLATE: "MNI152 mask warped and refined by intensity"}[method]
+    qc["brain_mask"] = (
+        "given"
+        if brain_mask is not None
+        else {BrainExtraction.HDBET: "HD-BET (fold 0)", BrainExtraction.TEMPLATE: "MNI152 mask warped and refined by intensity"}[method]
+    )
     qc["inputs"] = {
-        name: {"shape": list(loaded[name][2].native_shape), "spacing_mm": [round(float(s), 4) for s in voxel_sizes(loaded[name][2].native_affine)], "axcodes": loaded[name][2].to_json()["native_axcodes"]}
+        name: {
+            "shape": list(loaded[name][2].native_shape),
+            "spacing_mm": [round(float(s), 4) for s in voxel_sizes(loaded[name][2].native_affine)],
+            "axcodes": loaded[name][2].to_json()["native_axcodes"],
+        }
         for name in paths
     }
     qc["n4"] = bool(n4)
@@ -440,7 +452,10 @@ def preprocess_raw(
 
 
 def _working_images(
-    corrected: dict[str, tuple[np.ndarray, np.ndarray]], flair_to_contrast: dict[str, np.ndarray], mni_to_flair: np.ndarray, brain: np.ndarray
+    corrected: dict[str, tuple[np.ndarray, np.ndarray]],
+    flair_to_contrast: dict[str, np.ndarray],
+    mni_to_flair: np.ndarray,
+    brain: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Every N4-corrected contrast onto the working grid in one interpolation, 0 outside `brain`."""
     working = {}

@@ -86,7 +86,9 @@ def _initial(fixed: sitk.Image, moving: sitk.Image, kind: str, init: Init | np.n
     return _centred_identity(fixed, base)
 
 
-def _centred_identity(fixed: sitk.Image, base: sitk.Euler3DTransform | sitk.AffineTransform) -> sitk.Euler3DTransform | sitk.AffineTransform:
+def _centred_identity(
+    fixed: sitk.Image, base: sitk.Euler3DTransform | sitk.AffineTransform
+) -> sitk.Euler3DTransform | sitk.AffineTransform:
     """Identity in scanner coordinates, rotating about the fixed image's centre (better-scaled steps)."""
     centre = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in fixed.GetSize()])
     base.SetCenter(centre)
@@ -160,7 +162,9 @@ def register(
     matrix = transform_to_ras(transform)
     if not np.all(np.isfinite(matrix)):
         raise InputError(None, f"{kind} registration of {name} failed: it diverged")
-    result = Registration(matrix, kind, float(method.GetMetricValue()), int(method.GetOptimizerIteration()), method.GetOptimizerStopConditionDescription())
+    result = Registration(
+        matrix, kind, float(method.GetMetricValue()), int(method.GetOptimizerIteration()), method.GetOptimizerStopConditionDescription()
+    )
     logger.debug("%s registration of %s: MI %.3f after %d iterations", kind, name, result.metric, result.iterations)
     return result
 

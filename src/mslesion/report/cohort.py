@@ -19,8 +19,15 @@ from mslesion.io.atomic import write_text_atomic
 from mslesion.report.html import data_uri, page, table
 from mslesion.report.write import DISCLAIMER
 
-COLUMNS = [("name", "Session"), ("site", "Site / scanner"), ("lesion_count", "Lesions"), ("total_volume_ml", "Volume (mL)"),
-           ("flags", "QC flags"), ("warnings", "Warnings"), ("report", "Report")]
+COLUMNS = [
+    ("name", "Session"),
+    ("site", "Site / scanner"),
+    ("lesion_count", "Lesions"),
+    ("total_volume_ml", "Volume (mL)"),
+    ("flags", "QC flags"),
+    ("warnings", "Warnings"),
+    ("report", "Report"),
+]
 PALETTE = ("#1d4ed8", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4b5563")
 
 
@@ -46,8 +53,13 @@ def volume_plot_png(rows: list[dict[str, Any]], dpi: int = 90) -> bytes | None:
     values = [[v for v, g in volumes if g == group] for group in groups]
     top = max(v for v, _ in volumes)
     bins = np.linspace(0.0, top * 1.05 if top > 0 else 1.0, min(30, max(5, len(volumes))) + 1)
-    ax.hist(values, bins=bins, stacked=True, color=[PALETTE[i % len(PALETTE)] for i in range(len(groups))],  # type: ignore[arg-type]  # edges as an array: matplotlib takes it, its stubs say Sequence
-            label=groups if grouped else None)
+    ax.hist(
+        values,
+        bins=bins,  # type: ignore[arg-type]  # edges as an array: matplotlib takes it, its stubs say Sequence
+        stacked=True,
+        color=[PALETTE[i % len(PALETTE)] for i in range(len(groups))],
+        label=groups if grouped else None,
+    )
     ax.set_xlabel("total lesion volume per session (mL)")
     ax.set_ylabel("sessions")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -67,9 +79,13 @@ def volume_plot_png(rows: list[dict[str, Any]], dpi: int = 90) -> bytes | None:
 
 def _row_html(row: dict[str, Any]) -> dict[str, Any]:
     link = row.get("report")
-    return {**row, "site": session_group(row) or "", "flags": ", ".join(row.get("flags", [])) or "none",
-            "total_volume_ml": f"{float(row['total_volume_ml']):.2f}" if row.get("total_volume_ml") is not None else "",
-            "report": link or ""}
+    return {
+        **row,
+        "site": session_group(row) or "",
+        "flags": ", ".join(row.get("flags", [])) or "none",
+        "total_volume_ml": f"{float(row['total_volume_ml']):.2f}" if row.get("total_volume_ml") is not None else "",
+        "report": link or "",
+    }
 
 
 def render_cohort_html(title: str, rows: list[dict[str, Any]], failed: dict[str, str]) -> str:
@@ -78,15 +94,27 @@ def render_cohort_html(title: str, rows: list[dict[str, Any]], failed: dict[str,
     body = table(shown, COLUMNS, {"lesion_count", "total_volume_ml", "warnings"}, links={"report": "report"})
     flagged = sum(1 for r in rows if r.get("flags"))
     volumes = [float(r["total_volume_ml"]) for r in rows if r.get("total_volume_ml") is not None]
-    summary = (f"<p>{len(rows)} sessions segmented, {len(failed)} failed; {flagged} with QC flags. "
-               + (f"Total lesion volume: median {np.median(volumes):.2f} mL, range {min(volumes):.2f}-{max(volumes):.2f} mL.</p>" if volumes else "</p>"))
+    summary = f"<p>{len(rows)} sessions segmented, {len(failed)} failed; {flagged} with QC flags. " + (
+        f"Total lesion volume: median {np.median(volumes):.2f} mL, range {min(volumes):.2f}-{max(volumes):.2f} mL.</p>"
+        if volumes
+        else "</p>"
+    )
     plot = volume_plot_png(rows)
-    sections = [("Summary", summary + (f'<img alt="Lesion volume per session" src="{data_uri(plot)}">' if plot else "")),
-                (f"Sessions ({len(rows)})", body + '<p class="note">Sessions with QC flags need their brain mask checked '
-                 "(see the red notice in their report) before their numbers are used.</p>")]
+    sections = [
+        ("Summary", summary + (f'<img alt="Lesion volume per session" src="{data_uri(plot)}">' if plot else "")),
+        (
+            f"Sessions ({len(rows)})",
+            body + '<p class="note">Sessions with QC flags need their brain mask checked '
+            "(see the red notice in their report) before their numbers are used.</p>",
+        ),
+    ]
     if failed:
-        sections.append((f"Failed ({len(failed)})", table([{"name": k, "reason": v} for k, v in failed.items()],
-                                                          [("name", "Session"), ("reason", "Why")])))
+        sections.append(
+            (
+                f"Failed ({len(failed)})",
+                table([{"name": k, "reason": v} for k, v in failed.items()], [("name", "Session"), ("reason", "Why")]),
+            )
+        )
     return page(title, DISCLAIMER, sections)
 
 

@@ -95,14 +95,27 @@ def draw_slice(ax, image: np.ndarray, overlay: np.ndarray, view: str, spacing, w
         ax.invert_xaxis()  # radiological: patient's right on the left
         ax.text(0.02, 0.96, "R", color="yellow", fontsize=8, transform=ax.transAxes, va="top")
         ax.text(0.98, 0.96, "L", color="yellow", fontsize=8, transform=ax.transAxes, va="top", ha="right")
-    ax.text(0.5, 0.02, label, color="white", fontsize=7, transform=ax.transAxes, ha="center",
-            bbox={"facecolor": "black", "alpha": 0.7, "pad": 1.0, "edgecolor": "none"})
+    ax.text(
+        0.5,
+        0.02,
+        label,
+        color="white",
+        fontsize=7,
+        transform=ax.transAxes,
+        ha="center",
+        bbox={"facecolor": "black", "alpha": 0.7, "pad": 1.0, "edgecolor": "none"},
+    )
     ax.set_axis_off()
 
 
 def slice_montage(
-    image: np.ndarray, overlay: np.ndarray, affine: np.ndarray, brain: np.ndarray, colour: str = LESION_COLOUR,
-    layout: tuple[tuple[str, ...], ...] = (("axial",) * 6, ("coronal",) * 3 + ("sagittal",) * 3), dpi: int = 80,
+    image: np.ndarray,
+    overlay: np.ndarray,
+    affine: np.ndarray,
+    brain: np.ndarray,
+    colour: str = LESION_COLOUR,
+    layout: tuple[tuple[str, ...], ...] = (("axial",) * 6, ("coronal",) * 3 + ("sagittal",) * 3),
+    dpi: int = 80,
 ) -> bytes:
     """PNG of slices of `image` (cropped to the brain) with `overlay` contoured; `layout` lists views per row."""
     from matplotlib.figure import Figure

@@ -45,8 +45,13 @@ def _cell(value: Any) -> str:
     return escape(str(value))
 
 
-def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: AbstractSet[str] = frozenset(),
-          row_mm: list[str | None] | None = None, links: dict[str, str] | None = None) -> str:
+def table(
+    rows: list[dict[str, Any]],
+    columns: list[tuple[str, str]],
+    numeric: AbstractSet[str] = frozenset(),
+    row_mm: list[str | None] | None = None,
+    links: dict[str, str] | None = None,
+) -> str:
     """An HTML table of dict rows; `columns` are (key, heading) pairs.
 
     `row_mm`, one "x,y,z" (or None) per row, makes those rows clickable lesion rows for the viewer;
@@ -63,7 +68,8 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], numeric: A
 
     body = "".join(
         ("<tr>" if mm is None else f'<tr class="lesion-row" data-mm="{escape(mm)}" tabindex="0" title="Show in the viewer">')
-        + "".join(f'<td class="{"n" if k in numeric else ""}">{cell(row, k)}</td>' for k, _ in columns) + "</tr>"
+        + "".join(f'<td class="{"n" if k in numeric else ""}">{cell(row, k)}</td>' for k, _ in columns)
+        + "</tr>"
         for row, mm in zip(rows, marks)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -74,8 +80,10 @@ def qc_alert(flags: list[str], brain_png: bytes | None) -> str:
     if not flags:
         return ""
     figure = f'<img alt="Brain mask overlay" src="{data_uri(brain_png)}">' if brain_png else ""
-    return (f'<div class="alert">Do not trust this result before checking the brain mask below: '
-            f'preprocessing QC flagged {escape(", ".join(flags))} (see the warnings).</div>{figure}')
+    return (
+        f'<div class="alert">Do not trust this result before checking the brain mask below: '
+        f"preprocessing QC flagged {escape(', '.join(flags))} (see the warnings).</div>{figure}"
+    )
 
 
 def warnings_block(warnings: list[str]) -> str:

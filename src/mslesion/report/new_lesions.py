@@ -29,11 +29,30 @@ logger = logging.getLogger(__name__)
 MAX_FIGURES = 24
 FIELD_OF_VIEW_MM = 40.0
 FIGURE_VIEWS = ("axial", "coronal")
-NUMERIC_COLUMNS = {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "flair_baseline", "flair_followup",
-                   "baseline_volume_ml", "followup_volume_ml"}
+NUMERIC_COLUMNS = {
+    "lesion_id",
+    "volume_ml",
+    "voxels",
+    "centroid_x_mm",
+    "centroid_y_mm",
+    "centroid_z_mm",
+    "flair_baseline",
+    "flair_followup",
+    "baseline_volume_ml",
+    "followup_volume_ml",
+}
 # Each row: the change class (new, enlarging, shrinking, resolved), the lesion's volume and FLAIR at both visits.
-VISIT_COLUMNS = LESION_COLUMNS[:4] + [("change", "Change"), ("baseline_volume_ml", "Lesion mL baseline"), ("followup_volume_ml", "Lesion mL follow-up"),
-                                      ("flair_baseline", "FLAIR baseline"), ("flair_followup", "FLAIR follow-up")] + LESION_COLUMNS[4:]
+VISIT_COLUMNS = (
+    LESION_COLUMNS[:4]
+    + [
+        ("change", "Change"),
+        ("baseline_volume_ml", "Lesion mL baseline"),
+        ("followup_volume_ml", "Lesion mL follow-up"),
+        ("flair_baseline", "FLAIR baseline"),
+        ("flair_followup", "FLAIR follow-up"),
+    ]
+    + LESION_COLUMNS[4:]
+)
 BANNER_STYLE = {
     "none": "background:#dcfce7;color:#14532d;border-left:10px solid #16a34a",
     "found": "background:#fee2e2;color:#7f1d1d;border-left:10px solid #dc2626",
@@ -53,8 +72,12 @@ def new_lesion_data(*, case_id: str, lesion_rows: list[dict[str, Any]], summary:
         path = model.pop("path")
         model = {"name": model.pop("name", _file_name(path)), **model}
     inputs = [
-        {"input": name, "file": _file_name(info.get("path")), "shape": [int(n) for n in info.get("shape", [])],
-         "spacing_mm": [round(float(s), 3) for s in info.get("spacing_mm", [])]}
+        {
+            "input": name,
+            "file": _file_name(info.get("path")),
+            "shape": [int(n) for n in info.get("shape", [])],
+            "spacing_mm": [round(float(s), 3) for s in info.get("spacing_mm", [])],
+        }
         for name, info in summary.get("inputs", {}).items()
     ]
     qc = dict(summary.get("qc") or {})
@@ -103,8 +126,13 @@ def _lesion_centre(labels: np.ndarray, lesion_id: int, fallback: np.ndarray) -> 
 
 
 def lesion_pair_png(
-    baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray, brain: np.ndarray, spacing: tuple[float, float, float],
-    centre: np.ndarray, dpi: int = 80,
+    baseline: np.ndarray,
+    followup: np.ndarray,
+    mask: np.ndarray,
+    brain: np.ndarray,
+    spacing: tuple[float, float, float],
+    centre: np.ndarray,
+    dpi: int = 80,
 ) -> bytes:
     """Baseline and follow-up crops around `centre` (RAS-array arrays from `to_ras`), per view, side by side.
 
@@ -138,7 +166,12 @@ def lesion_pair_png(
 
 
 def _lesion_figures(
-    baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, labels: np.ndarray, brain: np.ndarray, rows: list[dict[str, Any]],
+    baseline: np.ndarray,
+    followup: np.ndarray,
+    affine: np.ndarray,
+    labels: np.ndarray,
+    brain: np.ndarray,
+    rows: list[dict[str, Any]],
 ) -> list[tuple[dict[str, Any], bytes]]:
     """(row, PNG) for each row, in the order given; `labels` number the lesions as the rows do."""
     from mslesion.report.figures import to_ras
@@ -178,11 +211,19 @@ def visit_contrast(labels: np.ndarray, baseline: np.ndarray, followup: np.ndarra
 
 def _with_visits(rows: list[dict[str, Any]], contrast: dict[int, tuple[float, float]]) -> list[dict[str, Any]]:
     """Lesion rows with the change class and the two visits' FLAIR ratios (3 decimals; NaN as None)."""
+
     def ratio(value: float) -> float | None:
         return None if np.isnan(value) else round(value, 3)
 
-    return [{**row, "change": row.get("change", "new"), "flair_baseline": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[0]),
-             "flair_followup": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[1])} for row in rows]
+    return [
+        {
+            **row,
+            "change": row.get("change", "new"),
+            "flair_baseline": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[0]),
+            "flair_followup": ratio(contrast.get(int(row["lesion_id"]), (np.nan, np.nan))[1]),
+        }
+        for row in rows
+    ]
 
 
 def _banner(count: int, volume_ml: float, kinds: dict[str, int] | None = None) -> str:
@@ -197,45 +238,70 @@ def _banner(count: int, volume_ml: float, kinds: dict[str, int] | None = None) -
         else:
             text = f"{count} new lesion{'s' if count != 1 else ''}, {volume} mL"
         style = BANNER_STYLE["found"]
-    return (f'<div class="banner" style="{style};font-size:30px;font-weight:700;padding:18px 22px;border-radius:6px">'
-            f"{escape(text)}</div>")
+    return f'<div class="banner" style="{style};font-size:30px;font-weight:700;padding:18px 22px;border-radius:6px">{escape(text)}</div>'
 
 
 def _figure_html(row: dict[str, Any], png: bytes) -> str:
     shown = display_row(row)
-    caption = (f"Lesion {row['lesion_id']}: {shown['volume_ml']} mL, {shown['location_name'] or 'location not given'}; "
-               f"centroid ({shown.get('centroid_x_mm', '?')}, {shown.get('centroid_y_mm', '?')}, {shown.get('centroid_z_mm', '?')}) mm. "
-               "Baseline, follow-up; axial, coronal; radiological convention (patient's right on the left).")
-    return (f'<figure style="margin:10px 0"><img class="wide" alt="Lesion {escape(str(row["lesion_id"]))}: baseline and follow-up" '
-            f'src="{data_uri(png)}"><figcaption class="note">{escape(caption)}</figcaption></figure>')
+    caption = (
+        f"Lesion {row['lesion_id']}: {shown['volume_ml']} mL, {shown['location_name'] or 'location not given'}; "
+        f"centroid ({shown.get('centroid_x_mm', '?')}, {shown.get('centroid_y_mm', '?')}, {shown.get('centroid_z_mm', '?')}) mm. "
+        "Baseline, follow-up; axial, coronal; radiological convention (patient's right on the left)."
+    )
+    return (
+        f'<figure style="margin:10px 0"><img class="wide" alt="Lesion {escape(str(row["lesion_id"]))}: baseline and follow-up" '
+        f'src="{data_uri(png)}"><figcaption class="note">{escape(caption)}</figcaption></figure>'
+    )
 
 
 def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, Any], bytes]], viewer: list[Panel] | None = None) -> str:
     """The report page from `new_lesion_data`, the per-lesion figures and, when given, the viewer's panels (one per visit)."""
     count, rows = data["lesion_count"], data["lesions"]
-    locations = table(location_rows(data["locations"]), [("location", "Location"), ("count", "New lesions"), ("volume_ml", "Volume (mL)")],
-                      {"count", "volume_ml"}) if data["locations"] else '<p class="note">No location summary.</p>'
+    locations = (
+        table(
+            location_rows(data["locations"]),
+            [("location", "Location"), ("count", "New lesions"), ("volume_ml", "Volume (mL)")],
+            {"count", "volume_ml"},
+        )
+        if data["locations"]
+        else '<p class="note">No location summary.</p>'
+    )
     row_mm = [lesion_mm(r) for r in rows] if viewer else None
     lesion_table = table([display_row(r) for r in rows], VISIT_COLUMNS, NUMERIC_COLUMNS, row_mm) if rows else "<p>No new lesions found.</p>"
-    sections = [("Result", _banner(count, data["total_volume_ml"], data.get("change_counts"))), ("Warnings", warnings_block(data["warnings"])),
-                ("New lesions by location (McDonald 2017)", locations),
-                (f"New lesions ({len(rows)})", f'{lesion_table}<p class="note">New lesions are 26-connected components of the new-lesion mask, '
-                 "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm). FLAIR baseline / follow-up: "
-                 "the lesion's mean FLAIR over the brain's median FLAIR at each visit (about 1 where the tissue looks normal).</p>")]
+    sections = [
+        ("Result", _banner(count, data["total_volume_ml"], data.get("change_counts"))),
+        ("Warnings", warnings_block(data["warnings"])),
+        ("New lesions by location (McDonald 2017)", locations),
+        (
+            f"New lesions ({len(rows)})",
+            f'{lesion_table}<p class="note">New lesions are 26-connected components of the new-lesion mask, '
+            "numbered by decreasing volume; centroids in the follow-up's world coordinates (RAS mm). FLAIR baseline / follow-up: "
+            "the lesion's mean FLAIR over the brain's median FLAIR at each visit (about 1 where the tissue looks normal).</p>",
+        ),
+    ]
     if viewer:
-        sections.append(("Viewer: baseline and follow-up", viewer_section(viewer) + '<p class="note">Both visits on the follow-up\'s grid, '
-                         "crosshair, zoom and view synchronised; red: the new-lesion mask, drawn on both visits.</p>"))
+        sections.append(
+            (
+                "Viewer: baseline and follow-up",
+                viewer_section(viewer) + '<p class="note">Both visits on the follow-up\'s grid, '
+                "crosshair, zoom and view synchronised; red: the new-lesion mask, drawn on both visits.</p>",
+            )
+        )
     if figures:
-        more = (f"Showing the {len(figures)} largest of {len(rows)} new lesions. " if len(rows) > len(figures) else "")
-        note = (f'<p class="note">{more}Each row: baseline then follow-up, axial then coronal, {FIELD_OF_VIEW_MM:.0f} mm field of view '
-                "centred on the lesion, both visits on the follow-up's grid with the same grey-level window per view. "
-                "Radiological convention (patient's right on the left). Red: the new lesion's outline on the follow-up, "
-                "dashed at the same place on the baseline.</p>")
+        more = f"Showing the {len(figures)} largest of {len(rows)} new lesions. " if len(rows) > len(figures) else ""
+        note = (
+            f'<p class="note">{more}Each row: baseline then follow-up, axial then coronal, {FIELD_OF_VIEW_MM:.0f} mm field of view '
+            "centred on the lesion, both visits on the follow-up's grid with the same grey-level window per view. "
+            "Radiological convention (patient's right on the left). Red: the new lesion's outline on the follow-up, "
+            "dashed at the same place on the baseline.</p>"
+        )
         sections.append(("Each new lesion", note + "".join(_figure_html(row, png) for row, png in figures)))
     qc_rows = flatten_qc(data["qc"])
     if qc_rows:
         sections.append(("Preprocessing quality control", table(qc_rows, [("name", "Check"), ("value", "Value")])))
-    sections.append(("Inputs", table(data["inputs"], [("input", "Input"), ("file", "File"), ("shape", "Voxels"), ("spacing_mm", "Voxel size (mm)")])))
+    sections.append(
+        ("Inputs", table(data["inputs"], [("input", "Input"), ("file", "File"), ("shape", "Voxels"), ("spacing_mm", "Voxel size (mm)")]))
+    )
     model_rows = [{"name": k.replace("_", " "), "value": v} for k, v in data["model"].items()]
     model_rows.append({"name": "mslesion version", "value": data["mslesion_version"]})
     sections.append(("Model", table(model_rows, [("name", "Item"), ("value", "Value")])))
@@ -244,8 +310,18 @@ def render_new_lesion_html(data: dict[str, Any], figures: list[tuple[dict[str, A
 
 
 def write_new_lesion_report(
-    out: Path, *, case_id: str, baseline: np.ndarray, followup: np.ndarray, affine: np.ndarray, mask: np.ndarray,
-    brain: np.ndarray, lesion_rows: list[dict], summary: dict, viewer: bool = True, labels: np.ndarray | None = None,
+    out: Path,
+    *,
+    case_id: str,
+    baseline: np.ndarray,
+    followup: np.ndarray,
+    affine: np.ndarray,
+    mask: np.ndarray,
+    brain: np.ndarray,
+    lesion_rows: list[dict],
+    summary: dict,
+    viewer: bool = True,
+    labels: np.ndarray | None = None,
 ) -> None:
     """Write report.html and report.json into the folder `out` (atomically).
 
@@ -271,8 +347,14 @@ def write_new_lesion_report(
     data = new_lesion_data(case_id=case_id, lesion_rows=lesion_rows, summary=summary)
     largest = sorted(lesion_rows, key=lambda r: (-float(r.get("volume_ml", 0.0)), int(r["lesion_id"])))[:MAX_FIGURES]
     figures = _lesion_figures(baseline, followup, affine, labels, brain, largest) if largest and labels is not None else []
-    panels = [Panel(title, layers_for({"FLAIR": (image, affine)}, mask, affine)) for title, image in (("Baseline", baseline), ("Follow-up", followup))] \
-        if viewer else None
+    panels = (
+        [
+            Panel(title, layers_for({"FLAIR": (image, affine)}, mask, affine))
+            for title, image in (("Baseline", baseline), ("Follow-up", followup))
+        ]
+        if viewer
+        else None
+    )
     write_json_atomic(out / "report.json", data)
     write_text_atomic(out / "report.html", render_new_lesion_html(data, figures, panels))
     logger.debug("new-lesion report written in %.1f s", time.perf_counter() - start)

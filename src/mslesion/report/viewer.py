@@ -25,7 +25,7 @@ NIIVUE_VERSION = "0.69.0"
 ASSETS = Path(__file__).parent / "assets"
 BUNDLE = ASSETS / f"niivue-{NIIVUE_VERSION}.umd.min.js"
 TARGET_MM = 1.0
-MAX_VOXELS = 224 ** 3  # a larger grid is strided further, keeping each embedded image to a few MB
+MAX_VOXELS = 224**3  # a larger grid is strided further, keeping each embedded image to a few MB
 SLICE_TYPES = {"Axial": 0, "Coronal": 1, "Sagittal": 2, "Multiplanar": 3}
 
 
@@ -46,7 +46,9 @@ class Panel:
     layers: tuple[Layer, ...]
 
 
-def strides(spacing: tuple[float, ...], shape: tuple[int, ...], target_mm: float = TARGET_MM, max_voxels: int = MAX_VOXELS) -> tuple[int, ...]:
+def strides(
+    spacing: tuple[float, ...], shape: tuple[int, ...], target_mm: float = TARGET_MM, max_voxels: int = MAX_VOXELS
+) -> tuple[int, ...]:
     """Per-axis integer block sizes that bring voxels up to about `target_mm` and the grid under `max_voxels`."""
     step = [max(1, int(np.floor(target_mm / s + 1e-6))) for s in spacing]
     while np.prod([int(np.ceil(n / k)) for n, k in zip(shape, step)]) > max_voxels:
@@ -247,24 +249,40 @@ CONTROLLER_JS = r"""
 def viewer_section(panels: list[Panel], opacity: float = 0.6) -> str:
     """The viewer's HTML (controls, one canvas per panel, the data as JSON); `viewer_scripts` must follow in the page."""
     greys = [layer.label for layer in panels[0].layers if not layer.is_mask] if panels else []
-    buttons = "".join(f'<button type="button" data-slice-type="{t}"{" class=on" if name == "Multiplanar" else ""}>{name}</button>'
-                      for name, t in SLICE_TYPES.items())
-    contrast = ("<label>Image <select id=\"viewer-contrast\">" + "".join(f"<option>{escape(g)}</option>" for g in greys) + "</select></label>"
-                if len(greys) > 1 else "")
-    controls = (f'<div class="viewer-controls">{buttons}{contrast}'
-                '<label><input type="checkbox" id="viewer-mask" checked> Lesion overlay</label>'
-                f'<label>Opacity <input type="range" id="viewer-opacity" min="0" max="1" step="0.05" value="{opacity}"></label>'
-                '<button type="button" id="viewer-window-reset">Reset window</button></div>')
+    buttons = "".join(
+        f'<button type="button" data-slice-type="{t}"{" class=on" if name == "Multiplanar" else ""}>{name}</button>'
+        for name, t in SLICE_TYPES.items()
+    )
+    contrast = (
+        '<label>Image <select id="viewer-contrast">' + "".join(f"<option>{escape(g)}</option>" for g in greys) + "</select></label>"
+        if len(greys) > 1
+        else ""
+    )
+    controls = (
+        f'<div class="viewer-controls">{buttons}{contrast}'
+        '<label><input type="checkbox" id="viewer-mask" checked> Lesion overlay</label>'
+        f'<label>Opacity <input type="range" id="viewer-opacity" min="0" max="1" step="0.05" value="{opacity}"></label>'
+        '<button type="button" id="viewer-window-reset">Reset window</button></div>'
+    )
     canvases = "".join(
         f'<div class="viewer-panel"><h3>{escape(p.title)}</h3><div class="viewer-box"><canvas id="viewer-canvas-{i}"></canvas></div>'
-        f'<div class="viewer-pos" id="viewer-pos-{i}"></div></div>' for i, p in enumerate(panels))
-    config = {"sliceType": SLICE_TYPES["Multiplanar"], "opacity": opacity,
-              "panels": [{"title": p.title, "layers": [{"label": x.label, "data": x.data, "mask": x.is_mask} for x in p.layers]} for p in panels]}
-    note = ('<p class="note">Click a slice to move the crosshair; scroll to change slice; right-drag to change the grey-level '
-            "window; click a row of the lesion table to jump to that lesion. Radiological convention (patient's right on the left). "
-            f"Images shown at about {TARGET_MM:g} mm. Viewer: NiiVue {NIIVUE_VERSION} (BSD-2-Clause), embedded; works offline.</p>")
-    return (f'<style>{VIEWER_CSS}</style><div class="viewer" id="viewer">{controls}<div class="viewer-panels">{canvases}</div>{note}</div>'
-            f'<script type="application/json" id="mslesion-viewer-data">{_json_for_script(config)}</script>')
+        f'<div class="viewer-pos" id="viewer-pos-{i}"></div></div>'
+        for i, p in enumerate(panels)
+    )
+    config = {
+        "sliceType": SLICE_TYPES["Multiplanar"],
+        "opacity": opacity,
+        "panels": [{"title": p.title, "layers": [{"label": x.label, "data": x.data, "mask": x.is_mask} for x in p.layers]} for p in panels],
+    }
+    note = (
+        '<p class="note">Click a slice to move the crosshair; scroll to change slice; right-drag to change the grey-level '
+        "window; click a row of the lesion table to jump to that lesion. Radiological convention (patient's right on the left). "
+        f"Images shown at about {TARGET_MM:g} mm. Viewer: NiiVue {NIIVUE_VERSION} (BSD-2-Clause), embedded; works offline.</p>"
+    )
+    return (
+        f'<style>{VIEWER_CSS}</style><div class="viewer" id="viewer">{controls}<div class="viewer-panels">{canvases}</div>{note}</div>'
+        f'<script type="application/json" id="mslesion-viewer-data">{_json_for_script(config)}</script>'
+    )
 
 
 def viewer_scripts() -> str:

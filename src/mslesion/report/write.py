@@ -28,15 +28,27 @@ LOCATION_NAMES = {
     "deep_white_matter": "Deep white matter",
     "unknown": "Unknown (not in MNI space)",
 }
-LESION_COLUMNS = [("lesion_id", "Lesion"), ("volume_ml", "Volume (mL)"), ("voxels", "Voxels"), ("location_name", "Location"),
-                  ("centroid_x_mm", "x (mm)"), ("centroid_y_mm", "y (mm)"), ("centroid_z_mm", "z (mm)")]
+LESION_COLUMNS = [
+    ("lesion_id", "Lesion"),
+    ("volume_ml", "Volume (mL)"),
+    ("voxels", "Voxels"),
+    ("location_name", "Location"),
+    ("centroid_x_mm", "x (mm)"),
+    ("centroid_y_mm", "y (mm)"),
+    ("centroid_z_mm", "z (mm)"),
+]
 DISCLAIMER = "Research software: not a medical device. Results must be checked by a qualified reader."
 
 
 def _input_rows(inputs: dict[str, Volume]) -> list[dict[str, Any]]:
     return [
-        {"contrast": name, "file": v.path.name if v.path is not None else "(in memory)", "shape": list(v.shape),
-         "spacing_mm": [round(s, 3) for s in v.spacing], "orientation": v.orientation}
+        {
+            "contrast": name,
+            "file": v.path.name if v.path is not None else "(in memory)",
+            "shape": list(v.shape),
+            "spacing_mm": [round(s, 3) for s in v.spacing],
+            "orientation": v.orientation,
+        }
         for name, v in inputs.items()
     ]
 
@@ -67,8 +79,9 @@ def qc_warnings(qc: dict[str, Any]) -> list[str]:
     return qc_entries(qc, "warnings")
 
 
-def report_data(*, case_id: str, inputs: dict[str, Volume], lesions_rows: list[dict[str, Any]], summary: dict[str, Any],
-                qc: dict[str, Any]) -> dict[str, Any]:
+def report_data(
+    *, case_id: str, inputs: dict[str, Volume], lesions_rows: list[dict[str, Any]], summary: dict[str, Any], qc: dict[str, Any]
+) -> dict[str, Any]:
     """The machine-readable report (report.json)."""
     model = dict(summary.get("model", {}))
     if "path" in model:
@@ -110,28 +123,66 @@ def render_html(data: dict[str, Any], montage_png: bytes, brain_png: bytes | Non
     for key in ("periventricular", "juxtacortical", "infratentorial", "deep_white_matter"):
         if key in data["locations"]:
             cards.append((LOCATION_NAMES[key], str(data["locations"][key]["count"])))
-    card_html = '<div class="cards">' + "".join(f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards) + "</div>"
-    locations = html.table(location_rows(data["locations"]), [("location", "Location"), ("count", "Lesions"), ("volume_ml", "Volume (mL)")], {"count", "volume_ml"})
+    card_html = (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards)
+        + "</div>"
+    )
+    locations = html.table(
+        location_rows(data["locations"]),
+        [("location", "Location"), ("count", "Lesions"), ("volume_ml", "Volume (mL)")],
+        {"count", "volume_ml"},
+    )
     rows = [display_row(r) for r in data["lesions"]]
     row_mm = [lesion_mm(r) for r in data["lesions"]] if viewer else None
-    lesion_table = html.table(rows, LESION_COLUMNS, {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"},
-                              row_mm) if rows else "<p>No lesions found.</p>"
-    images = (f'<img class="wide" alt="FLAIR slices with lesion contours" src="{html.data_uri(montage_png)}">'
-              '<p class="note">FLAIR, radiological convention (patient right on the left); red: lesion outlines. '
-              "Coordinates are those of the input image.</p>")
+    lesion_table = (
+        html.table(rows, LESION_COLUMNS, {"lesion_id", "volume_ml", "voxels", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"}, row_mm)
+        if rows
+        else "<p>No lesions found.</p>"
+    )
+    images = (
+        f'<img class="wide" alt="FLAIR slices with lesion contours" src="{html.data_uri(montage_png)}">'
+        '<p class="note">FLAIR, radiological convention (patient right on the left); red: lesion outlines. '
+        "Coordinates are those of the input image.</p>"
+    )
     qc_rows = flatten_qc(data["qc"])
-    qc_html = (f'<img alt="Brain mask overlay" src="{html.data_uri(brain_png)}"><p class="note">Cyan: brain mask outline.</p>' if brain_png else "")
-    qc_html += html.table(qc_rows, [("name", "Check"), ("value", "Value")]) if qc_rows else "<p class=\"note\">No preprocessing QC numbers for this run.</p>"
-    inputs = html.table(data["inputs"], [("contrast", "Contrast"), ("file", "File"), ("shape", "Voxels"), ("spacing_mm", "Voxel size (mm)"), ("orientation", "Orientation")])
+    qc_html = (
+        f'<img alt="Brain mask overlay" src="{html.data_uri(brain_png)}"><p class="note">Cyan: brain mask outline.</p>' if brain_png else ""
+    )
+    qc_html += (
+        html.table(qc_rows, [("name", "Check"), ("value", "Value")])
+        if qc_rows
+        else '<p class="note">No preprocessing QC numbers for this run.</p>'
+    )
+    inputs = html.table(
+        data["inputs"],
+        [
+            ("contrast", "Contrast"),
+            ("file", "File"),
+            ("shape", "Voxels"),
+            ("spacing_mm", "Voxel size (mm)"),
+            ("orientation", "Orientation"),
+        ],
+    )
     model = data["model"]
     model_rows = [{"name": k.replace("_", " "), "value": v} for k, v in model.items()]
     model_rows.append({"name": "mslesion version", "value": data["mslesion_version"]})
     sections = [
-        ("Summary", html.qc_alert(qc_entries(data["qc"], "flags"), brain_png) + card_html + "<h2>Lesions by location (McDonald 2017)</h2>" + locations + html.warnings_block(data["warnings"])),
+        (
+            "Summary",
+            html.qc_alert(qc_entries(data["qc"], "flags"), brain_png)
+            + card_html
+            + "<h2>Lesions by location (McDonald 2017)</h2>"
+            + locations
+            + html.warnings_block(data["warnings"]),
+        ),
         ("Images", images),
         *([("Viewer", viewer_section(viewer))] if viewer else []),
-        (f"Lesions ({len(rows)})", f'{lesion_table}<p class="note">Lesions are 26-connected components, numbered by decreasing volume; '
-                                    "centroids in the input's world coordinates (RAS mm). Locations come from MNI152 template regions (docs/locations.md).</p>"),
+        (
+            f"Lesions ({len(rows)})",
+            f'{lesion_table}<p class="note">Lesions are 26-connected components, numbered by decreasing volume; '
+            "centroids in the input's world coordinates (RAS mm). Locations come from MNI152 template regions (docs/locations.md).</p>",
+        ),
         ("Inputs", inputs),
         ("Preprocessing quality control", qc_html),
         ("Model", html.table(model_rows, [("name", "Item"), ("value", "Value")])),
@@ -164,8 +215,10 @@ def _write_pdf(path: Path, data: dict[str, Any], montage_png: bytes) -> None:
         for start in range(0, max(len(rows), 1), 50):
             fig = Figure(figsize=(8.27, 11.69))
             text = ["lesion  volume_mL  location             x_mm    y_mm    z_mm"]
-            text += [f"{r['lesion_id']:>6}  {r['volume_ml']:>9.4f}  {str(r.get('location', '')):<18} {r['centroid_x_mm']:>7.1f} {r['centroid_y_mm']:>7.1f} {r['centroid_z_mm']:>7.1f}"
-                     for r in rows[start:start + 50]]
+            text += [
+                f"{r['lesion_id']:>6}  {r['volume_ml']:>9.4f}  {str(r.get('location', '')):<18} {r['centroid_x_mm']:>7.1f} {r['centroid_y_mm']:>7.1f} {r['centroid_z_mm']:>7.1f}"
+                for r in rows[start : start + 50]
+            ]
             fig.text(0.05, 0.96, "\n".join(text), fontsize=8, family="monospace", va="top")
             pdf.savefig(fig)
     tmp.replace(path)
@@ -180,8 +233,17 @@ def _viewer_layers(inputs: dict[str, Volume], flair: Volume, mask: np.ndarray) -
 
 
 def write_report(
-    out_dir: Path, *, case_id: str, inputs: dict[str, Volume], flair: Volume, mask: np.ndarray, brain: np.ndarray | None,
-    lesions_rows: list[dict[str, Any]], summary: dict[str, Any], qc: dict[str, Any] | None = None, pdf: bool = False,
+    out_dir: Path,
+    *,
+    case_id: str,
+    inputs: dict[str, Volume],
+    flair: Volume,
+    mask: np.ndarray,
+    brain: np.ndarray | None,
+    lesions_rows: list[dict[str, Any]],
+    summary: dict[str, Any],
+    qc: dict[str, Any] | None = None,
+    pdf: bool = False,
     viewer: bool = True,
 ) -> Path:
     """Write report.html and report.json (and report.pdf) into `out_dir`; returns the HTML path.

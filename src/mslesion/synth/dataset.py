@@ -173,9 +173,7 @@ def _write_bids_mask(
     stem = f"{sub}_{ses}_label-{label}_mask"
     path = _save_mask(mask, affine, deriv / f"{stem}.nii.gz")
     raw = [f"bids:raw:{s}" for s in sources]
-    write_json_atomic(
-        deriv / f"{stem}.json", {"Type": "Brain" if label == "brain" else "Lesion", "RawSources": raw, **extra}
-    )
+    write_json_atomic(deriv / f"{stem}.json", {"Type": "Brain" if label == "brain" else "Lesion", "RawSources": raw, **extra})
     return _rel(path, root)
 
 
@@ -184,9 +182,7 @@ def write_subject_bids(phantom: Phantom, root: Path, index: int) -> dict[str, An
     sub, ses = bids_subject(index), "ses-01"
     images = _write_bids_images(phantom, root, sub, ses, tuple(phantom.images))
     sources = list(images.values())
-    lesion = _write_bids_mask(
-        phantom.lesion, phantom.affine, root, sub, ses, "lesion", sources, {"Lesions": phantom.lesions}
-    )
+    lesion = _write_bids_mask(phantom.lesion, phantom.affine, root, sub, ses, "lesion", sources, {"Lesions": phantom.lesions})
     brain = _write_bids_mask(phantom.brain, phantom.affine, root, sub, ses, "brain", sources, {})
     return {
         "case_id": case_id(index),
@@ -356,9 +352,7 @@ def make_dataset(
         if progress is not None:
             progress(i + 1, n)
     if layout == Layout.BIDS:
-        write_bids_top(
-            root, [{"participant_id": bids_subject(i), **_site_columns(sites[i % n_sites])} for i in range(n)]
-        )
+        write_bids_top(root, [{"participant_id": bids_subject(i), **_site_columns(sites[i % n_sites])} for i in range(n)])
     write_json_atomic(
         root / "synth.json",
         {

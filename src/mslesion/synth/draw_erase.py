@@ -128,9 +128,7 @@ def _streams(rng: np.random.Generator, names: Sequence[str]) -> dict[str, np.ran
 # ---------------------------------------------------------------- erase
 
 
-def inpaint(
-    images: dict[str, np.ndarray], region: np.ndarray, valid: np.ndarray, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
+def inpaint(images: dict[str, np.ndarray], region: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Copies of `images` with `region` refilled from the `valid` voxels around it.
 
     Written by hand on purpose: the off-the-shelf choices (scikit-image's biharmonic
@@ -175,9 +173,7 @@ def inpaint(
     return out
 
 
-def _normal_neighbours(
-    images: dict[str, np.ndarray], candidates: np.ndarray, region: np.ndarray, z_max: float = 3.0
-) -> np.ndarray:
+def _normal_neighbours(images: dict[str, np.ndarray], candidates: np.ndarray, region: np.ndarray, z_max: float = 3.0) -> np.ndarray:
     """`candidates` near `region` without intensity outliers (CSF, vessels) in any contrast."""
     valid = candidates.copy()
     sl = bounding_box(region, int(3 * INPAINT_SIGMAS[-1]) + 1)
@@ -242,9 +238,7 @@ def erase_lesions(
 # ---------------------------------------------------------------- draw
 
 
-def _shape_pool(
-    library: LesionLibrary | Sequence[RealComponent], volume_mm3: tuple[float, float], voxel_mm3: float
-) -> list[RealComponent]:
+def _shape_pool(library: LesionLibrary | Sequence[RealComponent], volume_mm3: tuple[float, float], voxel_mm3: float) -> list[RealComponent]:
     comps = [c for group in library.components for c in group] if isinstance(library, LesionLibrary) else list(library)
     return [c for c in comps if volume_mm3[0] <= c.volume_mm3 * voxel_mm3 <= volume_mm3[1]]
 
@@ -479,9 +473,7 @@ def make_draw_erase_pair(
         "n_new_lesions": len(chosen) + len(records),
         "new_lesion_volume_mm3": round(float(new.sum()) * voxel_mm3, 2),
         "degradations": quality,
-        "misregistration": None
-        if motion is None
-        else {**motion, "moved": "baseline", "about": "brain bounding-box centre"},
+        "misregistration": None if motion is None else {**motion, "moved": "baseline", "about": "brain bounding-box centre"},
         "label_rule": LABEL_RULE,
     }
     return DrawErasePair(
@@ -504,9 +496,7 @@ def _uncrop_record(record: dict[str, Any], crop: tuple[slice, ...]) -> dict[str,
     return {**record, "start": [s + c.start for s, c in zip(record["start"], crop)]}
 
 
-def _erased_records(
-    labels: np.ndarray, chosen: Sequence[int], voxel_mm3: float, crop: tuple[slice, ...]
-) -> list[dict[str, Any]]:
+def _erased_records(labels: np.ndarray, chosen: Sequence[int], voxel_mm3: float, crop: tuple[slice, ...]) -> list[dict[str, Any]]:
     out = []
     for k in chosen:
         idx = np.argwhere(labels == k)
@@ -602,16 +592,9 @@ def write_draw_erase_pairs(
     case, vols = _load_source(case_dir, contrasts)
     like = vols["FLAIR"]
     if not on_mni_grid(like.shape, like.affine):
-        raise InputError(
-            case_dir, f"grid {like.shape} is not the FSL MNI152 1 mm grid {FSL_MNI_SHAPE} of the lesion masks"
-        )
+        raise InputError(case_dir, f"grid {like.shape} is not the FSL MNI152 1 mm grid {FSL_MNI_SHAPE} of the lesion masks")
     library = load_lesion_library(masks_dir)
-    shapes = [
-        c
-        for donor, comps in zip(library.donors, library.components)
-        if not donor.startswith(case.case_id)
-        for c in comps
-    ]
+    shapes = [c for donor, comps in zip(library.donors, library.components) if not donor.startswith(case.case_id) for c in comps]
     images = {c: v.array.astype(np.float32) for c, v in vols.items()}
     lesion = case.lesion.array > 0
     brain = case.brain.array > 0 if case.brain is not None else ndi.binary_fill_holes(images["FLAIR"] > 0)
@@ -622,14 +605,17 @@ def write_draw_erase_pairs(
     for i in range(n):
         t0 = time.perf_counter()
         rng = np.random.default_rng(subject_seed(seed, i))
-        pair = make_draw_erase_pair(
-            images, lesion, brain, shapes, rng, like.spacing, white_matter=white_matter, options=options
-        )
+        pair = make_draw_erase_pair(images, lesion, brain, shapes, rng, like.spacing, white_matter=white_matter, options=options)
         cid = f"{case.case_id}-de-{i:04d}"
         rows.append(write_pair(pair, like, root, cid, case.case_id, site))
         summary.append({"case_id": cid, **{k: pair.meta[k] for k in SUMMARY_KEYS}})
-        log.info("%s: %d new lesions, %.0f mm^3 (%.1f s)", cid, pair.meta["n_new_lesions"],
-                 pair.meta["new_lesion_volume_mm3"], time.perf_counter() - t0)
+        log.info(
+            "%s: %d new lesions, %.0f mm^3 (%.1f s)",
+            cid,
+            pair.meta["n_new_lesions"],
+            pair.meta["new_lesion_volume_mm3"],
+            time.perf_counter() - t0,
+        )
         if progress is not None:
             progress(i + 1, n)
     write_json_atomic(

@@ -21,9 +21,7 @@ def _cosine_basis(n: int, spacing_mm: float, wavelength_mm: float) -> np.ndarray
     return np.cos(np.pi * np.outer(x, freqs)).astype(np.float32)
 
 
-def smooth_field(
-    shape: tuple[int, int, int], spacing_mm: float, wavelength_mm: float, rng: np.random.Generator
-) -> np.ndarray:
+def smooth_field(shape: tuple[int, int, int], spacing_mm: float, wavelength_mm: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-SD random field whose shortest wavelength is about `wavelength_mm`.
 
     Coefficients fall off as a Gaussian of frequency, so the field looks like smoothed
@@ -78,9 +76,7 @@ def warp(array: np.ndarray, displacement: np.ndarray | None, order: int = 1) -> 
     return ndi.map_coordinates(array, coords, order=order, mode="constant", cval=0.0, output=out_dtype)
 
 
-def warp_labels(
-    labels: np.ndarray, weight: np.ndarray, displacement: np.ndarray, points: tuple[np.ndarray, ...]
-) -> np.ndarray:
+def warp_labels(labels: np.ndarray, weight: np.ndarray, displacement: np.ndarray, points: tuple[np.ndarray, ...]) -> np.ndarray:
     """Labels pulled back to the given voxels: of the 8 source voxels around each point, the one with most `weight`."""
     coords = np.stack([displacement[a][points] + points[a] for a in range(3)])
     base = np.floor(coords).astype(np.int64)
@@ -107,9 +103,7 @@ def rotation_matrix(angles_rad: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def random_rigid(
-    rng: np.random.Generator, max_rotation_deg: float, max_translation_mm: float
-) -> dict[str, list[float]]:
+def random_rigid(rng: np.random.Generator, max_rotation_deg: float, max_translation_mm: float) -> dict[str, list[float]]:
     """A small random rigid motion: rotations (degrees) and translations (mm), each uniform in +-max."""
     return {
         "rotation_deg": [float(v) for v in rng.uniform(-max_rotation_deg, max_rotation_deg, 3)],

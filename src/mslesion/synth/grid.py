@@ -21,9 +21,7 @@ def check_resolution(resolution_mm: float) -> float:
     """Return the voxel size as float, or raise InputError when it is outside [1, 8] mm."""
     r = float(resolution_mm)
     if not (MIN_RESOLUTION_MM <= r <= MAX_RESOLUTION_MM) or not math.isfinite(r):
-        raise InputError(
-            None, f"resolution {resolution_mm} mm is outside [{MIN_RESOLUTION_MM:g}, {MAX_RESOLUTION_MM:g}] mm"
-        )
+        raise InputError(None, f"resolution {resolution_mm} mm is outside [{MIN_RESOLUTION_MM:g}, {MAX_RESOLUTION_MM:g}] mm")
     return r
 
 

@@ -156,9 +156,7 @@ def _gradient_at(field_: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return g
 
 
-def _blobs(
-    rng: np.random.Generator, volume: float, rotation: np.ndarray, elongation: float, spread_plane: bool
-) -> tuple[Blob, ...]:
+def _blobs(rng: np.random.Generator, volume: float, rotation: np.ndarray, elongation: float, spread_plane: bool) -> tuple[Blob, ...]:
     """One ellipsoid for small lesions; a union of 2-4 overlapping ones for large lesions."""
     n = 1 if volume < 150.0 else int(rng.integers(2, 5))
     if n == 1:
@@ -265,9 +263,7 @@ def _allowed(anatomy: Anatomy, kind: LesionKind) -> np.ndarray:
     return anatomy.allowed_parenchyma
 
 
-def _signed_distance(
-    blob: Blob, rel: list[np.ndarray], scale: float, waves: np.ndarray | None, roughness: float
-) -> np.ndarray:
+def _signed_distance(blob: Blob, rel: list[np.ndarray], scale: float, waves: np.ndarray | None, roughness: float) -> np.ndarray:
     """Approximate signed distance (mm, negative inside) to a rough ellipsoid boundary."""
     rot, axes = blob.rotation, blob.axes_mm * scale
     d = [rel[i] - blob.offset_mm[i] * scale for i in range(3)]
@@ -293,9 +289,7 @@ def _rasterize_synthetic(spec: LesionSpec, anatomy: Anatomy) -> tuple[Box, np.nd
         return None
     assert len(box) == 3  # one slice per axis of the 3D crop
     rel = [
-        ((np.arange(s.start, s.stop, dtype=np.float32) - spec.centre[a]) * r).reshape(
-            [-1 if b == a else 1 for b in range(3)]
-        )
+        ((np.arange(s.start, s.stop, dtype=np.float32) - spec.centre[a]) * r).reshape([-1 if b == a else 1 for b in range(3)])
         for a, s in enumerate(box)
     ]
     sd = np.full(tuple(s.stop - s.start for s in box), np.inf, dtype=np.float32)
@@ -410,9 +404,7 @@ def sample_lesions(
     `confluent` allows the model's few large confluent lesions (off for new lesions at follow-up).
     """
     if library is not None:
-        return place_lesions(
-            lambda i: draw_real(rng, anatomy, library, model, i, jitter_mm), anatomy, n, first_id, avoid
-        )
+        return place_lesions(lambda i: draw_real(rng, anatomy, library, model, i, jitter_mm), anatomy, n, first_id, avoid)
     plan = synthetic_volumes(rng, model, n if confluent else 0)
 
     def draw(i: int) -> LesionSpec | None:
@@ -449,7 +441,5 @@ def evolve(spec: LesionSpec, rng: np.random.Generator, model: LesionModel) -> Le
         severity = min(1.0, spec.severity + 0.2)  # chronic lesions turn darker on T1
         if spec.real is not None:
             return dataclasses.replace(spec, grow_voxels=spec.grow_voxels - 1, severity=severity, change="shrinking")
-        return dataclasses.replace(
-            spec, scale=spec.scale * float(rng.uniform(0.55, 0.85)), severity=severity, change="shrinking"
-        )
+        return dataclasses.replace(spec, scale=spec.scale * float(rng.uniform(0.55, 0.85)), severity=severity, change="shrinking")
     return dataclasses.replace(spec, change="stable")

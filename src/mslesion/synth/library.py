@@ -94,8 +94,7 @@ def _load_library(folder_str: str) -> LesionLibrary:
         if not on_mni_grid(vol.shape, vol.affine):
             raise InputError(
                 path,
-                f"grid {vol.shape} is not the FSL MNI152 1 mm grid {FSL_MNI_SHAPE}; "
-                "real lesion masks must be registered to it",
+                f"grid {vol.shape} is not the FSL MNI152 1 mm grid {FSL_MNI_SHAPE}; real lesion masks must be registered to it",
             )
         donors.append(_donor_name(path))
         components.append(_components(vol.array > 0.5, donors[-1]))

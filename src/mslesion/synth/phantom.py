@@ -431,8 +431,7 @@ def _pair_meta(
         "n_shrinking": changes.count("shrinking"),
         "n_stable": changes.count("stable"),
         "n_resolved": n_base - n_evolved,
-        "label_rule": "follow-up components (26-connectivity) sharing no voxel with the baseline mask; "
-        "enlarging lesions are not new",
+        "label_rule": "follow-up components (26-connectivity) sharing no voxel with the baseline mask; enlarging lesions are not new",
     }
 
 
@@ -472,18 +471,14 @@ def make_longitudinal_pair(
     library = _library(lesion_masks_dir)
     subject = _subject_anatomy(anatomy, streams["anatomy"], deform, dawm)
     lrng = streams["lesions"]
-    base = sample_lesions(
-        lrng, anatomy, model, _lesion_count(lrng, model, n_lesions), library=library, jitter_mm=jitter_mm
-    )
+    base = sample_lesions(lrng, anatomy, model, _lesion_count(lrng, model, n_lesions), library=library, jitter_mm=jitter_mm)
     base = [_with_change(r, "baseline") for r in base]
     evolved, new, n_new_drawn = _followup_lesions(base, anatomy, model, streams, n_new, library, jitter_mm)
     rigid = random_rigid(streams["motion"], *misregistration) if misregistration else None
     meta = {"deformed": deform, "lesion_source": "synthetic" if library is None else str(library.folder)}
     base_maps = _lesion_maps(subject, base)
     follow_maps = _only_new_lesions_new(base_maps[0], _lesion_maps(subject, evolved + new), [r.spec.id for r in new])
-    baseline = _phantom(
-        subject, base, base_maps, site, contrasts, _streams(streams["acquisition"], CONTRASTS), meta, change=True
-    )
+    baseline = _phantom(subject, base, base_maps, site, contrasts, _streams(streams["acquisition"], CONTRASTS), meta, change=True)
     followup = _phantom(
         subject,
         evolved + new,

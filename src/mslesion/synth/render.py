@@ -60,9 +60,7 @@ def lesion_means(specs: list[LesionSpec], model: ContrastModel, n_ids: int) -> n
     return table
 
 
-def mix(
-    tissues: TissueMaps, model: ContrastModel, lesion_table: np.ndarray, dawm: np.ndarray | None = None
-) -> np.ndarray:
+def mix(tissues: TissueMaps, model: ContrastModel, lesion_table: np.ndarray, dawm: np.ndarray | None = None) -> np.ndarray:
     """Ideal image: sum over tissues of partial volume x tissue mean.
 
     `dawm` (fraction of the way from WM to a mild lesion, per voxel) shifts the white

@@ -189,13 +189,20 @@ def make_transforms(cfg: AugmentConfig, n_channels: int):
     steps: list[MapTransform] = [RandFlipd(keys, prob=cfg.flip, spatial_axis=axis) for axis in range(3)] if cfg.flip > 0 else []
     if cfg.affine > 0:
         steps.append(
-            RandAffined(keys, prob=cfg.affine, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.1, 0.1, 0.1),
-                        mode=("bilinear", "nearest"), padding_mode="zeros")
+            RandAffined(
+                keys,
+                prob=cfg.affine,
+                rotate_range=(0.26, 0.26, 0.26),
+                scale_range=(0.1, 0.1, 0.1),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            )
         )
     if cfg.elastic > 0:
         steps.append(
-            Rand3DElasticd(keys, prob=cfg.elastic, sigma_range=(6, 8), magnitude_range=(50, 120),
-                           mode=("bilinear", "nearest"), padding_mode="zeros")
+            Rand3DElasticd(
+                keys, prob=cfg.elastic, sigma_range=(6, 8), magnitude_range=(50, 120), mode=("bilinear", "nearest"), padding_mode="zeros"
+            )
         )
     if cfg.image_quality > 0:
         steps.append(RandImageQualityd(cfg.image_quality))

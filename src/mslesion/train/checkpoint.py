@@ -67,6 +67,6 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         raise InputError(folder, "no checkpoint to resume from")
     meta = json.loads((folder / META).read_text())
     tensors = load_file(str(folder / TENSORS))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta.pop("optimizer")))
     return meta

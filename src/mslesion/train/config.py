@@ -241,7 +241,9 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     if cfg.data.normalisation not in TRAINABLE_NORMALISATIONS:
         raise InputError(source, f"data.normalisation must be one of {', '.join(TRAINABLE_NORMALISATIONS)}, not {cfg.data.normalisation!r}")
     if not set(required_contrasts(cfg.data.contrasts)) <= set(cfg.data.contrasts):
-        raise InputError(source, f"data.contrasts must include {' and '.join(required_contrasts(cfg.data.contrasts))} (every model accepts FLAIR alone)")
+        raise InputError(
+            source, f"data.contrasts must include {' and '.join(required_contrasts(cfg.data.contrasts))} (every model accepts FLAIR alone)"
+        )
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):
         raise InputError(source, f"patch.size must be 3 multiples of 16, not {cfg.patch.size}")
     _check_regional(cfg.regional, source)

@@ -108,7 +108,9 @@ def prepare_case(
     brain = brain_mask_of(case)
     box = brain_bbox(brain, margin=margin, patch_size=(0, 0, 0))
     brain_c = brain[box]
-    image = normalised_channels({n: v.array[box] for n, v in case.images.items() if n in contrasts}, brain_c, contrasts, normalisation, nyul)
+    image = normalised_channels(
+        {n: v.array[box] for n, v in case.images.items() if n in contrasts}, brain_c, contrasts, normalisation, nyul
+    )
     label = (case.lesion.array[box] > 0).astype(np.uint8)
     components, n = label_components(label, connectivity=26)
     # Voxel indices of each lesion, from one sort rather than one full-volume scan per lesion.

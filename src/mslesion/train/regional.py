@@ -72,14 +72,18 @@ class RegionSampler:
     the brain; without this most crops of a peripheral region are empty)."""
 
     def __init__(
-        self, cases: list[PreparedCase], rs: list[Region], members: Members, batch_size: int,
-        lesion_fraction: float, case_probabilities: np.ndarray | None = None,
+        self,
+        cases: list[PreparedCase],
+        rs: list[Region],
+        members: Members,
+        batch_size: int,
+        lesion_fraction: float,
+        case_probabilities: np.ndarray | None = None,
     ) -> None:
         self.cases, self.regions, self.members = cases, rs, list(members)
         self.batch_size, self.lesion_fraction, self.case_probabilities = batch_size, lesion_fraction, case_probabilities
         self.lesion_pairs = [
-            (c, m) for c, case in enumerate(cases) for m, (index, _) in enumerate(self.members)
-            if _has_lesion(case, rs[index])
+            (c, m) for c, case in enumerate(cases) for m, (index, _) in enumerate(self.members) if _has_lesion(case, rs[index])
         ]
 
     def __call__(self, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -124,8 +128,10 @@ def layout(cfg: TrainConfig, cases: list[PreparedCase]) -> tuple[list[Region], d
     """Regions and network groups on the training cases' common grid (InputError when they differ)."""
     grids = {(shape, tuple(np.round(affine, 3).ravel())) for shape, affine in map(_grid, cases)}
     if len(grids) != 1:
-        raise InputError(None, "DeepLesionBrain needs every case on one grid (MNI space); the training cases differ "
-                               f"({len(grids)} grids: shape or affine)")
+        raise InputError(
+            None,
+            f"DeepLesionBrain needs every case on one grid (MNI space); the training cases differ ({len(grids)} grids: shape or affine)",
+        )
     shape, affine = _grid(cases[0])
     reg = cfg.regional
     try:
@@ -166,8 +172,7 @@ class RegionalTrainer:
         self.unet_params = dict(cfg.model.params)
         self.state = RegionalState()
         self.n_stages = 1 + len(self.groups) if cfg.regional.finetune_steps > 0 else 1
-        logger.info("DeepLesionBrain: %d regions, %d networks, grid %s", len(self.regions), len(self.groups),
-                    train_cases[0].grid_shape)
+        logger.info("DeepLesionBrain: %d regions, %d networks, grid %s", len(self.regions), len(self.groups), train_cases[0].grid_shape)
 
     # --- stages ------------------------------------------------------------------------
     def stage_name(self, stage: int) -> str:
@@ -200,8 +205,7 @@ class RegionalTrainer:
         from mslesion.train.data import case_probabilities
 
         probabilities = case_probabilities(self.train_cases, cfg.data.dataset_weights) if cfg.data.dataset_weights else None
-        sampler = RegionSampler(self.train_cases, self.regions, members, cfg.patch.batch_size,
-                                cfg.patch.lesion_fraction, probabilities)
+        sampler = RegionSampler(self.train_cases, self.regions, members, cfg.patch.batch_size, cfg.patch.lesion_fraction, probabilities)
         return Trainer(cfg, self.out, self.train_cases, [], self.dist, net=self._network(stage), sampler=sampler)
 
     def _stage_path(self, stage: int) -> Path:
@@ -238,8 +242,7 @@ class RegionalTrainer:
         folder = self.out / "checkpoint"
         if not (folder / "state.json").is_file():
             raise InputError(folder, "no checkpoint to resume from")
-        self.state = RegionalState(**{k: v for k, v in json.loads((folder / "state.json").read_text()).items()
-                                      if k != "optimizer"})
+        self.state = RegionalState(**{k: v for k, v in json.loads((folder / "state.json").read_text()).items() if k != "optimizer"})
         logger.info("resumed at stage %s step %d", self.stage_name(self.state.stage), self.state.stage_step)
 
     # --- the loop ----------------------------------------------------------------------
@@ -247,9 +250,17 @@ class RegionalTrainer:
         """One log.csv row (and curves.png): mean loss since the last row, or a validation result."""
         st = self.state
         st.epoch += 1
-        row = {"stage": self.stage_name(stage) if stage < self.n_stages else "ensemble", "epoch": st.epoch, "step": st.step,
-               "train_loss": round(float(np.mean(losses)), 5) if losses else "", "val_dice": "", "val_threshold": "",
-               "lr": f"{lr:.3g}", "seconds": round(time.perf_counter() - started, 1), **val}
+        row = {
+            "stage": self.stage_name(stage) if stage < self.n_stages else "ensemble",
+            "epoch": st.epoch,
+            "step": st.step,
+            "train_loss": round(float(np.mean(losses)), 5) if losses else "",
+            "val_dice": "",
+            "val_threshold": "",
+            "lr": f"{lr:.3g}",
+            "seconds": round(time.perf_counter() - started, 1),
+            **val,
+        }
         if self.dist.main:
             st.history.append(row)
             write_csv_atomic(self.out / "log.csv", st.history, LOG_COLUMNS)
@@ -356,11 +367,20 @@ class RegionalTrainer:
         from mslesion.models.store import save_model
 
         card = model_card(
-            self.cfg, self.train_cases, self.val_cases, architecture="dlb", params=self.model_params(),
-            patch_size=tuple(self.regions[0].size), threshold=self.state.best_threshold, nyul=self.nyul,
-            regions=len(self.regions), networks=len(self.groups),
-            generic_steps=self.cfg.regional.generic_steps, finetune_steps=self.cfg.regional.finetune_steps,
+            self.cfg,
+            self.train_cases,
+            self.val_cases,
+            architecture="dlb",
+            params=self.model_params(),
+            patch_size=tuple(self.regions[0].size),
+            threshold=self.state.best_threshold,
+            nyul=self.nyul,
+            regions=len(self.regions),
+            networks=len(self.groups),
+            generic_steps=self.cfg.regional.generic_steps,
+            finetune_steps=self.cfg.regional.finetune_steps,
             steps=sum(self.stage_steps(s) for s in range(self.n_stages)),
-            val_dice=self.state.best_dice, val_dice_generic_only=self.state.generic_dice,
+            val_dice=self.state.best_dice,
+            val_dice_generic_only=self.state.generic_dice,
         )
         save_model(model.state_dict(), card, self.out / "model")

@@ -35,8 +35,15 @@ def load_cases(cfg: TrainConfig):
     if not cases:
         raise InputError(None, f"no case with {' and '.join(required)} and a lesion mask in data.datasets")
     try:
-        train, val = split_cases(cases, cfg.data.split, val_fraction=cfg.data.val_fraction, n_folds=cfg.data.n_folds,
-                                 fold=cfg.data.fold, site=cfg.data.val_site, seed=cfg.train.seed)
+        train, val = split_cases(
+            cases,
+            cfg.data.split,
+            val_fraction=cfg.data.val_fraction,
+            n_folds=cfg.data.n_folds,
+            fold=cfg.data.fold,
+            site=cfg.data.val_site,
+            seed=cfg.train.seed,
+        )
     except ValueError as exc:
         raise InputError(None, f"data split: {exc}") from None
     val += [c for path in cfg.data.val_datasets for c in load_dataset(path) if c.lesion is not None]
@@ -82,7 +89,9 @@ def _run_training(config_path: Path, out: Path, resume: bool, time_budget_minute
         write_json_atomic(out / "splits.json", {"train": [c.case_id for c in train], "validation": [c.case_id for c in val]})
     logger.info("preparing %d training and %d validation cases", len(train), len(val))
     nyul = fit_nyul(train, cfg.data.contrasts) if cfg.data.normalisation == "nyul" else None  # fitted on training cases only
-    prepare = functools.partial(prepare_case, contrasts=cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation, nyul=nyul)
+    prepare = functools.partial(
+        prepare_case, contrasts=cfg.data.contrasts, seed=cfg.train.seed, normalisation=cfg.data.normalisation, nyul=nyul
+    )
     prepared_train = [prepare(c) for c in train]
     prepared_val = [prepare(c) for c in val] if dist.main else []
     landmarks = {name: s.to_dict() for name, s in (nyul or {}).items()}
@@ -95,8 +104,14 @@ def _run_training(config_path: Path, out: Path, resume: bool, time_budget_minute
     if resume:
         trainer.resume()
     state = trainer.fit()
-    summary = {"steps": state.step, "epochs": state.epoch, "best_val_dice": state.best_dice,
-               "threshold": state.best_threshold, "stopped": state.stopped, "world_size": dist.world}
+    summary = {
+        "steps": state.step,
+        "epochs": state.epoch,
+        "best_val_dice": state.best_dice,
+        "threshold": state.best_threshold,
+        "stopped": state.stopped,
+        "world_size": dist.world,
+    }
     if dist.main:
         write_json_atomic(out / "summary.json", summary)
     if dist.world > 1:

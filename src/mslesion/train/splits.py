@@ -32,8 +32,9 @@ def leave_site_out(cases: list[Case], site: str) -> tuple[list[Case], list[Case]
     return [c for c in cases if c.meta.site != site], [c for c in cases if c.meta.site == site]
 
 
-def split_cases(cases: list[Case], kind: str, *, val_fraction: float = 0.2, n_folds: int = 5, fold: int = 0,
-                site: str | None = None, seed: int = 0) -> tuple[list[Case], list[Case]]:
+def split_cases(
+    cases: list[Case], kind: str, *, val_fraction: float = 0.2, n_folds: int = 5, fold: int = 0, site: str | None = None, seed: int = 0
+) -> tuple[list[Case], list[Case]]:
     """Dispatch on the split kind named in the config."""
     if kind == "none":
         return list(cases), []

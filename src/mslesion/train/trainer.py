@@ -31,8 +31,18 @@ from mslesion.train.config import Precision, Schedule, TrainConfig
 logger = logging.getLogger(__name__)
 
 
-def model_card(cfg: TrainConfig, train_cases: list, val_cases: list, *, architecture: str, params: dict[str, Any],
-               patch_size: tuple[int, ...], threshold: float, nyul: dict[str, Any] | None = None, **training: Any) -> Any:
+def model_card(
+    cfg: TrainConfig,
+    train_cases: list,
+    val_cases: list,
+    *,
+    architecture: str,
+    params: dict[str, Any],
+    patch_size: tuple[int, ...],
+    threshold: float,
+    nyul: dict[str, Any] | None = None,
+    **training: Any,
+) -> Any:
     """The card saved with trained weights: how to apply them, and what they were trained on and where."""
     from mslesion.models.store import ModelCard
 
@@ -72,6 +82,7 @@ def training_hardware() -> str:
     if torch.cuda.is_available():
         return f"GPU {torch.cuda.get_device_name(0)}"
     return f"CPU {platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
 
 # A training loss beyond this (or not finite) means the run diverged: every loss here is a mean of
 # terms of order 1 (a run seen diverging reached 1e17 and still wrote a model).
@@ -152,8 +163,11 @@ def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> lis
         if kernel and any(s < k for s, k in zip(spatial, kernel)):
             found.append(f"{name} (input {'x'.join(map(str, spatial))}, kernel {'x'.join(map(str, kernel))})")
 
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: check(n, mod, args))
-             for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, n=n: check(n, mod, args))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd)
+    ]
     try:
         forward()
     finally:
@@ -297,9 +311,19 @@ class Trainer:
         if self.whole_image:  # Brosch et al.: the threshold maximising mean Dice on the TRAINING set
             threshold, train_dice = self.train_threshold()
             extra = {"threshold_source": "training set", "train_dice": train_dice, "whole_image": True}
-        card = model_card(self.cfg, self.train_cases, self.val_cases, architecture=self.cfg.model.architecture,
-                          params=self.params, patch_size=self.patch_size, threshold=threshold,
-                          nyul=self.nyul, steps=self.state.step, val_dice=self.state.best_dice, **extra)
+        card = model_card(
+            self.cfg,
+            self.train_cases,
+            self.val_cases,
+            architecture=self.cfg.model.architecture,
+            params=self.params,
+            patch_size=self.patch_size,
+            threshold=threshold,
+            nyul=self.nyul,
+            steps=self.state.step,
+            val_dice=self.state.best_dice,
+            **extra,
+        )
         save_model(self.net.state_dict(), card, self.out / "model")
 
     # --- one step ----------------------------------------------------------------------
@@ -316,8 +340,16 @@ class Trainer:
         elif self.whole_image:
             items = whole_case_batch(self.train_cases, rng, self.case_probabilities)
         else:
-            items = sample_batch(self.train_cases, rng, cfg.patch.batch_size, cfg.patch.size, cfg.patch.lesion_fraction,
-                                 self.case_probabilities, self.carvemix, cfg.augment.carvemix)
+            items = sample_batch(
+                self.train_cases,
+                rng,
+                cfg.patch.batch_size,
+                cfg.patch.size,
+                cfg.patch.lesion_fraction,
+                self.case_probabilities,
+                self.carvemix,
+                cfg.augment.carvemix,
+            )
             if self.tissue_contrast is not None:  # before the spatial transforms: the prior is on the case's grid
                 self.tissue_contrast.apply(items, rng, cfg.augment.tissue_contrast)
         items = augment_batch(self.transforms, items, seed)
@@ -340,9 +372,12 @@ class Trainer:
             outputs: list[torch.Tensor] = []
             small = small_bf16_convolutions(self.net, lambda: outputs.append(forward()))
             if small:
-                raise InputError(self.out, f"train.precision bf16 with patch.size {list(cfg.patch.size)}: convolutions see inputs "
-                                           f"smaller than their kernel ({'; '.join(small[:3])}), where PyTorch's CPU bfloat16 "
-                                           "gradient is wrong; use a larger patch.size or train.precision fp32")
+                raise InputError(
+                    self.out,
+                    f"train.precision bf16 with patch.size {list(cfg.patch.size)}: convolutions see inputs "
+                    f"smaller than their kernel ({'; '.join(small[:3])}), where PyTorch's CPU bfloat16 "
+                    "gradient is wrong; use a larger patch.size or train.precision fp32",
+                )
             self.checked_bf16_shapes = True
             logits = outputs[0]
         else:
@@ -376,8 +411,10 @@ class Trainer:
         if bad:
             limit = f" (limit {MAX_LOSS:.0e})" if math.isfinite(value) else ""
             what = f"loss is {value:.3g}{limit}" if here else "the loss diverged on another rank"
-            raise InputError(self.out, f"training diverged at step {step + 1}: {what}; "
-                                       "no model written from this step on; lower optim.lr or check the data")
+            raise InputError(
+                self.out,
+                f"training diverged at step {step + 1}: {what}; no model written from this step on; lower optim.lr or check the data",
+            )
 
     # --- validation --------------------------------------------------------------------
     def probability(self, case) -> np.ndarray:
@@ -392,8 +429,17 @@ class Trainer:
         # PyTorch, in the training's own precision: the weights change between validations, so an
         # exported backend would recompile every time, and it is the training arithmetic that is validated.
         arithmetic = InferencePrecision.BFLOAT16 if Precision(self.cfg.train.precision) is Precision.BF16 else InferencePrecision.FLOAT32
-        prob = predict_probability(self.net, case.image, case.brain, self.patch_size, overlap=self.cfg.infer.overlap, flips=1,
-                                   metadata=metadata, precision=arithmetic, backend=Backend.TORCH)
+        prob = predict_probability(
+            self.net,
+            case.image,
+            case.brain,
+            self.patch_size,
+            overlap=self.cfg.infer.overlap,
+            flips=1,
+            metadata=metadata,
+            precision=arithmetic,
+            backend=Backend.TORCH,
+        )
         prob[~case.brain] = 0
         return prob
 
@@ -440,9 +486,15 @@ class Trainer:
     def end_epoch(self, losses: list[float], started_epoch: float) -> None:
         cfg, st = self.cfg, self.state
         st.epoch += 1
-        row = {"epoch": st.epoch, "step": st.step, "train_loss": round(float(np.mean(losses)), 5) if losses else "", "val_dice": "",
-               "val_threshold": "", "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
-               "seconds": round(time.perf_counter() - started_epoch, 1)}
+        row = {
+            "epoch": st.epoch,
+            "step": st.step,
+            "train_loss": round(float(np.mean(losses)), 5) if losses else "",
+            "val_dice": "",
+            "val_threshold": "",
+            "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
+            "seconds": round(time.perf_counter() - started_epoch, 1),
+        }
         if self.dist.main:
             if self.val_cases and st.epoch % cfg.train.val_every == 0:
                 dice, threshold = self.validate()
