@@ -175,3 +175,19 @@ def test_plain_scans_and_masks_are_not_taken_for_negated(tmp_path: Path, ready_s
     assert load_volume(_image(tmp_path / "mask.nii.gz", np.zeros((8, 8, 8), np.uint8))).validate().warnings == []
     slope = load_volume(_image(tmp_path / "slope.nii.gz", np.abs(nib.load(ready_scan).get_fdata()).astype(np.int16), slope=-1.0)).validate()
     assert len(slope.warnings) == 1 and "looks negated" in slope.warnings[0]
+
+
+def test_ready_image_too_small_for_a_brain_is_a_qc_warning(tmp_path: Path, tiny_model: Path, ready_scan: Path) -> None:
+    """A skull-stripped 24^3 image at 1 mm holds 4 mL of 'brain': segmented (exit 0), but the summary says so."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mslesion.cli import app
+
+    result = CliRunner().invoke(
+        app, ["segment", "--flair", str(ready_scan), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--flips", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((tmp_path / "out" / "summary.json").read_text())["warnings"]
+    assert any("the brain (non-zero FLAIR) volume 4 mL is outside the usual 900-1900 mL" in w for w in warnings), warnings

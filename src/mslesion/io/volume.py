@@ -114,10 +114,10 @@ class Volume:
         data = data.reshape(self.shape)
         if np.issubdtype(data.dtype, np.floating):  # checked after the cast: 1e300 is finite, not in float32
             data = finite_float32(data, self.path)
-        self._note(check_contrast_sign(data, self.path))
+        self.note(check_contrast_sign(data, self.path))
         return data
 
-    def _note(self, warnings: list[str]) -> None:
+    def note(self, warnings: list[str]) -> None:
         """Log QC warnings about this image and keep them in `warnings` (each once)."""
         for message in warnings:
             if message not in self.warnings:
@@ -171,7 +171,7 @@ def load_volume(path: str | Path) -> Volume:
         array, affine, warnings = read_dicom_series(path)
         volume = Volume.from_array(array, affine)
         volume.path, volume.warnings = path, warnings
-        volume._note(check_contrast_sign(array, path))
+        volume.note(check_contrast_sign(array, path))
         return volume
     if not is_nifti_path(path):
         raise InputError(path, "not a NIfTI file name (expected .nii or .nii.gz)")

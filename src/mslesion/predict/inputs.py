@@ -73,9 +73,17 @@ def preprocessing_reason(volumes: dict[str, Volume], flair: Volume, spacing_mm: 
 
 
 def brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.ndarray, bool]:
-    """The given brain mask (checked against the FLAIR grid), or non-zero FLAIR; and whether it was computed."""
+    """The given brain mask (checked against the FLAIR grid), or non-zero FLAIR; and whether it was computed.
+
+    A computed brain of implausible volume (an image too small for a brain, a partial scan) is a QC
+    warning on the FLAIR, so it reaches summary.json, the report and the log.
+    """
     if brain_mask is None:
-        return brain_from_images(flair), True
+        from mslesion.preprocess.raw import brain_volume_ml, brain_volume_warnings
+
+        brain = brain_from_images(flair)
+        flair.note(brain_volume_warnings(brain_volume_ml(brain, flair.affine), f"{flair.path}: the brain (non-zero FLAIR)"))
+        return brain, True
     brain_vol = load_volume(brain_mask).validate()
     if not brain_vol.same_grid(flair):
         raise InputError(brain_mask, f"brain mask grid {brain_vol.shape} differs from FLAIR {flair.shape}")

@@ -295,6 +295,18 @@ def _hdbet_brain(flair: np.ndarray, affine: np.ndarray, path: Path | None) -> np
     return brain_mask_or_fail(mask, float(abs(np.linalg.det(affine[:3, :3]))), path)
 
 
+def brain_volume_ml(brain: np.ndarray, affine: np.ndarray) -> float:
+    """The volume of a brain mask in mL."""
+    return float(brain.sum()) * float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+
+
+def brain_volume_warnings(brain_ml: float, what: str = "brain mask") -> list[str]:
+    """A warning when a brain's volume is outside BRAIN_ML_RANGE (a mask with scalp, a partial scan, a tiny image)."""
+    if BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
+        return []
+    return [f"{what} volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL"]
+
+
 def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, qc: dict[str, Any], warnings: list[str]) -> None:
     """QC of the brain mask: its volume, and how much of it lies far outside the registered MNI brain.
 
@@ -303,13 +315,12 @@ def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray
     """
     from mslesion.preprocess.skullstrip import dilate_mm
 
-    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    brain_ml = float(brain.sum()) * voxel_ml
+    brain_ml = brain_volume_ml(brain, affine)
     qc["brain_volume_ml"] = round(brain_ml, 1)
     flags = qc.setdefault("flags", [])
-    if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
+    if implausible := brain_volume_warnings(brain_ml):
         flags.append("brain_volume")
-        warnings.append(f"brain mask volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL")
+        warnings += implausible
     near = dilate_mm(_warped_mni_brain(brain.shape, affine, mni_to_flair), OUTSIDE_MNI_MM, tuple(float(s) for s in voxel_sizes(affine)))
     outside = float((brain & ~near).sum()) / max(int(brain.sum()), 1)
     qc["brain_outside_mni_brain"] = round(outside, 4)
