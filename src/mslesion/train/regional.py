@@ -41,7 +41,7 @@ from mslesion.models.dlb import (
 from mslesion.train.config import TrainConfig
 from mslesion.train.data import PreparedCase
 from mslesion.train.sampling import extract_patch
-from mslesion.train.trainer import Dist, Trainer, model_card, plot_curves
+from mslesion.train.trainer import Dist, Trainer, log_row, model_card, plot_curves
 
 logger = logging.getLogger(__name__)
 
@@ -252,13 +252,7 @@ class RegionalTrainer:
         st.epoch += 1
         row = {
             "stage": self.stage_name(stage) if stage < self.n_stages else "ensemble",
-            "epoch": st.epoch,
-            "step": st.step,
-            "train_loss": round(float(np.mean(losses)), 5) if losses else "",
-            "val_dice": "",
-            "val_threshold": "",
-            "lr": f"{lr:.3g}",
-            "seconds": round(time.perf_counter() - started, 1),
+            **log_row(st.epoch, st.step, losses, lr, started),
             **val,
         }
         if self.dist.main:

@@ -91,6 +91,19 @@ MAX_LOSS = 1e6
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_dice", "val_threshold", "lr", "seconds"]
 
 
+def log_row(epoch: int, step: int, losses: list[float], lr: float, started: float) -> dict[str, Any]:
+    """One log.csv row: the mean training loss since the last row (validation columns filled in later)."""
+    return {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": round(float(np.mean(losses)), 5) if losses else "",
+        "val_dice": "",
+        "val_threshold": "",
+        "lr": f"{lr:.3g}",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 @dataclass
 class LoopState:
     """Everything besides tensors that a checkpoint must restore."""
@@ -486,15 +499,7 @@ class Trainer:
     def end_epoch(self, losses: list[float], started_epoch: float) -> None:
         cfg, st = self.cfg, self.state
         st.epoch += 1
-        row = {
-            "epoch": st.epoch,
-            "step": st.step,
-            "train_loss": round(float(np.mean(losses)), 5) if losses else "",
-            "val_dice": "",
-            "val_threshold": "",
-            "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
-            "seconds": round(time.perf_counter() - started_epoch, 1),
-        }
+        row = log_row(st.epoch, st.step, losses, self.optimizer.param_groups[0]["lr"], started_epoch)
         if self.dist.main:
             if self.val_cases and st.epoch % cfg.train.val_every == 0:
                 dice, threshold = self.validate()
