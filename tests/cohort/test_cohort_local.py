@@ -176,3 +176,30 @@ def test_local_pool_survives_a_killed_process(cohort: Path, tiny_model: Path, tm
     assert result.retried.get("sub-02_ses-01") == 2
     assert [f"{r['subject']}_{r['session']}" for r in rows(out / "cohort.csv")] == GOOD
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_one_bad_session_of_any_kind_never_stops_the_cohort(cohort: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """Issue 18: a 4D FLAIR, a dangling symlink and a sidecar with "3T" each used to stop the whole run (exit 2, nothing
+    segmented, or a traceback); now each is its session's row in failures.csv, one line naming the file, and the rest finish."""
+    import nibabel as nib
+    import numpy as np
+
+    def anat(subject: str, session: str) -> Path:
+        return cohort / subject / session / "anat"
+
+    four_d = anat("sub-01", "ses-02") / "sub-01_ses-02_FLAIR.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.float32), np.eye(4)), four_d)
+    dangling = anat("sub-02", "ses-02") / "sub-02_ses-02_FLAIR.nii.gz"
+    dangling.unlink()
+    dangling.symlink_to(tmp_path / "nowhere.nii.gz")
+    (anat("sub-02", "ses-01") / "sub-02_ses-01_FLAIR.json").write_text('{"MagneticFieldStrength": "3T"}')
+    out = tmp_path / "deriv"
+    result = runner.invoke(app, ["segment-dataset", str(cohort), "--out", str(out), "--model", str(tiny_model), "--flips", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    done = {f"{r['subject']}_{r['session']}" for r in rows(out / "cohort.csv")}
+    failed = {f"{r['subject']}_{r['session']}": r["error"] for r in rows(out / "failures.csv")}
+    assert done == {"sub-01_ses-01", "sub-03_ses-01"}
+    assert set(failed) == {"sub-01_ses-02", "sub-02_ses-01", "sub-02_ses-02", "sub-03_ses-02"}, failed
+    assert "4D image" in failed["sub-01_ses-02"] and "file not found" in failed["sub-02_ses-02"]
+    assert "sub-02_ses-01_FLAIR.json" in failed["sub-02_ses-01"] and "'3T'" in failed["sub-02_ses-01"]
+    assert all("\n" not in e for e in failed.values())
