@@ -10,11 +10,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from mslesion.cli import app
 
 runner = CliRunner()
+
+
+def _segment_flair_t1(scans: dict, out: Path, model: Path, flips: int) -> Result:
+    """`mslesion segment` on the test scan's FLAIR and T1."""
+    args = ["segment", "--flair", scans["flair"], "--t1", scans["t1"], "--out", out, "--model", model, "--flips", flips]
+    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -55,22 +61,7 @@ def scans(tmp_path: Path, nifti_writer) -> dict[str, Path]:
 
 def test_segment_writes_outputs_on_input_grid(tmp_path: Path, tiny_model: Path, scans) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(
-        app,
-        [
-            "segment",
-            "--flair",
-            str(scans["flair"]),
-            "--t1",
-            str(scans["t1"]),
-            "--out",
-            str(out),
-            "--model",
-            str(tiny_model),
-            "--flips",
-            "2",
-        ],
-    )
+    result = _segment_flair_t1(scans, out, tiny_model, flips=2)
     assert result.exit_code == 0, result.output
     for name in ("lesion_mask.nii.gz", "lesion_prob.nii.gz", "brain_mask.nii.gz", "lesions.csv", "summary.json"):
         assert (out / name).is_file(), name
@@ -146,22 +137,7 @@ def test_a_coarser_model_segments_a_finer_scan_at_its_own_voxel_size(tmp_path: P
     card["spacing_mm"] = [2.0, 2.0, 2.0]
     card_path.write_text(json.dumps(card))
     out = tmp_path / "out"
-    result = runner.invoke(
-        app,
-        [
-            "segment",
-            "--flair",
-            str(scans["flair"]),
-            "--t1",
-            str(scans["t1"]),
-            "--out",
-            str(out),
-            "--model",
-            str(tiny_model),
-            "--flips",
-            "1",
-        ],
-    )
+    result = _segment_flair_t1(scans, out, tiny_model, flips=1)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resampled_to_model_spacing_mm"] == [2.0, 2.0, 2.0]
