@@ -142,9 +142,9 @@ def test_bf16_training_refuses_convolutions_smaller_than_their_kernel(tmp_path: 
     from mslesion.train.trainer import small_bf16_convolutions
 
     net = build_unet(1, features=TINY_PARAMS["features"])
-    small = small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 32, 32, 32)))
+    _, small = small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 32, 32, 32)))
     assert small and all("input 2x2x2, kernel 3x3x3" in s for s in small) and all(s.startswith("down_4.") for s in small)
-    assert small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 48, 48, 48))) == []
+    assert small_bf16_convolutions(net, lambda: net(torch.zeros(1, 1, 48, 48, 48)))[1] == []
     with pytest.raises(InputError, match="patch.size \\[32, 32, 32\\].*smaller than their kernel"):
         run_training(_config(tmp_path, tiny_dataset, precision="bf16"), tmp_path / "run")
     assert not (tmp_path / "run" / "model").exists()

@@ -158,16 +158,22 @@ def nawm_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray,
     """
     from scipy import ndimage
 
+    inside = np.asarray(brain, bool)
+    return _difference_sd(baseline, followup, inside, ndimage.binary_erosion(inside, iterations=3) & np.asarray(white_matter, bool))
+
+
+def _difference_sd(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray, tissue: np.ndarray) -> float:
+    """The sd of follow-up minus baseline FLAIR (z-scored in `brain`, as the models see them) over
+    `tissue` where neither visit is bright (NAWM_MAX_Z); NaN when fewer than 100 voxels are left."""
     from mslesion.preprocess.normalize import normalised_channels
 
-    inside = np.asarray(brain, bool)
     base, follow = normalised_channels(
-        {"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"]
+        {"baseline_FLAIR": baseline, "followup_FLAIR": followup}, brain, ["baseline_FLAIR", "followup_FLAIR"]
     )
-    nawm = ndimage.binary_erosion(inside, iterations=3) & np.asarray(white_matter, bool) & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
-    if nawm.sum() < 100:
+    normal = tissue & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
+    if normal.sum() < 100:
         return float("nan")
-    return float(np.std(follow[nawm] - base[nawm]))
+    return float(np.std(follow[normal] - base[normal]))
 
 
 def visit_alignment(
@@ -201,17 +207,8 @@ def brain_residual(baseline: np.ndarray, followup: np.ndarray, brain: np.ndarray
     minus baseline FLAIR over the brain more than 3 mm inside its edge, bright voxels left out."""
     from scipy import ndimage
 
-    from mslesion.preprocess.normalize import normalised_channels
-
     inside = np.asarray(brain, bool)
-    base, follow = normalised_channels(
-        {"baseline_FLAIR": baseline, "followup_FLAIR": followup}, inside, ["baseline_FLAIR", "followup_FLAIR"]
-    )
-    deep = ndimage.distance_transform_edt(inside, sampling=spacing_mm) > 3.0
-    tissue = deep & (base < NAWM_MAX_Z) & (follow < NAWM_MAX_Z)
-    if tissue.sum() < 100:
-        return float("nan")
-    return float(np.std(follow[tissue] - base[tissue]))
+    return _difference_sd(baseline, followup, inside, ndimage.distance_transform_edt(inside, sampling=spacing_mm) > 3.0)
 
 
 def _load(images: Mapping[str, Path | Volume]) -> dict[str, Volume]:

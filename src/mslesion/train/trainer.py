@@ -160,8 +160,8 @@ def autocast(precision: str, device: str = "cpu"):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=Precision(precision) is Precision.BF16)
 
 
-def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> list[str]:
-    """Convolutions of `model` whose input is smaller than their kernel along an axis, seen in one `forward()`.
+def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """`forward()`'s result, and the convolutions of `model` whose input was smaller than their kernel along an axis in it.
 
     PyTorch's CPU bfloat16 convolution (oneDNN, torch 2.13) computes the weight gradient of
     such a layer wrongly, reading uninitialised memory: the loss turns NaN or the weights
@@ -171,9 +171,8 @@ def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> lis
     found: list[str] = []
 
     def check(name: str, module: nn.modules.conv._ConvNd, args: tuple) -> None:
-        kernel = tuple(module.kernel_size) if hasattr(module, "kernel_size") else ()
-        spatial = tuple(args[0].shape[2:])
-        if kernel and any(s < k for s, k in zip(spatial, kernel)):
+        kernel, spatial = tuple(module.kernel_size), tuple(args[0].shape[2:])
+        if any(s < k for s, k in zip(spatial, kernel)):
             found.append(f"{name} (input {'x'.join(map(str, spatial))}, kernel {'x'.join(map(str, kernel))})")
 
     hooks = [
@@ -182,11 +181,11 @@ def small_bf16_convolutions(model: nn.Module, forward: Callable[[], Any]) -> lis
         if isinstance(m, nn.modules.conv._ConvNd)
     ]
     try:
-        forward()
+        result = forward()
     finally:
         for hook in hooks:
             hook.remove()
-    return found
+    return result, found
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -381,9 +380,8 @@ class Trainer:
                     return self.model(x, self.net.metadata_spec.encode_batch(metas))  # type: ignore[union-attr,operator]  # FiLM's metadata_spec: nn.Module types unknown attributes as Tensor | Module
                 return self.model(x)
 
-        if Precision(cfg.train.precision) is Precision.BF16 and x.device.type == "cpu" and not self.checked_bf16_shapes:
-            outputs: list[torch.Tensor] = []
-            small = small_bf16_convolutions(self.net, lambda: outputs.append(forward()))
+        if Precision(cfg.train.precision) is Precision.BF16 and not self.checked_bf16_shapes:  # this loop trains on the CPU
+            logits, small = small_bf16_convolutions(self.net, forward)
             if small:
                 raise InputError(
                     self.out,
@@ -392,7 +390,6 @@ class Trainer:
                     "gradient is wrong; use a larger patch.size or train.precision fp32",
                 )
             self.checked_bf16_shapes = True
-            logits = outputs[0]
         else:
             logits = forward()
         loss = self.loss(logits.float(), y)
