@@ -15,7 +15,7 @@ Run (20 runs, one at a time: about 15 minutes on 2 idle cores, 45 on busy ones):
 - fine: the same pair (and scan) on a 0.6 mm grid (the brain's box, linear interpolation):
   ready input whose voxels differ from the 1 mm model's, where a network runs at the model's spacing.
 
-`new-lesions` runs with the default method (subtraction) and with `probability-change` (the
+`new-lesions` runs with `subtraction` and with `probability-change` (the
 shipped network on each visit); `segment-dataset` on a tiny BIDS dataset of symlinks to the
 demo and patient07 scans. Every NIfTI output is compared voxel by voxel (array_equal of the
 data, allclose of the affines) and every CSV table cell by cell. Writes

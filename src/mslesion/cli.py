@@ -234,11 +234,12 @@ def new_lesions(
     model: Annotated[
         str,
         typer.Option(
-            help="'subtraction' (the default: it wins on the real Lesjak pairs, benchmarks/results/change_lopo.md), "
-            "'probability-change' (the single-visit model on each visit; classifies new / enlarging / "
-            "shrinking / resolved), the shipped network 'new-lesions', or a model folder."
+            help="'grown-subtraction' (the default: it wins on the real Lesjak pairs, benchmarks/results/change_lopo.md; "
+            "subtraction candidates grown into the whole follow-up lesion, classed new / enlarging / shrinking / resolved), "
+            "'subtraction', 'probability-change' (the single-visit model on each visit), the shipped network 'new-lesions', "
+            "or a model folder."
         ),
-    ] = "subtraction",
+    ] = "grown-subtraction",
     flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
     preprocess: Annotated[
         str,
@@ -348,8 +349,11 @@ def new_lesions_dataset(
     ],
     out: Annotated[Path, typer.Option(help="BIDS-derivatives output folder (cohort.csv and failures.csv at its top).")],
     model: Annotated[
-        str, typer.Option(help="As `new-lesions --model`: 'subtraction' (default), 'probability-change', 'new-lesions' or a model folder.")
-    ] = "subtraction",
+        str,
+        typer.Option(
+            help="As `new-lesions --model`: 'grown-subtraction' (default), 'subtraction', 'probability-change', 'new-lesions' or a model folder."
+        ),
+    ] = "grown-subtraction",
     engine: EngineOpt = "local",
     workers: WorkersOpt = None,
     address: AddressOpt = None,

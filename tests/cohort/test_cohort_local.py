@@ -135,6 +135,17 @@ def test_new_lesions_dataset_pairs_consecutive_sessions(cohort: Path, tmp_path: 
         segment_dataset(cohort, out, model="default")
 
 
+def test_workers_pass_method_names_to_new_lesions() -> None:
+    """A method name (grown-subtraction, probability-change, subtraction) is not a model folder: the worker
+    hands the name on and `new_lesions` loads what it needs (it used to try to load "probability-change" as a model)."""
+    from mslesion.cohort.tasks import _load
+    from mslesion.models.registry import UNTRAINED
+
+    assert {"grown-subtraction", "subtraction", "probability-change"} <= set(UNTRAINED)
+    for name in UNTRAINED:
+        assert _load(name, None, False) == name
+
+
 def test_ray_pool_size_fits_the_cluster() -> None:
     from mslesion.cohort.ray_engine import pool_size
 

@@ -131,3 +131,13 @@ def test_white_matter_prior_is_on_the_working_grid() -> None:
     assert prior is white_matter_prior_working_grid()
     centrum = np.rint(np.linalg.inv(WORKING_AFFINE) @ [26.0, -10.0, 30.0, 1.0])[:3].astype(int)  # right centrum semiovale
     assert prior[tuple(centrum)] and 400_000 < prior.sum() < 800_000  # 1 mm voxels: 0.4 to 0.8 L of white matter
+
+
+def test_decided_keeps_the_ranking_and_puts_exactly_the_passed_voxels_above_half() -> None:
+    from mslesion.models.subtraction import decided
+
+    score = np.array([0.0, 0.3, 0.5, 0.9, 0.9, 0.2], np.float32)
+    passed = np.array([False, True, False, True, False, False])
+    out = decided(score, passed)
+    assert out.dtype == np.float32 and np.array_equal(out > 0.5, passed) and ((out >= 0.5) == passed).all()
+    assert out[3] == np.float32(0.9) and out[0] == 0.0 and out[5] == np.float32(0.2)

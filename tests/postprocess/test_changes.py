@@ -41,3 +41,17 @@ def test_ranked_labels_number_components_as_the_lesion_table_does() -> None:
     labels, n = ranked_labels(mask)
     assert n == 2 and (labels == 1).sum() == 64 and (labels == 2).sum() == 8
     assert classify_changes(np.zeros((5, 5, 5)), np.zeros((5, 5, 5)), np.zeros((5, 5, 5)), 0.001) == []
+
+
+def test_a_seed_grows_into_the_whole_lesion_it_touches_and_no_further() -> None:
+    """grown-subtraction's extent: a candidate on the rim of a follow-up lesion takes the lesion whole (26-neighbours
+    count as touching); a lesion no candidate touches stays out; a candidate outside every lesion stays as it is."""
+    from mslesion.postprocess.changes import grow_into_lesions
+
+    shape = (30, 30, 10)
+    touched, untouched = _box(shape, (2, 2, 2), (6, 6, 3)), _box(shape, (20, 20, 2), (5, 5, 3))
+    rim_seed = _box(shape, (8, 8, 5), (1, 1, 1))  # corner to corner with `touched`: a 26-neighbour only
+    lone_seed = _box(shape, (20, 2, 2), (2, 2, 2))
+    grown = grow_into_lesions(rim_seed | lone_seed, touched | untouched)
+    assert np.array_equal(grown, touched | rim_seed | lone_seed)
+    assert not grow_into_lesions(np.zeros(shape, bool), touched).any()

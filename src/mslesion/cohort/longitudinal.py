@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 NAME = "mslesion new lesions between consecutive sessions"
 VISIT_CONTRASTS = ("FLAIR", "T1")  # what `new-lesions` takes of each visit
-# Counts per change class (postprocess.changes.ChangeKind): `probability-change` classes every changed
+# Counts per change class (postprocess.changes.ChangeKind): `grown-subtraction` and `probability-change` class every changed
 # lesion; subtraction and the network report new lesions only, so their other classes stay 0.
 CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
 PAIR_COLUMNS = (
@@ -81,7 +81,7 @@ def pair_row(subject: str, baseline: str, followup: str, summary: dict[str, Any]
 def new_lesions_dataset(
     bids_dir: str | Path,
     out: str | Path,
-    model: str | Path = "subtraction",  # new_lesions.DEFAULT_NEW_LESION_MODEL
+    model: str | Path = "grown-subtraction",  # new_lesions.DEFAULT_NEW_LESION_MODEL
     engine: EngineOptions | None = None,
     checkpoint_every: int = 10,
     flips: int = 2,

@@ -19,6 +19,7 @@ from typing import Any
 from mslesion.cohort.engines import Outcome
 from mslesion.cohort.layout import WORK_PREFIX, Attempts, here, publish, read_done
 from mslesion.errors import InputError
+from mslesion.models.registry import UNTRAINED
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _load(model: str, threads: int | None, use_gpu: bool) -> Any:
 
     if threads:
         torch.set_num_threads(threads)  # this process is the worker's own: its CPUs, not the machine's
-    if model == "subtraction":
+    if model in UNTRAINED:  # a method name: `new_lesions` loads what it needs (e.g. the single-visit model) itself
         return model
     loaded = load_model_once(model)
     if use_gpu:

@@ -219,5 +219,11 @@ def _score(
                 keep &= ~_touched(labels, n, ndimage.binary_dilation(big[stable_labels], ndimage.generate_binary_structure(3, 3)))
         keep[0] = False
         passed = keep[labels]
-    out[core] = np.where(passed[core], np.maximum(score[core], _ABOVE), np.minimum(score[core], _BELOW))
+    out[core] = decided(score[core], passed[core])
     return out
+
+
+def decided(score: np.ndarray, passed: np.ndarray) -> np.ndarray:
+    """`score` forced just above 0.5 where `passed` and just below elsewhere (float32), so that
+    thresholding at 0.5 (`binarise`) returns exactly the voxels that passed while the score keeps its ranking."""
+    return np.where(passed, np.maximum(score, _ABOVE), np.minimum(score, _BELOW)).astype(np.float32)
