@@ -126,7 +126,7 @@ def _metrics(mask: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...]) -> di
             "predicted": int(m.get("msseg_n_pred", 0))}
 
 
-def end_to_end(patient: str, method: str) -> dict:
+def end_to_end(patient: str, method: str, name: str | None = None) -> dict:
     """`detect_new_lesions` as a user runs it (raw FLAIR pair, the method's shipped settings), its mask
     carried into the common space (nearest neighbour) and scored; with the seconds it took."""
     import nibabel as nib
@@ -136,7 +136,7 @@ def end_to_end(patient: str, method: str) -> dict:
     from mslesion.space.sitkio import from_sitk, to_sitk
 
     folder = SHARED / "lesjak-longitudinal" / patient
-    out = CACHE / "end_to_end" / patient / method
+    out = CACHE / "end_to_end" / patient / (name or method)
     start = time.perf_counter()
     result = detect_new_lesions({"FLAIR": folder / "study1_FLAIR.nii.gz"}, {"FLAIR": folder / "study2_FLAIR.nii.gz"}, out, model=method)
     seconds = time.perf_counter() - start

@@ -191,3 +191,18 @@ def test_ready_image_too_small_for_a_brain_is_a_qc_warning(tmp_path: Path, tiny_
     assert result.exit_code == 0, result.output
     warnings = json.loads((tmp_path / "out" / "summary.json").read_text())["warnings"]
     assert any("the brain (non-zero FLAIR) volume 4 mL is outside the usual 900-1900 mL" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(("half_edge", "warned"), [(68, False), (73, True)])
+def test_a_brain_normalised_to_mni_is_not_flagged_for_its_size(tmp_path: Path, nifti_writer, half_edge: int, warned: bool) -> None:
+    """On the MNI grid a ready brain may be scaled to the template (patient01's study 1 through `mslesion preprocess`:
+    2517 mL), so up to 3000 mL passes there; a 136^3 box (2515 mL) passes, a 146^3 one (3112 mL) is flagged."""
+    from mslesion.predict.inputs import brain_of_ready_input
+    from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+
+    image = np.zeros(FSL_MNI_SHAPE, np.float32)
+    centre = [s // 2 for s in FSL_MNI_SHAPE]
+    image[tuple(slice(c - half_edge, c + half_edge) for c in centre)] = 1.0
+    flair = load_volume(nifti_writer(tmp_path / "FLAIR.nii.gz", image, FSL_MNI_AFFINE))
+    brain_of_ready_input(flair, None)
+    assert any("outside the usual 900-3000 mL" in w for w in flair.warnings) == warned, flair.warnings

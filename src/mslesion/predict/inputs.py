@@ -9,6 +9,7 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume, load_volume
+from mslesion.space.grid import on_mni_grid
 
 PREPROCESS_MODES = ("auto", "yes", "no")
 
@@ -76,13 +77,16 @@ def brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.nda
     """The given brain mask (checked against the FLAIR grid), or non-zero FLAIR; and whether it was computed.
 
     A computed brain of implausible volume (an image too small for a brain, a partial scan) is a QC
-    warning on the FLAIR, so it reaches summary.json, the report and the log.
+    warning on the FLAIR, so it reaches summary.json, the report and the log; on the MNI grid the
+    limits allow a brain normalised to the template (`mslesion preprocess` output).
     """
     if brain_mask is None:
-        from mslesion.preprocess.raw import brain_volume_ml, brain_volume_warnings
+        from mslesion.preprocess.raw import BRAIN_ML_RANGE, MNI_BRAIN_ML_RANGE, brain_volume_ml, brain_volume_warnings
 
         brain = brain_from_images(flair)
-        flair.note(brain_volume_warnings(brain_volume_ml(brain, flair.affine), f"{flair.path}: the brain (non-zero FLAIR)"))
+        limits = MNI_BRAIN_ML_RANGE if on_mni_grid(flair.shape, flair.affine) else BRAIN_ML_RANGE
+        volume = brain_volume_ml(brain, flair.affine)
+        flair.note(brain_volume_warnings(volume, f"{flair.path}: the brain (non-zero FLAIR)", limits))
         return brain, True
     brain_vol = load_volume(brain_mask).validate()
     if not brain_vol.same_grid(flair):

@@ -63,6 +63,9 @@ MIN_NMI_MNI = 1.01
 MIN_NMI_CONTRAST = 1.03
 # A plausible adult brain on the scan (mL); outside it the mask is flagged.
 BRAIN_ML_RANGE = (900.0, 1900.0)
+# The same on the MNI grid, where a brain may have been affinely normalised to the MNI152 template
+# (1.88 L): `mslesion preprocess` puts patient01's study-1 brain of 1309 mL at 2517 mL (scale 0.80).
+MNI_BRAIN_ML_RANGE = (900.0, 3000.0)
 # Share of the brain mask farther than OUTSIDE_MNI_MM from the registered MNI brain above which it is flagged.
 MAX_OUTSIDE_MNI = 0.05
 OUTSIDE_MNI_MM = 10.0
@@ -300,11 +303,11 @@ def brain_volume_ml(brain: np.ndarray, affine: np.ndarray) -> float:
     return float(brain.sum()) * float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
 
 
-def brain_volume_warnings(brain_ml: float, what: str = "brain mask") -> list[str]:
-    """A warning when a brain's volume is outside BRAIN_ML_RANGE (a mask with scalp, a partial scan, a tiny image)."""
-    if BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
+def brain_volume_warnings(brain_ml: float, what: str = "brain mask", limits: tuple[float, float] = BRAIN_ML_RANGE) -> list[str]:
+    """A warning when a brain's volume is outside `limits` (a mask with scalp, a partial scan, a tiny image)."""
+    if limits[0] <= brain_ml <= limits[1]:
         return []
-    return [f"{what} volume {brain_ml:.0f} mL is outside the usual {BRAIN_ML_RANGE[0]:.0f}-{BRAIN_ML_RANGE[1]:.0f} mL"]
+    return [f"{what} volume {brain_ml:.0f} mL is outside the usual {limits[0]:.0f}-{limits[1]:.0f} mL"]
 
 
 def _check_brain(brain: np.ndarray, affine: np.ndarray, mni_to_flair: np.ndarray, qc: dict[str, Any], warnings: list[str]) -> None:
