@@ -62,6 +62,16 @@ GROWN_SUBTRACTION = "grown-subtraction"  # listed in models.registry.UNTRAINED
 # subtraction 0.29 / 0.11 and probability-change 0.31 / 0.09; the shipped new-lesion network is far
 # below all three (Dice 0.02, benchmarks/results/new_lesions_*.md).
 DEFAULT_NEW_LESION_MODEL = GROWN_SUBTRACTION
+# What each untrained method's own measurement says (every summary and report repeats it, as a
+# trained model's card caveat): run as shipped on the two raw Lesjak pairs, benchmarks/change_lopo.py.
+METHOD_CAVEATS = {
+    GROWN_SUBTRACTION: "change Dice 0.41 and MSSEG-2 lesion F1 0.18 on two real raw pairs of one scanner "
+    "(benchmarks/results/change_lopo.md); many changes are missed (lesion sensitivity 0.13-0.14). Check every change by eye.",
+    SUBTRACTION: "change Dice 0.29 and MSSEG-2 lesion F1 0.11 on two real raw pairs of one scanner "
+    "(benchmarks/results/change_lopo.md); it sees new lesions only. Check every change by eye.",
+    PROBABILITY_CHANGE: "change Dice 0.31 and MSSEG-2 lesion F1 0.09 on two real raw pairs of one scanner "
+    "(benchmarks/results/change_lopo.md), with many false changes. Check every change by eye.",
+}
 # The single-visit model that `probability-change` and `grown-subtraction` run on each visit.
 SINGLE_VISIT_MODEL = "default"
 # Follow-up lesion probability a subtraction candidate is grown into: the best of 0.2 / 0.3 / 0.5
@@ -285,7 +295,7 @@ def _detect(
     prepare_out(out, inputs)
     warnings = [] if pair is None else list(pair.warnings)
     warnings += channel_warnings(channels, method.contrasts, bool(method.card is not None and method.card.modality_dropout))
-    warnings += model_caveat(method.card)
+    warnings += [f"method {method.name}: {METHOD_CAVEATS[method.name]}"] if method.name in METHOD_CAVEATS else model_caveat(method.card)
     if pair is None:  # ready visits: the same alignment check as preprocessed pairs (off the MNI grid, without its prior)
         residual, alignment_warnings = visit_alignment(
             channels["baseline_FLAIR"].array,
