@@ -235,7 +235,7 @@ def new_lesions(
         str,
         typer.Option(
             help="'grown-subtraction' (the default: it wins on the real Lesjak pairs, benchmarks/results/change_lopo.md; "
-            "subtraction candidates grown into the whole follow-up lesion, classed new / enlarging / shrinking / resolved), "
+            "subtraction candidates grown into the whole follow-up lesion, classed new or enlarging), "
             "'subtraction', 'probability-change' (the single-visit model on each visit), the shipped network 'new-lesions', "
             "or a model folder."
         ),

@@ -8,8 +8,8 @@ the methods, and the change table and report. Methods:
 - `grown-subtraction` (the default, no training of its own): the subtraction candidates below,
   each grown into the whole follow-up lesion it touches (the shipped single-visit model's
   p >= 0.3 at follow-up), since raters mark an enlarging lesion whole while a difference image
-  lights only its rim; the single-visit lesions of both visits then class each change. It wins on
-  the real Lesjak pairs, leave-one-patient-out (benchmarks/results/change_lopo.md).
+  lights only its rim; each change is new, or enlarging where a baseline lesion touches it. It wins
+  on the real Lesjak pairs (benchmarks/results/change_lopo.md).
 - `subtraction` (no training): the normalised FLAIR difference, smoothed and gated
   (`models.subtraction`). Voxel-size aware, so it runs on the input's own voxels.
 - a trained new-lesion network (`new-lesions-unet`, e.g. the shipped `new-lesions`).
@@ -98,9 +98,10 @@ class NewLesionResult:
 
 
 @dataclass
-class _Method:
-    """The chosen method: a network read once (a trained new-lesion network, or the single-visit
-    model of `probability-change`), or none (the subtraction baseline)."""
+class ChangeMethod:
+    """The chosen method with the network it runs, read once: a trained new-lesion network, the
+    single-visit model that `probability-change` and `grown-subtraction` run on each visit, or none
+    (`subtraction`). A cohort worker reads it once and passes it to every pair."""
 
     name: str
     model: LoadedModel | None = None
@@ -124,15 +125,23 @@ class _Method:
         return tuple(self.card.spacing_mm) if self.card else (1.0, 1.0, 1.0)
 
 
-def _load_method(model: str | Path | LoadedModel) -> _Method:
+def load_change_method(model: str | Path | LoadedModel | ChangeMethod) -> ChangeMethod:
+    """The method named (`grown-subtraction`, `subtraction`, `probability-change`) or the new-lesion network
+    given (a model folder or a LoadedModel), with what it runs read; a ChangeMethod is returned as it is."""
+    if isinstance(model, ChangeMethod):
+        return model
     if not isinstance(model, LoadedModel) and str(model) == SUBTRACTION:
-        return _Method(SUBTRACTION)
+        return ChangeMethod(SUBTRACTION)
     if not isinstance(model, LoadedModel) and str(model) in (PROBABILITY_CHANGE, GROWN_SUBTRACTION):
-        return _Method(str(model), load_model_once(SINGLE_VISIT_MODEL))
-    loaded = load_model_once(model)  # a cohort worker passes the model it read once
+        return ChangeMethod(str(model), load_model_once(SINGLE_VISIT_MODEL))
+    loaded = load_model_once(model)
     if loaded.card.architecture != "new-lesions-unet":
-        raise InputError(loaded.path, f"is a {loaded.card.architecture} model, not a new-lesion model (new-lesions-unet or 'subtraction')")
-    return _Method(loaded.card.architecture, loaded)
+        raise InputError(
+            loaded.path,
+            f"is a {loaded.card.architecture} model, not a new-lesion model "
+            f"(a new-lesions-unet model folder, or one of {SUBTRACTION}, {GROWN_SUBTRACTION}, {PROBABILITY_CHANGE})",
+        )
+    return ChangeMethod(loaded.card.architecture, loaded)
 
 
 def _check_names(visit: str, images: dict[str, Path]) -> None:
@@ -170,8 +179,9 @@ def _subtraction(images: dict[str, np.ndarray], geometry: Geometry) -> np.ndarra
         return subtraction_probability(x[0], x[1], brain, tuple(geometry.model_spacing), white_matter=white_matter)  # type: ignore[arg-type]
 
 
-def _grown(score: np.ndarray, followup: np.ndarray, spacing_mm: tuple[float, ...]) -> np.ndarray:
-    """Subtraction candidates (at least the minimum size) grown into the follow-up lesions they touch,
+def grown_subtraction_score(score: np.ndarray, followup: np.ndarray, spacing_mm: tuple[float, ...]) -> np.ndarray:
+    """`grown-subtraction`: the subtraction candidates (`score` > 0.5, larger than SUBTRACTION_MIN_MM3), each
+    grown into the follow-up lesions (`followup` probability >= GROWN_LESION_THRESHOLD) it touches; returned
     as a score with 0.5 as its decision level (`models.subtraction.decided`)."""
     from mslesion.models.subtraction import decided
     from mslesion.postprocess.changes import grow_into_lesions
@@ -183,7 +193,7 @@ def _grown(score: np.ndarray, followup: np.ndarray, spacing_mm: tuple[float, ...
 
 
 def _probability(
-    method: _Method, predictor: Predictor, images: dict[str, np.ndarray], geometry: Geometry
+    method: ChangeMethod, predictor: Predictor, images: dict[str, np.ndarray], geometry: Geometry
 ) -> tuple[np.ndarray, float, float, list[np.ndarray]]:
     """Probability map on the model's grid, the threshold and minimum size that binarise it, and
     (for `probability-change` and `grown-subtraction`) each visit's single-visit lesion probability."""
@@ -201,7 +211,7 @@ def _probability(
         if method.name == GROWN_SUBTRACTION:
             score = _subtraction(images, geometry)
             with timing.stage("grow"):
-                grown = _grown(score, followup, tuple(geometry.model_spacing))
+                grown = grown_subtraction_score(score, followup, tuple(geometry.model_spacing))
             return grown, 0.5, SUBTRACTION_MIN_MM3, [baseline, followup]
         return np.abs(followup - baseline), CHANGE_THRESHOLD, CHANGE_MIN_MM3, [baseline, followup]
     prob, _ = predictor.probability(predictor.model_input(images, brain), brain)  # both visits' channels, as the card lists them
@@ -211,19 +221,35 @@ def _probability(
 CHANGE_COLUMNS = ("change", "baseline_volume_ml", "followup_volume_ml")
 
 
-def _with_change_kinds(lesions: Lesions, visits: list[np.ndarray], card: Any, voxel_mm3: float) -> list[dict]:
+def _with_change_kinds(lesions: Lesions, visits: list[np.ndarray], method: ChangeMethod, voxel_mm3: float) -> list[dict]:
     """Each row with its change kind and lesion volume at both visits. With the visits' single-visit
     probabilities (`probability-change`, `grown-subtraction`) the kinds come from their lesions (`postprocess.changes`);
-    the other methods detect new lesions only: kind new, absent at baseline by definition."""
-    from mslesion.postprocess.changes import classify_labelled_changes
+    the other methods detect new lesions only: kind new, absent at baseline by definition.
+
+    `grown-subtraction` measures against the lesions it grew into (p >= GROWN_LESION_THRESHOLD, no other
+    filter) at both visits, its own grown lesions counted at follow-up (so a follow-up volume is never smaller
+    than the lesion reported). Its candidates are signal increases, so a lesion is new when no baseline lesion
+    touches it and enlarging otherwise, whatever the two volumes say. `probability-change` uses the model card's
+    lesions (threshold, size and mean-probability filters) and all four kinds."""
+    from mslesion.components import label_components
+    from mslesion.postprocess.changes import ChangeKind, classify_labelled_changes
     from mslesion.postprocess.lesions import lesion_labels
 
     if not visits:
         return [{**row, "change": "new", "baseline_volume_ml": 0.0, "followup_volume_ml": row["volume_ml"]} for row in lesions.rows]
-    baseline, followup = (
-        lesion_labels(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability)[0] for p in visits
-    )
+    if method.name == GROWN_SUBTRACTION:
+        baseline = lesion_labels(visits[0], GROWN_LESION_THRESHOLD, SUBTRACTION_MIN_MM3, voxel_mm3)[0]
+        followup = label_components((visits[1] >= GROWN_LESION_THRESHOLD) | lesions.mask.astype(bool), 26)[0]
+    else:
+        card = method.card
+        baseline, followup = (
+            lesion_labels(p, card.threshold, card.min_lesion_mm3, voxel_mm3, min_mean_probability=card.min_mean_probability)[0]
+            for p in visits
+        )
     kinds = classify_labelled_changes(lesions.labels, baseline, followup, voxel_mm3 / 1000.0)
+    if method.name == GROWN_SUBTRACTION:
+        for kind in kinds:
+            kind["change"] = ChangeKind.NEW.value if kind["baseline_volume_ml"] == 0 else ChangeKind.ENLARGING.value
     return [{**row, **kind} for row, kind in zip(lesions.rows, kinds)]
 
 
@@ -231,7 +257,7 @@ def detect_new_lesions(
     baseline: dict[str, Path],
     followup: dict[str, Path],
     out: Path,
-    model: str | Path | LoadedModel = DEFAULT_NEW_LESION_MODEL,
+    model: str | Path | LoadedModel | ChangeMethod = DEFAULT_NEW_LESION_MODEL,
     flips: int = 2,
     overlap: float = 0.25,
     preprocess: str = "auto",
@@ -251,7 +277,7 @@ def _detect(
     baseline: dict[str, Path],
     followup: dict[str, Path],
     out: Path,
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | ChangeMethod,
     flips: int,
     overlap: float,
     preprocess: str,
@@ -269,7 +295,7 @@ def _detect(
     _check_names("baseline", baseline)
     _check_names("followup", followup)
     with timing.stage("load model"):
-        method = _load_method(model)
+        method = load_change_method(model)
     predictor = Predictor(method.model, background, flips, overlap)
     with timing.stage("load images"):
         volumes = {visit: read_volumes(images) for visit, images in zip(VISITS, (baseline, followup))}
@@ -310,7 +336,7 @@ def _detect(
     prob, threshold, min_mm3, visits = _probability(method, predictor, images, geometry)
     prob, *visits = predictor.to_input(geometry, [prob, *visits])
     lesions = label_lesions(prob, threshold, min_mm3, fu_flair)
-    lesions.rows = _with_change_kinds(lesions, visits, method.card, fu_flair.voxel_volume)
+    lesions.rows = _with_change_kinds(lesions, visits, method, fu_flair.voxel_volume)
     locations, location_qc, location_warnings = predictor.locate(lesions, geometry)
     warnings += location_warnings
     summary = {
@@ -326,6 +352,7 @@ def _detect(
             "threshold": threshold,
             "min_lesion_mm3": min_mm3,
             "contrasts": method.contrasts,
+            **({"grown_into_followup_probability": GROWN_LESION_THRESHOLD} if method.name == GROWN_SUBTRACTION else {}),
             "version": None if method.card is None else method.card.version,
         },
         "inputs": describe_inputs(channels),

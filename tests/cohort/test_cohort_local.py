@@ -135,15 +135,19 @@ def test_new_lesions_dataset_pairs_consecutive_sessions(cohort: Path, tmp_path: 
         segment_dataset(cohort, out, model="default")
 
 
-def test_workers_pass_method_names_to_new_lesions() -> None:
-    """A method name (grown-subtraction, probability-change, subtraction) is not a model folder: the worker
-    hands the name on and `new_lesions` loads what it needs (it used to try to load "probability-change" as a model)."""
+def test_new_lesions_dataset_runs_its_default_and_reads_the_method_once(cohort: Path, tmp_path: Path) -> None:
+    """The default (grown-subtraction) through the cohort: the method name is not taken for a model folder (it
+    was, and every cohort failed before its first pair), and a worker reads the method with its network once."""
     from mslesion.cohort.tasks import _load
-    from mslesion.models.registry import UNTRAINED
+    from mslesion.new_lesions import ChangeMethod
 
-    assert {"grown-subtraction", "subtraction", "probability-change"} <= set(UNTRAINED)
-    for name in UNTRAINED:
-        assert _load(name, None, False) == name
+    method = _load("grown-subtraction", None, False, pairs=True)
+    assert isinstance(method, ChangeMethod) and method.name == "grown-subtraction" and method.model is not None
+    assert _load("subtraction", None, False, pairs=True).model is None
+    result = new_lesions_dataset(cohort, tmp_path / "pairs", flips=1)
+    assert len(result.done) >= 1
+    table = rows(tmp_path / "pairs" / "cohort.csv")
+    assert table and all(r["shrinking_count"] == r["resolved_count"] == "0" for r in table)
 
 
 def test_ray_pool_size_fits_the_cluster() -> None:

@@ -88,12 +88,13 @@ def new_lesions_dataset(
 ) -> CohortResult:
     """New lesions of every consecutive session pair of `bids_dir` into `out` on `engine`; skip done pairs, keep going past failures."""
     from mslesion.io.bids import list_sessions
-    from mslesion.new_lesions import SUBTRACTION
+    from mslesion.models.registry import UNTRAINED
     from mslesion.pipeline import load_model_once
 
     bids_dir, out = Path(bids_dir).resolve(), Path(out).resolve()  # workers may run elsewhere: absolute paths only
     engine = engine or EngineOptions()
-    model_name = SUBTRACTION if str(model) == SUBTRACTION else str(load_model_once(model).path.resolve())
+    # a method name travels as it is; a model folder as its absolute path (read here first: a bad one fails before any pair)
+    model_name = str(model) if str(model) in UNTRAINED else str(load_model_once(model).path.resolve())
     pairs, alone = consecutive_pairs(list_sessions(bids_dir))
     if not pairs:
         raise InputError(bids_dir, "no subject has two or more sessions (sub-*/ses-*/anat): no pair to compare")

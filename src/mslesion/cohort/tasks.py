@@ -14,12 +14,11 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mslesion.cohort.engines import Outcome
 from mslesion.cohort.layout import WORK_PREFIX, Attempts, here, publish, read_done
 from mslesion.errors import InputError
-from mslesion.models.registry import UNTRAINED
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +63,28 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _load(model: str, threads: int | None, use_gpu: bool) -> Any:
-    """The worker's model, read once: a LoadedModel (on the GPU when asked and present), or a method name."""
+def _load(model: str, threads: int | None, use_gpu: bool, pairs: bool = False) -> Any:
+    """The worker's model, read once (on the GPU when asked and present): a LoadedModel for `segment`, or
+    for pairs the change method with the network it runs (`new_lesions.load_change_method`; none for subtraction)."""
     import torch
-
-    from mslesion.pipeline import load_model_once
 
     if threads:
         torch.set_num_threads(threads)  # this process is the worker's own: its CPUs, not the machine's
-    if model in UNTRAINED:  # a method name: `new_lesions` loads what it needs (e.g. the single-visit model) itself
-        return model
-    loaded = load_model_once(model)
-    if use_gpu:
+    if pairs:
+        from mslesion.new_lesions import load_change_method
+
+        method = load_change_method(model)
+        loaded: Any = method
+        net = None if method.model is None else method.model.net
+    else:
+        from mslesion.pipeline import load_model_once
+
+        single = load_model_once(model)
+        loaded, net = single, single.net
+    if use_gpu and net is not None:
         if not torch.cuda.is_available():
             raise RuntimeError("a GPU was asked for (--gpus-per-task) but torch sees none on this worker")
-        loaded.net.to("cuda")
+        net.to("cuda")
     return loaded
 
 
@@ -93,9 +99,10 @@ class _Spec:
 
     names: Any = None  # set by each kind
     sidecar: str = ""
+    pairs: ClassVar[bool] = False  # two visits per task (`new_lesions`) or one (`segment`)
 
     def start(self, threads: int | None, use_gpu: bool) -> CohortWorker:
-        return CohortWorker(self, _load(self.model, threads, use_gpu))
+        return CohortWorker(self, _load(self.model, threads, use_gpu, self.pairs))
 
     def compute(self, model: Any, task: Task, scratch: Path) -> dict[str, Any]:
         raise NotImplementedError
@@ -116,6 +123,7 @@ class SegmentSpec(_Spec):
 class PairSpec(_Spec):
     names: Any = field(default_factory=lambda: PAIR_NAMES)
     sidecar: str = PAIR_SIDECAR
+    pairs: ClassVar[bool] = True
 
     def compute(self, model: Any, task: Task, scratch: Path) -> dict[str, Any]:
         from mslesion.new_lesions import detect_new_lesions

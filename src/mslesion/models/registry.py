@@ -61,7 +61,7 @@ DESCRIPTIONS: dict[str, str] = {
 UNTRAINED: dict[str, str] = {
     "subtraction": "new lesions without training: normalised difference of the visits, threshold, white-matter and size filters",
     "grown-subtraction": "changed lesions (default): subtraction candidates grown into the whole follow-up lesion they touch "
-    "(shipped single-visit model), each classed new, enlarging, shrinking or resolved",
+    "(shipped single-visit model), each classed new or enlarging",
     "probability-change": "changed lesions (new, enlarging, shrinking, resolved) from the shipped single-visit model run on each visit: |p(follow-up) - p(baseline)|",
 }
 
