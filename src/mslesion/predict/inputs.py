@@ -9,7 +9,6 @@ import numpy as np
 
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume, load_volume
-from mslesion.space.grid import on_mni_grid
 
 PREPROCESS_MODES = ("auto", "yes", "no")
 
@@ -81,12 +80,11 @@ def brain_of_ready_input(flair: Volume, brain_mask: Path | None) -> tuple[np.nda
     limits allow a brain normalised to the template (`mslesion preprocess` output).
     """
     if brain_mask is None:
-        from mslesion.preprocess.raw import BRAIN_ML_RANGE, MNI_BRAIN_ML_RANGE, brain_volume_ml, brain_volume_warnings
+        from mslesion.preprocess.raw import brain_ml_limits, brain_volume_ml, brain_volume_warnings
 
         brain = brain_from_images(flair)
-        limits = MNI_BRAIN_ML_RANGE if on_mni_grid(flair.shape, flair.affine) else BRAIN_ML_RANGE
         volume = brain_volume_ml(brain, flair.affine)
-        flair.note(brain_volume_warnings(volume, f"{flair.path}: the brain (non-zero FLAIR)", limits))
+        flair.note(brain_volume_warnings(volume, f"{flair.path}: the brain (non-zero FLAIR)", brain_ml_limits(flair.shape, flair.affine)))
         return brain, True
     brain_vol = load_volume(brain_mask).validate()
     if not brain_vol.same_grid(flair):

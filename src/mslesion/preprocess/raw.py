@@ -303,6 +303,14 @@ def brain_volume_ml(brain: np.ndarray, affine: np.ndarray) -> float:
     return float(brain.sum()) * float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
 
 
+def brain_ml_limits(shape: tuple[int, ...], affine: np.ndarray) -> tuple[float, float]:
+    """The plausible brain volume on this grid: MNI_BRAIN_ML_RANGE on the MNI grid (a brain may be normalised
+    to the template there), BRAIN_ML_RANGE elsewhere."""
+    from mslesion.space.grid import on_mni_grid
+
+    return MNI_BRAIN_ML_RANGE if on_mni_grid(shape, affine) else BRAIN_ML_RANGE
+
+
 def brain_volume_warnings(brain_ml: float, what: str = "brain mask", limits: tuple[float, float] = BRAIN_ML_RANGE) -> list[str]:
     """A warning when a brain's volume is outside `limits` (a mask with scalp, a partial scan, a tiny image)."""
     if limits[0] <= brain_ml <= limits[1]:
