@@ -16,7 +16,7 @@ other (leave-one-patient-out); Dice and MSSEG-2 lesion F1 per held-out patient:
 - `grown-subtraction`: the subtraction candidates grown into the follow-up lesions (p(follow-up) >= t) they touch.
 
 And each of the product's methods run end to end (`detect_new_lesions` on the raw pair, shipped settings), its
-mask carried into the common space and scored, with the seconds per pair and a figure of patient01's changes.
+mask carried into the common space and scored, with the seconds per pair and a figure of each pair's changes.
 
     MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/change_lopo.py
 """
@@ -133,21 +133,33 @@ def end_to_end(patient: str, method: str, name: str | None = None) -> dict:
     """`detect_new_lesions` as a user runs it (raw FLAIR pair, the method's shipped settings), its mask
     carried into the common space (nearest neighbour) and scored; with the seconds it took."""
     import nibabel as nib
-    import SimpleITK as sitk
 
     from mslesion.new_lesions import detect_new_lesions
-    from mslesion.space.sitkio import from_sitk, to_sitk
 
     folder = SHARED / "lesjak-longitudinal" / patient
     out = CACHE / "end_to_end" / patient / (name or method)
     start = time.perf_counter()
     result = detect_new_lesions({"FLAIR": folder / "study1_FLAIR.nii.gz"}, {"FLAIR": folder / "study2_FLAIR.nii.gz"}, out, model=method)
     seconds = time.perf_counter() - start
+    classes = classes_in_common_space(patient, out)
+    gt = nib.load(str(folder / "gt.nii.gz"))
+    spacing = tuple(float(s) for s in gt.header.get_zooms()[:3])
+    return {**_metrics(classes > 0, np.asarray(gt.dataobj) > 0, spacing), "seconds": round(seconds, 1),
+            "change_counts": result.summary.get("change_counts", {}), "classes": classes}
+
+
+def classes_in_common_space(patient: str, out: Path) -> np.ndarray:
+    """A `new-lesions` output folder's lesions in the database's common space, each as 1 + its ChangeKind's index (0: none)."""
     import csv
+
+    import nibabel as nib
+    import SimpleITK as sitk
 
     from mslesion.postprocess.changes import ChangeKind
     from mslesion.postprocess.lesions import ranked_labels
+    from mslesion.space.sitkio import from_sitk, to_sitk
 
+    folder = SHARED / "lesjak-longitudinal" / patient
     mask = nib.load(str(out / "new_lesion_mask.nii.gz"))
     labels, _ = ranked_labels(np.asarray(mask.dataobj) > 0, 26)  # the ids of new_lesions.csv
     with open(out / "new_lesions.csv", newline="") as f:
@@ -157,10 +169,7 @@ def end_to_end(patient: str, method: str, name: str | None = None) -> dict:
     common = to_sitk(np.zeros(gt.shape, np.float32), gt.affine)
     transform = sitk.ReadTransform(str(folder / "study2_FLAIR_to_common_space.txt"))
     moved = sitk.Resample(to_sitk(kind_of[labels].astype(np.float32), mask.affine), common, transform, sitk.sitkNearestNeighbor, 0.0)
-    classes = from_sitk(moved).astype(np.int8)  # 0 none, else 1 + the ChangeKind's index
-    spacing = tuple(float(s) for s in gt.header.get_zooms()[:3])
-    return {**_metrics(classes > 0, np.asarray(gt.dataobj) > 0, spacing), "seconds": round(seconds, 1),
-            "change_counts": result.summary.get("change_counts", {}), "classes": classes}
+    return from_sitk(moved).astype(np.int8)
 
 
 def figure(patient: str, d: dict[str, np.ndarray], classes: np.ndarray, path: Path) -> None:
@@ -218,7 +227,8 @@ def main() -> None:
             held_out[test] = {"chosen_on": tune, "threshold": chosen[0], "min_mm3": chosen[1], **grid[chosen][test]}
         result["rules"][rule] = {"held_out": held_out, "grid": {f"t {t}, min {m:g}": v for (t, m), v in grid.items()}}
     e2e = {m: {p: end_to_end(p, m) for p in PATIENTS} for m in END_TO_END}
-    figure(PATIENTS[0], data[PATIENTS[0]], e2e[END_TO_END[0]][PATIENTS[0]]["classes"], RESULTS / "change_lopo_patient01.png")
+    for patient in PATIENTS:  # the default's changes and their classes, each pair
+        figure(patient, data[patient], e2e[END_TO_END[0]][patient]["classes"], RESULTS / f"change_lopo_{patient}.png")
     result["end_to_end"] = {m: {p: {k: v for k, v in r.items() if k != "classes"} for p, r in rows.items()} for m, rows in e2e.items()}
     write_json_atomic(RESULTS / "change_lopo.json", result)
     lines = ["# Change detection on the real Lesjak pairs, leave-one-patient-out", "",
@@ -241,7 +251,7 @@ def main() -> None:
         mean = {k: np.mean([s[k] for s in rows.values()]) for k in ("dice", "f1", "f1_isbi", "seconds")}
         lines.append(f"| `{method}` | **mean** | **{mean['dice']:.3f}** | **{mean['f1']:.3f}** | **{mean['f1_isbi']:.3f}** | | | | | "
                      f"{mean['seconds']:.1f} |")
-    lines += ["", "![patient01](change_lopo_patient01.png)", "",
+    lines += ["", *(f"![{p}](change_lopo_{p}.png)" for p in PATIENTS), "",
               "## Rules on cached maps, leave-one-patient-out", "",
               "The maps of `features` (one run per pair), each rule's setting chosen on the other patient. For `grown-subtraction` "
               "the threshold is the follow-up lesion probability grown into and the minimum size is the candidates' before growing.", "",
