@@ -26,6 +26,13 @@ def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarr
     return labels.astype(np.int32, copy=False), int(n)
 
 
+def touched_components(labels: np.ndarray, n: int, region: np.ndarray) -> np.ndarray:
+    """(n + 1,) bool: which components of `labels` (1..n) have a voxel in `region`; index 0 (background) is False."""
+    out = np.zeros(n + 1, bool)
+    out[np.unique(labels[np.asarray(region, bool) & (labels > 0)])] = True
+    return out
+
+
 def min_voxels_above(volume_mm3: float, voxel_volume_mm3: float) -> int:
     """Fewest voxels of a lesion strictly larger than `volume_mm3`: floor(volume / voxel) + 1.
 

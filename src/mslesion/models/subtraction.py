@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mslesion.components import label_components, min_voxels_above
+from mslesion.components import label_components, min_voxels_above, touched_components
 from mslesion.space.boxes import bounding_box_or_none
 
 # Just below and just above 0.5 in float32: the score's two sides of the decision.
@@ -95,13 +95,6 @@ def _smooth(image: np.ndarray, brain: np.ndarray, sigma_vox: tuple[float, ...], 
     weight = ndimage.gaussian_filter(brain.astype(np.float32), sigma_vox, mode="nearest", truncate=truncate)
     smooth = ndimage.gaussian_filter(np.where(brain, image, 0).astype(np.float32), sigma_vox, mode="nearest", truncate=truncate)
     return np.where(weight > 1e-3, smooth / np.maximum(weight, 1e-3), 0).astype(np.float32)
-
-
-def _touched(labels: np.ndarray, n: int, region: np.ndarray) -> np.ndarray:
-    """(n + 1,) bool: which labelled components have a voxel in `region` (index 0 unused)."""
-    out = np.zeros(n + 1, bool)
-    out[np.unique(labels[region & (labels > 0)])] = True
-    return out
 
 
 def _robust_centre_sd(values: np.ndarray, floor: float) -> tuple[float, float]:
@@ -204,7 +197,7 @@ def _score(
         keep = np.ones(n + 1, bool)
         if white_matter is not None:
             near_wm = ndimage.distance_transform_edt(~white_matter, sampling=spacing) <= p.wm_dilation_mm
-            keep &= _touched(labels, n, near_wm)
+            keep &= touched_components(labels, n, near_wm)
         if p.baseline_lesion_z is not None:
             # A candidate touching a lesion present at both visits is the growth rim of an
             # existing lesion: not new in MSSEG-2's sense (a new lesion shares no voxel with a
@@ -216,7 +209,7 @@ def _score(
             big = np.bincount(stable_labels.ravel(), minlength=m + 1) >= min_voxels_above(STABLE_LESION_MM3, float(np.prod(spacing)))
             big[0] = False
             if big.any():
-                keep &= ~_touched(labels, n, ndimage.binary_dilation(big[stable_labels], ndimage.generate_binary_structure(3, 3)))
+                keep &= ~touched_components(labels, n, ndimage.binary_dilation(big[stable_labels], ndimage.generate_binary_structure(3, 3)))
         keep[0] = False
         passed = keep[labels]
     out[core] = decided(score[core], passed[core])

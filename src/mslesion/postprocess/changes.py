@@ -14,7 +14,7 @@ from enum import StrEnum
 import numpy as np
 from scipy import ndimage
 
-from mslesion.components import label_components
+from mslesion.components import label_components, touched_components
 from mslesion.postprocess.lesions import ranked_labels
 
 
@@ -80,10 +80,7 @@ def grow_into_lesions(seeds: np.ndarray, lesions: np.ndarray, connectivity: int 
     gives the lesion's extent."""
     seeds = np.asarray(seeds, bool)
     labels, n = label_components(seeds | np.asarray(lesions, bool), connectivity)
-    keep = np.zeros(n + 1, bool)
-    keep[np.unique(labels[seeds])] = True
-    keep[0] = False
-    return keep[labels]
+    return touched_components(labels, n, seeds)[labels]
 
 
 def change_counts(rows: list[dict]) -> dict[str, int]:

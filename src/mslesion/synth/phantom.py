@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from mslesion.components import touched_components
 from mslesion.space.boxes import pad_to_grid
 from mslesion.synth.anatomy import Anatomy, LesionKind, load_anatomy
 from mslesion.synth.fields import apply_rigid, random_displacement, random_rigid, smooth_field, warp, warp_labels
@@ -355,11 +356,8 @@ def _only_new_lesions_new(
     labels, n = ndi.label(gt, structure=CONNECTIVITY)
     if n == 0:
         return follow
-    touches_base = np.zeros(n + 1, dtype=bool)
-    touches_base[np.unique(labels[gt & (base_prob >= 0.5)])] = True
-    holds_new = np.zeros(n + 1, dtype=bool)
-    is_new = np.isin(ids, new_ids) & gt
-    holds_new[np.unique(labels[is_new])] = True
+    touches_base = touched_components(labels, n, gt & (base_prob >= 0.5))
+    holds_new = touched_components(labels, n, np.isin(ids, new_ids) & gt)
     spurious = ~touches_base & ~holds_new
     spurious[0] = False
     if not spurious.any():
