@@ -95,12 +95,10 @@ def features(patient: str) -> dict[str, np.ndarray]:
 
 def _grown(d: dict[str, np.ndarray], t: float, min_mm3: float, voxel_mm3: float) -> np.ndarray:
     """The product's `grown-subtraction` (new_lesions.grown_subtraction_score) with threshold `t` and minimum size `min_mm3`."""
-    from unittest import mock
+    from mslesion.new_lesions import grown_subtraction_score
 
-    import mslesion.new_lesions as nl
-
-    with mock.patch.object(nl, "GROWN_LESION_THRESHOLD", t), mock.patch.object(nl, "SUBTRACTION_MIN_MM3", min_mm3):
-        return nl.grown_subtraction_score(d["sub"] * d["brain"], d["p_followup"] * d["brain"], tuple(float(s) for s in d["spacing"])) > 0.5
+    spacing = tuple(float(s) for s in d["spacing"])
+    return grown_subtraction_score(d["sub"] * d["brain"], d["p_followup"] * d["brain"], spacing, t, min_mm3) > 0.5
 
 
 # rule -> (mask of one setting: (maps, threshold, minimum mm3, voxel mm3), thresholds of its grid)

@@ -74,6 +74,7 @@ METHOD_CAVEATS = {
 }
 # The single-visit model that `probability-change` and `grown-subtraction` run on each visit.
 SINGLE_VISIT_MODEL = "default"
+RUNS_SINGLE_VISIT_MODEL = (PROBABILITY_CHANGE, GROWN_SUBTRACTION)
 # Follow-up lesion probability a subtraction candidate is grown into: the best of 0.2 / 0.3 / 0.5
 # on both pairs together; tuned on one pair alone, patient03 picks 0.3 and patient01 0.2 (by 0.007
 # in (Dice + F1) / 2), and leave-one-patient-out with those the change Dice is 0.44 (change_lopo.py).
@@ -116,7 +117,7 @@ class ChangeMethod:
 
     @property
     def contrasts(self) -> list[str]:
-        if self.name in (PROBABILITY_CHANGE, GROWN_SUBTRACTION):  # the single-visit model's contrasts, at each visit
+        if self.name in RUNS_SINGLE_VISIT_MODEL:  # the single-visit model's contrasts, at each visit
             return [f"{visit}_{c}" for visit in VISITS for c in self.card.contrasts]
         return list(self.card.contrasts) if self.card else ["baseline_FLAIR", "followup_FLAIR"]
 
@@ -132,7 +133,7 @@ def load_change_method(model: str | Path | LoadedModel | ChangeMethod) -> Change
         return model
     if not isinstance(model, LoadedModel) and str(model) == SUBTRACTION:
         return ChangeMethod(SUBTRACTION)
-    if not isinstance(model, LoadedModel) and str(model) in (PROBABILITY_CHANGE, GROWN_SUBTRACTION):
+    if not isinstance(model, LoadedModel) and str(model) in RUNS_SINGLE_VISIT_MODEL:
         return ChangeMethod(str(model), load_model_once(SINGLE_VISIT_MODEL))
     loaded = load_model_once(model)
     if loaded.card.architecture != "new-lesions-unet":
@@ -179,16 +180,22 @@ def _subtraction(images: dict[str, np.ndarray], geometry: Geometry) -> np.ndarra
         return subtraction_probability(x[0], x[1], brain, tuple(geometry.model_spacing), white_matter=white_matter)  # type: ignore[arg-type]
 
 
-def grown_subtraction_score(score: np.ndarray, followup: np.ndarray, spacing_mm: tuple[float, ...]) -> np.ndarray:
-    """`grown-subtraction`: the subtraction candidates (`score` > 0.5, larger than SUBTRACTION_MIN_MM3), each
-    grown into the follow-up lesions (`followup` probability >= GROWN_LESION_THRESHOLD) it touches; returned
-    as a score with 0.5 as its decision level (`models.subtraction.decided`)."""
+def grown_subtraction_score(
+    score: np.ndarray,
+    followup: np.ndarray,
+    spacing_mm: tuple[float, ...],
+    threshold: float = GROWN_LESION_THRESHOLD,
+    min_mm3: float = SUBTRACTION_MIN_MM3,
+) -> np.ndarray:
+    """`grown-subtraction`: the subtraction candidates (`score` > 0.5, larger than `min_mm3`), each grown into
+    the follow-up lesions (`followup` probability >= `threshold`) it touches; returned as a score with 0.5 as
+    its decision level (`models.subtraction.decided`). The product runs the defaults; change_lopo.py tunes them."""
     from mslesion.models.subtraction import decided
     from mslesion.postprocess.changes import grow_into_lesions
     from mslesion.postprocess.lesions import binarise
 
-    seeds = binarise(score, 0.5, SUBTRACTION_MIN_MM3, float(np.prod(spacing_mm))) > 0
-    grown = grow_into_lesions(seeds, followup >= GROWN_LESION_THRESHOLD)
+    seeds = binarise(score, 0.5, min_mm3, float(np.prod(spacing_mm))) > 0
+    grown = grow_into_lesions(seeds, followup >= threshold)
     return decided(np.maximum(score, np.where(grown, followup, 0)), grown)
 
 
@@ -201,7 +208,7 @@ def _probability(
     if method.name == SUBTRACTION:
         return _subtraction(images, geometry), 0.5, SUBTRACTION_MIN_MM3, []
     card = method.card
-    if method.name in (PROBABILITY_CHANGE, GROWN_SUBTRACTION):  # each visit's contrasts are the single-visit model's channels
+    if method.name in RUNS_SINGLE_VISIT_MODEL:  # each visit's contrasts are the single-visit model's channels
         baseline, followup = (
             predictor.probability(
                 predictor.model_input({c: images[f"{visit}_{c}"] for c in card.contrasts if f"{visit}_{c}" in images}, brain), brain
