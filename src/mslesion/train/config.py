@@ -94,6 +94,9 @@ class AugmentConfig:
     carvemix: float = 0.0
     # Share of patches whose grey matter is made brighter or darker (MNI prior; train.tissue_contrast).
     tissue_contrast: float = 0.0
+    # Share of patches into which another patient's real lesions of that region are drawn
+    # (the masks of data.lesion_locations; train.lesion_implant).
+    implant: float = 0.0
 
 
 @dataclass
@@ -291,6 +294,8 @@ def load_config(path: str | Path) -> TrainConfig:
         cfg.data.lesion_locations = resolve(cfg.data.lesion_locations)
     if not cfg.data.datasets:
         raise InputError(path, "data.datasets is empty")
+    if cfg.augment.implant > 0 and cfg.data.lesion_locations is None:
+        raise InputError(path, "augment.implant needs data.lesion_locations (a folder of lesion masks on the training grid)")
     if cfg.model.init is not None:
         local = Path(resolve(cfg.model.init))
         cfg.model.init = str(local) if local.exists() else cfg.model.init  # else a shipped model's name

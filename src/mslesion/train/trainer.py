@@ -290,6 +290,13 @@ class Trainer:
             from mslesion.train.tissue_contrast import TissueContrast
 
             self.tissue_contrast = TissueContrast(train_cases)
+        self.implant = None
+        if cfg.augment.implant > 0 and sampler is None and not self.whole_image:
+            from mslesion.train.lesion_implant import LesionImplant
+
+            assert cfg.data.lesion_locations is not None  # load_config refuses implant without it
+            flair = cfg.data.contrasts.index("FLAIR") if "FLAIR" in cfg.data.contrasts else None
+            self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), cfg.data.exclude, flair)
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
 
@@ -362,6 +369,8 @@ class Trainer:
                 self.carvemix,
                 cfg.augment.carvemix,
             )
+            if self.implant is not None:  # before the spatial transforms: the donors' masks are on the case's grid
+                self.implant.apply(items, rng, cfg.augment.implant)
             if self.tissue_contrast is not None:  # before the spatial transforms: the prior is on the case's grid
                 self.tissue_contrast.apply(items, rng, cfg.augment.tissue_contrast)
         items = augment_batch(self.transforms, items, seed)

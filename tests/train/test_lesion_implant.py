@@ -1,0 +1,119 @@
+"""Lesion implant: other patients' lesions of the patch's region drawn in; test and own masks never."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mslesion.errors import InputError
+from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.priors import mni_tissues_1mm
+from mslesion.train.config import load_config
+from mslesion.train.data import PreparedCase
+from mslesion.train.lesion_implant import LesionImplant, paste_component
+
+ORIGIN = (40, 60, 60)  # the case's brain box on the MNI grid: deep white matter of one hemisphere
+SHAPE = (60, 60, 50)
+PATCH = (slice(14, 46), slice(14, 46), slice(9, 41))
+
+
+def _case() -> PreparedCase:
+    rng = np.random.default_rng(0)
+    image = np.stack([0.5 + 0.1 * rng.standard_normal(SHAPE), -0.2 + 0.1 * rng.standard_normal(SHAPE)]).astype(np.float32)
+    image[:, :16] = 0.0  # outside the brain (the patch starts at 14)
+    label = np.zeros(SHAPE, np.uint8)
+    label[30:34, 30:34, 20:24] = 1  # one real lesion of 64 voxels: FLAIR +2, T1 -1
+    image[0][label > 0] += 2.0
+    image[1][label > 0] -= 1.0
+    return PreparedCase(
+        "case",
+        image,
+        label,
+        image[0] != 0,
+        np.array([True, True]),
+        [np.argwhere(label)],
+        np.argwhere(image[0] != 0),
+        (1.0, 1.0, 1.0),
+        origin=ORIGIN,
+        grid_shape=FSL_MNI_SHAPE,
+        affine=FSL_MNI_AFFINE,
+    )
+
+
+def _white_matter_spot(case: PreparedCase, which: int = 0) -> tuple[int, int, int]:
+    """A voxel of the patch (case-box coordinates) deep in the MNI white matter, away from the case's lesion
+    (`which`: 0 the first such voxel, -1 the last)."""
+    box = tuple(slice(o, o + n) for o, n in zip(ORIGIN, SHAPE))
+    wm = mni_tissues_1mm()["wm"][box]
+    candidates = np.argwhere(wm > 0.95)
+    inside = [c for c in candidates if all(s.start + 6 <= x < s.stop - 6 for s, x in zip(PATCH, c)) and np.abs(c - 32).max() > 8]
+    assert inside, "the test box holds no deep white matter"
+    return tuple(int(x) for x in inside[which])  # type: ignore[return-value]
+
+
+def _mask(folder: Path, name: str, at: tuple[int, int, int]) -> None:
+    mask = np.zeros(FSL_MNI_SHAPE, np.uint8)
+    x, y, z = (a + o for a, o in zip(at, ORIGIN))
+    mask[x - 1 : x + 2, y - 1 : y + 2, z - 1 : z + 2] = 1
+    nib.save(nib.Nifti1Image(mask, FSL_MNI_AFFINE), folder / f"{name}_lesion.nii.gz")
+
+
+def _items(case: PreparedCase) -> list[dict]:
+    return [
+        {
+            "image": case.image[(slice(None), *PATCH)].copy(),
+            "label": case.label[None, *PATCH].astype(np.float32),
+            "case": case,
+            "centre": np.array([30, 30, 25]),
+        }
+    ]
+
+
+def test_a_donor_lesion_is_drawn_with_a_real_lesions_contrast_and_excluded_masks_never(tmp_path: Path) -> None:
+    case = _case()
+    spot = _white_matter_spot(case)
+    _mask(tmp_path, "donor", spot)
+    other = _white_matter_spot(case, -1)
+    assert np.abs(np.subtract(other, spot)).max() > 4
+    _mask(tmp_path, "patient07", other)  # the test case's mask: left out
+    implant = LesionImplant([case], tmp_path, exclude=["patient07"], flair_channel=0)
+    assert [d for d, _ in implant.donors] == ["donor_lesion"]
+    np.testing.assert_allclose(implant.offsets.mean(0) * 0.1, [2.0, -1.0], atol=0.3)  # the case's lesion, in its brain sd (0.1)
+    items = _items(case)
+    before = items[0]["image"].copy()
+    implant.apply(items, np.random.default_rng(1), probability=1.0)
+    at = tuple(x - s.start for x, s in zip(spot, PATCH))
+    drawn = items[0]["label"][0] > 0
+    cube = tuple(slice(a - 1, a + 2) for a in at)
+    assert drawn[cube].all() and drawn.sum() == 27 + 64  # the donor's 27 voxels plus the case's own lesion
+    change = items[0]["image"] - before
+    assert 0.7 * 2.0 * 0.5 < change[0][cube].mean() and change[1][cube].mean() < 0  # FLAIR brighter, T1 darker
+    assert np.abs(change[:, before[0] == 0]).max() == 0.0  # nothing outside the brain
+
+
+def test_own_masks_and_unlucky_draws_leave_the_patch_alone(tmp_path: Path) -> None:
+    case = _case()
+    _mask(tmp_path, "case", _white_matter_spot(case))  # the case's own mask: never drawn into itself
+    implant = LesionImplant([case], tmp_path, exclude=[], flair_channel=0)
+    for probability in (1.0, 0.0):
+        items = _items(case)
+        before = (items[0]["image"].copy(), items[0]["label"].copy())
+        implant.apply(items, np.random.default_rng(0), probability=probability)
+        np.testing.assert_array_equal(items[0]["image"], before[0])
+        np.testing.assert_array_equal(items[0]["label"], before[1])
+
+
+def test_paste_component_clips_at_the_canvas_edge() -> None:
+    canvas = np.zeros((4, 4, 4), bool)
+    paste_component(canvas, np.ones((3, 3, 3), bool), np.array([-1, 2, 0]))
+    assert canvas.sum() == 2 * 2 * 3 and canvas[0:2, 2:4, 0:3].all()
+
+
+def test_implant_without_a_mask_folder_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(f"data: {{datasets: [{tmp_path}], contrasts: [FLAIR]}}\naugment: {{implant: 0.4}}\n")
+    with pytest.raises(InputError, match="augment.implant needs data.lesion_locations"):
+        load_config(config)
