@@ -70,6 +70,20 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_dataset: Path) -> None:
         assert np.array_equal(a[key].numpy(), b[key].numpy()), key
 
 
+def test_loader_workers_train_exactly_as_the_training_process_alone(tmp_path: Path, tiny_dataset: Path) -> None:
+    from safetensors.torch import load_file
+
+    from mslesion.train.run import run_training
+
+    alone, workers = tmp_path / "alone", tmp_path / "workers"
+    run_training(_config(tmp_path, tiny_dataset), alone)
+    run_training(_config(tmp_path, tiny_dataset, "workers.yaml", loader_workers=2), workers)
+    a = load_file(str(alone / "checkpoint" / "state.safetensors"))
+    b = load_file(str(workers / "checkpoint" / "state.safetensors"))
+    for key in a:  # the same batches, in the same order: the same weights
+        assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+
+
 def test_leave_site_out_and_kfold_splits(tmp_path: Path, tiny_dataset: Path) -> None:
     from mslesion.train.run import load_cases
 
@@ -95,11 +109,27 @@ def test_config_errors_are_one_line(tmp_path: Path, tiny_dataset: Path) -> None:
     path.write_text("data: [unclosed")
     with pytest.raises(InputError, match="invalid YAML"):
         load_config(path)
-    for section, key, typo in (("optim", "schedule", "cosin"), ("train", "precision", "bf61")):
+    for section, key, typo in (("optim", "schedule", "cosin"), ("train", "precision", "bf61"), ("train", "device", "gpu")):
         raw = yaml.safe_load(_config(tmp_path, tiny_dataset).read_text())
         raw[section][key] = typo
         path.write_text(yaml.safe_dump(raw))
         with pytest.raises(InputError, match=rf"{section}.{key} must be one of .*not '{typo}'"):
+            load_config(path)
+
+
+def test_training_device_is_the_cpu_unless_a_gpu_is_there(tmp_path: Path, tiny_dataset: Path) -> None:
+    import torch
+
+    from mslesion.train.trainer import training_device
+
+    assert training_device("cpu").type == "cpu"
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():  # a recipe that insists on a GPU fails when the config is read, not mid-run
+        path = _config(tmp_path, tiny_dataset)
+        raw = yaml.safe_load(path.read_text())
+        raw["train"]["device"] = "cuda"
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(InputError, match="train.device is cuda, but PyTorch sees no CUDA GPU"):
             load_config(path)
 
 

@@ -33,6 +33,15 @@ class Precision(StrEnum):
     BF16 = "bf16"
 
 
+class TrainDevice(StrEnum):
+    """Where the network trains. AUTO: the first CUDA GPU when PyTorch sees one, else the CPU.
+    Patch sampling and augmentation stay on the CPU either way (numpy, one process)."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
 @dataclass
 class DataConfig:
     """Which cases, which contrasts, how they are split into train and validation."""
@@ -125,6 +134,10 @@ class LoopConfig:
     num_threads: int = 0  # 0 = leave torch's default
     time_budget_minutes: float | None = None
     precision: str = Precision.FP32
+    device: str = TrainDevice.AUTO
+    # Processes that make batches ahead of the training step (0: the training process makes each
+    # batch itself). For a GPU, which trains faster than one process samples and augments.
+    loader_workers: int = 0
 
 
 @dataclass
@@ -223,16 +236,32 @@ def _check_model(cfg: TrainConfig, source: Path) -> None:
         raise InputError(source, f"model.params do not fit {arch} ({str(exc).splitlines()[0]})") from None
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     """Validate a parsed YAML mapping into a TrainConfig."""
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(source, f"unknown section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
     cfg = TrainConfig(**{name: _build(cls, raw.get(name), name, source) for name, cls in SECTIONS.items()})
-    for name, value, kind in (("optim.schedule", cfg.optim.schedule, Schedule), ("train.precision", cfg.train.precision, Precision)):
+    checked = (
+        ("optim.schedule", cfg.optim.schedule, Schedule),
+        ("train.precision", cfg.train.precision, Precision),
+        ("train.device", cfg.train.device, TrainDevice),
+    )
+    for name, value, kind in checked:
         if value not in {k.value for k in kind}:
             raise InputError(source, f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
     cfg.optim.schedule, cfg.train.precision = Schedule(cfg.optim.schedule), Precision(cfg.train.precision)
+    cfg.train.device = TrainDevice(cfg.train.device)
+    if isinstance(cfg.train.loader_workers, bool) or not isinstance(cfg.train.loader_workers, int) or cfg.train.loader_workers < 0:
+        raise InputError(source, f"train.loader_workers must be a whole number >= 0, not {cfg.train.loader_workers!r}")
+    if cfg.train.device is TrainDevice.CUDA and not _cuda_available():
+        raise InputError(source, "train.device is cuda, but PyTorch sees no CUDA GPU here (use auto or cpu)")
     for item in fields(AugmentConfig):  # probabilities / shares of patches
         value = getattr(cfg.augment, item.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:

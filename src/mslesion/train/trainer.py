@@ -13,7 +13,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,35 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return base
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Steps first..end-1 of a trainer as a dataset: item i is `trainer.batch_for_step(first + i)`.
+    Workers are forked, so the prepared cases are shared, not copied."""
+
+    def __init__(self, trainer: Trainer, first: int, end: int) -> None:
+        self.trainer, self.first, self.end = trainer, first, end
+
+    def __len__(self) -> int:
+        return self.end - self.first
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
+        return self.trainer.batch_for_step(self.first + index)
+
+
+def as_made(batch: dict[str, Any]) -> dict[str, Any]:
+    """A loader's collate step that leaves a made batch as it is (numpy arrays, metadata dicts)."""
+    return batch
+
+
+def training_device(choice: str) -> torch.device:
+    """The device `train.device` names (auto: the first CUDA GPU when there is one, else the CPU)."""
+    from mslesion.train.config import TrainDevice
+
+    if TrainDevice(choice) is TrainDevice.CPU or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def autocast(precision: str, device: str = "cpu"):
     """The forward pass's autocast context: bf16 when asked, else a no-op."""
     return torch.autocast(device, dtype=torch.bfloat16, enabled=Precision(precision) is Precision.BF16)
@@ -274,6 +303,8 @@ class Trainer:
                 self.net.load_state_dict(weights)
             except RuntimeError:
                 raise InputError(cfg.model.init, "model.init: its weights do not fit model.params") from None
+        self.device = training_device(cfg.train.device)
+        self.net.to(self.device)  # before the optimiser is made, so its state lives there too
         self.model: nn.Module = self.net
         self.checked_bf16_shapes = False  # see small_bf16_convolutions, checked on the first step
         if self.dist.world > 1:
@@ -346,12 +377,17 @@ class Trainer:
         save_model(self.net.state_dict(), card, self.out / "model")
 
     # --- one step ----------------------------------------------------------------------
-    def train_step(self) -> float:
+    def batch_for_step(self, step: int) -> dict[str, Any]:
+        """The training batch of optimiser step `step`, made on the CPU: {'x', 'y'} arrays, plus
+        'metadata' (FiLM) and 'sites' (scanner-invariant) when the network needs them.
+
+        Depends only on the step (its seed), so loader workers (train.loader_workers) make
+        the same batches as the training process itself."""
         from mslesion.train.augment import augment_batch
         from mslesion.train.data import case_metadata
         from mslesion.train.sampling import sample_batch, whole_case_batch
 
-        cfg, step = self.cfg, self.state.step
+        cfg = self.cfg
         seed = _step_seed(cfg.train.seed, step, self.dist.rank)
         rng = np.random.default_rng(seed)
         if self.sampler is not None:
@@ -374,8 +410,21 @@ class Trainer:
             if self.tissue_contrast is not None:  # before the spatial transforms: the prior is on the case's grid
                 self.tissue_contrast.apply(items, rng, cfg.augment.tissue_contrast)
         items = augment_batch(self.transforms, items, seed)
-        x = torch.from_numpy(np.stack([i["image"] for i in items]))
-        y = torch.from_numpy(np.stack([i["label"] for i in items]))
+        batch: dict[str, Any] = {"x": np.stack([i["image"] for i in items]), "y": np.stack([i["label"] for i in items])}
+        if getattr(self.net, "needs_metadata", False):
+            batch["metadata"] = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
+        if hasattr(self.net, "total_loss"):
+            batch["sites"] = [self.sites.index(i["case"].site or "") for i in items]
+        return batch
+
+    def train_step(self, batch: dict[str, Any] | None = None) -> float:
+        """One optimiser step on `batch` (made here when None: see batch_for_step); the loss."""
+        cfg, step = self.cfg, self.state.step
+        seed = _step_seed(cfg.train.seed, step, self.dist.rank)
+        if batch is None:
+            batch = self.batch_for_step(step)
+        x = torch.as_tensor(batch["x"]).to(self.device)
+        y = torch.as_tensor(batch["y"]).to(self.device)
         torch.manual_seed(seed)  # dropout masks
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, self.total_steps)
@@ -383,13 +432,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
         def forward() -> torch.Tensor:
-            with autocast(cfg.train.precision):
-                if getattr(self.net, "needs_metadata", False):
-                    metas = [case_metadata(i["case"], cfg.data.contrasts, i["image"]) for i in items]
-                    return self.model(x, self.net.metadata_spec.encode_batch(metas))  # type: ignore[union-attr,operator]  # FiLM's metadata_spec: nn.Module types unknown attributes as Tensor | Module
+            with autocast(cfg.train.precision, self.device.type):
+                if "metadata" in batch:
+                    return self.model(x, self.net.metadata_spec.encode_batch(batch["metadata"]).to(self.device))  # type: ignore[union-attr,operator]  # FiLM's metadata_spec: nn.Module types unknown attributes as Tensor | Module
                 return self.model(x)
 
-        if Precision(cfg.train.precision) is Precision.BF16 and not self.checked_bf16_shapes:  # this loop trains on the CPU
+        cpu_bf16 = Precision(cfg.train.precision) is Precision.BF16 and self.device.type == "cpu"
+        if cpu_bf16 and not self.checked_bf16_shapes:
             logits, small = small_bf16_convolutions(self.net, forward)
             if small:
                 raise InputError(
@@ -402,8 +451,8 @@ class Trainer:
         else:
             logits = forward()
         loss = self.loss(logits.float(), y)
-        if hasattr(self.net, "total_loss"):  # e.g. the scanner-invariant site-confusion term
-            sites = torch.tensor([self.sites.index(i["case"].site or "") for i in items])
+        if "sites" in batch:  # e.g. the scanner-invariant site-confusion term
+            sites = torch.tensor(batch["sites"], device=self.device)
             loss = self.net.total_loss(loss, sites, torch.Generator().manual_seed(seed))  # type: ignore[operator]  # the network's own method: nn.Module types unknown attributes as Tensor | Module
         value = float(loss.detach())
         self.check_diverged(value, step)
@@ -523,6 +572,22 @@ class Trainer:
             logger.info("epoch %d step %d loss %.4f val_dice %s", st.epoch, st.step, row["train_loss"], row["val_dice"])
         self.checkpoint()
 
+    def prefetched(self, first: int, end: int) -> Iterator[dict[str, Any]] | None:
+        """Batches of steps first..end-1 made ahead by train.loader_workers processes (a GPU
+        trains faster than one process augments), in step order; None with no workers."""
+        workers = self.cfg.train.loader_workers
+        if workers <= 0 or first >= end:
+            return None
+        loader = torch.utils.data.DataLoader(
+            StepBatches(self, first, end),
+            batch_size=None,
+            collate_fn=as_made,  # type: ignore[arg-type]  # with batch_size=None it gets one item, not a list (PyTorch's stubs know only the list)
+            num_workers=workers,
+            prefetch_factor=4,
+            multiprocessing_context="fork",  # the workers share the prepared cases instead of unpickling copies
+        )
+        return iter(loader)
+
     def fit(self) -> LoopState:
         """Train until max_epochs, early stopping, or the time budget; returns the final state."""
         from tqdm import tqdm
@@ -536,8 +601,9 @@ class Trainer:
                 st.stopped = "time budget" if st.epochs_without_improvement < cfg.train.patience else "early stopping"
                 break
             started_epoch, losses = time.perf_counter(), []
+            batches = self.prefetched(st.step, (st.epoch + 1) * cfg.train.steps_per_epoch)
             while st.step < (st.epoch + 1) * cfg.train.steps_per_epoch:
-                losses.append(self.train_step())
+                losses.append(self.train_step(next(batches) if batches is not None else None))
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 if st.step % cfg.train.checkpoint_every == 0:
