@@ -12,7 +12,7 @@ Three steps:
    MSLESION_SHARED_DATA to build/device/data, and the Python 3.12 wheels the GPU machine lacks
    (nibabel, nilearn, monai; pure Python) to build/device/wheels. It prints the device command.
 2. device: `run(command=<printed>, carry=["build/device"], timeout_s=600)`: installs the wheels,
-   trains the three runs with `--minutes` each (train.time_budget_minutes), and writes one
+   trains the three runs within `--minutes` in all (each a share, as train.time_budget_minutes), and writes one
    RUN.tar.gz per run to $OUT.
 3. here:   `.venv/bin/python benchmarks/device_train.py unpack configs/real/RECIPE.yaml FILES_AT`
    puts each run under runs/real/RECIPE/ with its done.json, as real_accuracy.py's own runs.
@@ -56,7 +56,7 @@ def pack(recipe: Path, shared: Path) -> None:
             for name in [*cfg["data"]["contrasts"], "lesion"]:
                 shutil.copy2(case / f"{name}.nii.gz", target / f"{name}.nii.gz")
     if cfg["data"].get("lesion_locations"):
-        masks = Path(cfg["data"]["lesion_locations"].replace("${MSLESION_SHARED_DATA}", str(shared)))
+        masks = Path(os.path.expandvars(cfg["data"]["lesion_locations"].replace("${MSLESION_SHARED_DATA}", str(shared))))
         shutil.copytree(masks, data / masks.name)
     from importlib.metadata import version
 
@@ -69,26 +69,32 @@ def pack(recipe: Path, shared: Path) -> None:
     )  # fmt: skip
     size = sum(p.stat().st_size for p in DEVICE.rglob("*") if p.is_file()) / 2**20
     print(f"build/device: {size:.1f} MiB (the working tree travels with it: 64 MiB in all)")
-    print(f"device command: bash benchmarks/device_train.sh {recipe.relative_to(ROOT)} 2.8")
+    print(f"device command: bash benchmarks/device_train.sh {recipe.relative_to(ROOT)} 8")
 
 
 def remote(recipe: Path, out: Path, minutes: float, device: str = "cuda") -> None:
-    """On the GPU machine: train each of TRAININGS for `minutes`; write out/RUN.tar.gz.
-    `device` cuda (the default) fails at once rather than train on the CPU by mistake."""
+    """On the GPU machine: train each of TRAININGS within `minutes` in all; write out/RUN.tar.gz.
+
+    Each run's time budget is its share of what is left (data preparation and the last epoch,
+    which the budget does not stop, eat into it). `device` cuda (the default) fails at once
+    rather than train on the CPU by mistake."""
     import logging
+    import time
 
     from mslesion.train.run import run_training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = yaml.safe_load(recipe.read_text())
     cfg["train"]["device"] = device
-    for name, exclude in TRAININGS.items():
+    deadline = time.monotonic() + 60 * minutes
+    for left, (name, exclude) in zip(range(len(TRAININGS), 0, -1), TRAININGS.items()):
+        budget = max((deadline - time.monotonic()) / 60 / left - 0.5, 0.5)  # 0.5 min for preparing the cases
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / name
             cfg["data"]["exclude"] = exclude
             config = Path(tmp) / f"{name}.yaml"
             config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            summary = run_training(config, run, time_budget_minutes=minutes)
+            summary = run_training(config, run, time_budget_minutes=budget)
             print(name, summary, flush=True)
             with tarfile.open(out / f"{name}.tar.gz", "w:gz") as archive:
                 for item in ("model", "log.csv", "config.yaml", "splits.json", "curves.png"):
@@ -100,13 +106,13 @@ def unpack(recipe: Path, files: Path) -> None:
     """Each RUN.tar.gz of `files` into runs/real/RECIPE/RUN with the done.json real_accuracy.py reads."""
     from mslesion.io.atomic import write_json_atomic
 
+    for name in TRAININGS:  # all or nothing
+        if not (files / f"{name}.tar.gz").is_file():
+            raise SystemExit(f"{files / f'{name}.tar.gz'}: missing (did the device run finish every training?)")
+        if (RUNS / recipe.stem / name).exists():
+            raise SystemExit(f"{RUNS / recipe.stem / name}: already holds a run; move it away first")
     for name, exclude in TRAININGS.items():
-        archive = files / f"{name}.tar.gz"
-        if not archive.is_file():
-            raise SystemExit(f"{archive}: missing (did the device run finish every training?)")
-        run = RUNS / recipe.stem / name
-        if run.exists():
-            raise SystemExit(f"{run}: already holds a run; move it away first")
+        archive, run = files / f"{name}.tar.gz", RUNS / recipe.stem / name
         run.mkdir(parents=True)
         with tarfile.open(archive) as handle:
             handle.extractall(run, filter="data")  # our own archive, but never trust paths in one
@@ -120,7 +126,7 @@ def main() -> None:
     parser.add_argument("recipe", type=Path)
     parser.add_argument("files", type=Path, nargs="?", help="unpack: the folder the device run's files came back to (files_at)")
     parser.add_argument("--out", type=Path, help="remote: where the archives go ($OUT)")
-    parser.add_argument("--minutes", type=float, default=2.8, help="remote: training minutes per run (3 runs in one 10-minute command)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="remote: minutes for all three runs (one device command: at most 10)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="remote: cpu only to try the flow here")
     args = parser.parse_args()
     recipe = args.recipe.resolve()

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the lent GPU machine (device tool): train a recipe's three runs; see benchmarks/device_train.py.
-#   run(command="bash benchmarks/device_train.sh configs/real/RECIPE.yaml 2.8", carry=["build/device"], timeout_s=600)
+#   run(command="bash benchmarks/device_train.sh configs/real/RECIPE.yaml 8", carry=["build/device"], timeout_s=600)
 set -euo pipefail
 recipe=${1:?recipe YAML}
-minutes=${2:-2.8}
+minutes=${2:-8}  # all three runs together
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site build/device/wheels/*.whl
 export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1 MSLESION_SHARED_DATA="$PWD/build/device/data"

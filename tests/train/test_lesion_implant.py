@@ -11,6 +11,7 @@ import pytest
 from mslesion.errors import InputError
 from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
 from mslesion.space.priors import mni_tissues_1mm
+from mslesion.synth.implant import brain_stats
 from mslesion.train.config import load_config
 from mslesion.train.data import PreparedCase
 from mslesion.train.lesion_implant import LesionImplant, paste_component
@@ -23,6 +24,7 @@ PATCH = (slice(14, 46), slice(14, 46), slice(9, 41))
 def _case() -> PreparedCase:
     rng = np.random.default_rng(0)
     image = np.stack([0.5 + 0.1 * rng.standard_normal(SHAPE), -0.2 + 0.1 * rng.standard_normal(SHAPE)]).astype(np.float32)
+    image[:, 16:19] = -3.0  # a rim of CSF: dark, where no lesion may be drawn
     image[:, :16] = 0.0  # outside the brain (the patch starts at 14)
     label = np.zeros(SHAPE, np.uint8)
     label[30:34, 30:34, 20:24] = 1  # one real lesion of 64 voxels: FLAIR +2, T1 -1
@@ -81,7 +83,8 @@ def test_a_donor_lesion_is_drawn_with_a_real_lesions_contrast_and_excluded_masks
     _mask(tmp_path, "patient07", other)  # the test case's mask: left out
     implant = LesionImplant([case], tmp_path, exclude=["patient07"], flair_channel=0)
     assert [d for d, _ in implant.donors] == ["donor_lesion"]
-    np.testing.assert_allclose(implant.offsets.mean(0) * 0.1, [2.0, -1.0], atol=0.3)  # the case's lesion, in its brain sd (0.1)
+    sd = [brain_stats(channel, case.brain).sd for channel in case.image]
+    np.testing.assert_allclose(implant.offsets.mean(0) * sd, [2.0, -1.0], atol=0.3)  # the case's lesion, in its brain sd
     items = _items(case)
     before = items[0]["image"].copy()
     implant.apply(items, np.random.default_rng(1), probability=1.0)
@@ -117,3 +120,15 @@ def test_implant_without_a_mask_folder_is_refused(tmp_path: Path) -> None:
     config.write_text(f"data: {{datasets: [{tmp_path}], contrasts: [FLAIR]}}\naugment: {{implant: 0.4}}\n")
     with pytest.raises(InputError, match="augment.implant needs data.lesion_locations"):
         load_config(config)
+
+
+def test_nothing_is_drawn_on_a_lesion_already_pasted_into_the_patch(tmp_path: Path) -> None:
+    case = _case()
+    spot = _white_matter_spot(case)
+    _mask(tmp_path, "donor", spot)
+    items = _items(case)
+    at = tuple(x - s.start for x, s in zip(spot, PATCH))
+    items[0]["label"][(0, *(slice(a - 1, a + 2) for a in at))] = 1.0  # a CarveMix paste, in the item's label only
+    before = items[0]["image"].copy()
+    LesionImplant([case], tmp_path, exclude=[], flair_channel=0).apply(items, np.random.default_rng(1), probability=1.0)
+    np.testing.assert_array_equal(items[0]["image"], before)

@@ -27,7 +27,8 @@ def _config(tmp_path: Path, dataset: Path, name: str = "cfg.yaml", **loop) -> Pa
         "patch": {"size": [32, 32, 32], "batch_size": 2, "lesion_fraction": 0.7},
         "loss": {"name": "dice_ce"},
         "optim": {"lr": 0.003, "schedule": "constant", "warmup_steps": 0},
-        "train": {"max_epochs": 2, "steps_per_epoch": 2, "checkpoint_every": 1, "seed": 3, "num_threads": 1, **loop},
+        # The CPU even where a GPU is: the exact-weights tests need its deterministic arithmetic.
+        "train": {"max_epochs": 2, "steps_per_epoch": 2, "checkpoint_every": 1, "seed": 3, "num_threads": 1, "device": "cpu", **loop},
         "infer": {"thresholds": [0.3, 0.5]},
     }
     path = tmp_path / name

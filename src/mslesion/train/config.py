@@ -325,6 +325,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raise InputError(path, "data.datasets is empty")
     if cfg.augment.implant > 0 and cfg.data.lesion_locations is None:
         raise InputError(path, "augment.implant needs data.lesion_locations (a folder of lesion masks on the training grid)")
+    if cfg.augment.implant > 0 and (whole_image(cfg) or cfg.model.architecture == "dlb"):
+        raise InputError(path, "augment.implant works on sampled patches: not with whole-image (CEN) or regional (dlb) training")
+    if cfg.train.loader_workers > 0 and cfg.model.architecture == "dlb":
+        raise InputError(path, "train.loader_workers is not used by regional (dlb) training; set it to 0")
     if cfg.model.init is not None:
         local = Path(resolve(cfg.model.init))
         cfg.model.init = str(local) if local.exists() else cfg.model.init  # else a shipped model's name

@@ -32,8 +32,8 @@ from mslesion.train.data import PreparedCase
 logger = logging.getLogger(__name__)
 
 # Where a drawn lesion may lie: the MNI white-matter prior above this, in the brain eroded by
-# 2 mm, on FLAIR not darker than this (z units; keeps drawn lesions out of the recipient's own
-# CSF, as atrophic brains have larger ventricles than the donors).
+# 2 mm, on FLAIR not darker than the brain's mean plus this many brain sd (keeps drawn lesions
+# out of the recipient's own CSF, as atrophic brains have larger ventricles than the donors).
 WM_PRIOR_MIN = 0.5
 FLAIR_MIN_Z = -0.5
 KEEP_AWAY_VOXELS = 2  # never drawn on or next to the patch's own lesions
@@ -69,7 +69,8 @@ class LesionImplant:
             box = tuple(slice(o, o + n) for o, n in zip(case.origin, case.label.shape))
             allowed = (wm[box] > WM_PRIOR_MIN) & ndi.binary_erosion(case.brain, iterations=2)
             if flair_channel is not None:
-                allowed &= case.image[flair_channel] > FLAIR_MIN_Z
+                flair = brain_stats(case.image[flair_channel], case.brain)
+                allowed &= case.image[flair_channel] > flair.mean + FLAIR_MIN_Z * flair.sd
             self.allowed[case.case_id] = allowed & ~ndi.binary_dilation(case.label > 0, iterations=KEEP_AWAY_VOXELS)
             self.brain_sd[case.case_id] = np.array(
                 [brain_stats(channel, case.brain).sd if channel[case.brain].any() else 0.0 for channel in case.image]
@@ -117,7 +118,8 @@ class LesionImplant:
             drawn = np.zeros(tuple(size), dtype=bool)
             for k in idx:
                 paste_component(drawn, self.donors[d][1][k].mask, np.asarray(self.donors[d][1][k].start) - grid_start)
-            allowed_patch = _crop(allowed, start, size)
+            # Also away from lesions already in the patch (CarveMix pastes exist only in the item's label).
+            allowed_patch = _crop(allowed, start, size) & ~ndi.binary_dilation(item["label"][0] > 0, iterations=KEEP_AWAY_VOXELS)
             draw_into(item["image"], item["label"], drawn & allowed_patch, self.offsets * self.brain_sd[case.case_id], rng)
 
 

@@ -63,7 +63,7 @@ def model_card(
             "validation_cases": [c.case_id for c in val_cases],
             "sites": sorted({c.site or "" for c in train_cases}),
             "loss": cfg.loss.name,
-            "hardware": training_hardware(),
+            "hardware": training_hardware(training_device(cfg.train.device)),
             **training,
         },
     )
@@ -77,10 +77,10 @@ def training_spacing(train_cases: list) -> tuple[float, float, float]:
     return tuple(round(float(s), 4) for s in median)  # type: ignore[return-value]  # 3 axes; mypy cannot count a generator's items
 
 
-def training_hardware() -> str:
+def training_hardware(device: torch.device) -> str:
     """Where the weights were trained (recorded in the model card): GPU name, or CPU and thread count."""
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}"
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
     return f"CPU {platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
@@ -309,7 +309,7 @@ class Trainer:
         self.checked_bf16_shapes = False  # see small_bf16_convolutions, checked on the first step
         if self.dist.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net)
-        self.loss = make_loss(cfg.loss.name, **cfg.loss.params)
+        self.loss = make_loss(cfg.loss.name, **cfg.loss.params).to(self.device)  # e.g. a pos_weight buffer
         self.optimizer = make_optimizer(cfg, self.net.parameters())
         self.transforms = make_transforms(cfg.augment, len(cfg.data.contrasts))
         from mslesion.train.data import case_probabilities
@@ -327,7 +327,8 @@ class Trainer:
 
             assert cfg.data.lesion_locations is not None  # load_config refuses implant without it
             flair = cfg.data.contrasts.index("FLAIR") if "FLAIR" in cfg.data.contrasts else None
-            self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), cfg.data.exclude, flair)
+            held_out = [*cfg.data.exclude, *(c.case_id for c in val_cases)]  # neither test nor validation lesions drawn in
+            self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), held_out, flair)
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
 
