@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +22,7 @@ SHAPE = (60, 60, 50)
 PATCH = (slice(14, 46), slice(14, 46), slice(9, 41))
 
 
-def _case() -> PreparedCase:
+def _case(make: Callable[..., PreparedCase]) -> PreparedCase:
     rng = np.random.default_rng(0)
     image = np.stack([0.5 + 0.1 * rng.standard_normal(SHAPE), -0.2 + 0.1 * rng.standard_normal(SHAPE)]).astype(np.float32)
     image[:, 16:19] = -3.0  # a rim of CSF: dark, where no lesion may be drawn
@@ -30,19 +31,7 @@ def _case() -> PreparedCase:
     label[30:34, 30:34, 20:24] = 1  # one real lesion of 64 voxels: FLAIR +2, T1 -1
     image[0][label > 0] += 2.0
     image[1][label > 0] -= 1.0
-    return PreparedCase(
-        "case",
-        image,
-        label,
-        image[0] != 0,
-        np.array([True, True]),
-        [np.argwhere(label)],
-        np.argwhere(image[0] != 0),
-        (1.0, 1.0, 1.0),
-        origin=ORIGIN,
-        grid_shape=FSL_MNI_SHAPE,
-        affine=FSL_MNI_AFFINE,
-    )
+    return make("case", image, label, ORIGIN)
 
 
 def _white_matter_spot(case: PreparedCase, which: int = 0) -> tuple[int, int, int]:
@@ -74,8 +63,10 @@ def _items(case: PreparedCase) -> list[dict]:
     ]
 
 
-def test_a_donor_lesion_is_drawn_with_a_real_lesions_contrast_and_excluded_masks_never(tmp_path: Path) -> None:
-    case = _case()
+def test_a_donor_lesion_is_drawn_with_a_real_lesions_contrast_and_excluded_masks_never(
+    tmp_path: Path, mni_prepared_case: Callable[..., PreparedCase]
+) -> None:
+    case = _case(mni_prepared_case)
     spot = _white_matter_spot(case)
     _mask(tmp_path, "donor", spot)
     other = _white_matter_spot(case, -1)
@@ -97,8 +88,8 @@ def test_a_donor_lesion_is_drawn_with_a_real_lesions_contrast_and_excluded_masks
     assert np.abs(change[:, before[0] == 0]).max() == 0.0  # nothing outside the brain
 
 
-def test_own_masks_and_unlucky_draws_leave_the_patch_alone(tmp_path: Path) -> None:
-    case = _case()
+def test_own_masks_and_unlucky_draws_leave_the_patch_alone(tmp_path: Path, mni_prepared_case: Callable[..., PreparedCase]) -> None:
+    case = _case(mni_prepared_case)
     _mask(tmp_path, "case", _white_matter_spot(case))  # the case's own mask: never drawn into itself
     implant = LesionImplant([case], tmp_path, exclude=[], flair_channel=0)
     for probability in (1.0, 0.0):
@@ -122,8 +113,8 @@ def test_implant_without_a_mask_folder_is_refused(tmp_path: Path) -> None:
         load_config(config)
 
 
-def test_nothing_is_drawn_on_a_lesion_already_pasted_into_the_patch(tmp_path: Path) -> None:
-    case = _case()
+def test_nothing_is_drawn_on_a_lesion_already_pasted_into_the_patch(tmp_path: Path, mni_prepared_case: Callable[..., PreparedCase]) -> None:
+    case = _case(mni_prepared_case)
     spot = _white_matter_spot(case)
     _mask(tmp_path, "donor", spot)
     items = _items(case)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from mslesion.space.grid import FSL_MNI_AFFINE, FSL_MNI_SHAPE
+from mslesion.space.grid import FSL_MNI_AFFINE
 from mslesion.space.priors import mni_tissues_1mm
 from mslesion.train.data import PreparedCase
 from mslesion.train.tissue_contrast import SHIFT_RANGE, TissueContrast
@@ -13,24 +15,12 @@ ORIGIN = (40, 60, 70)  # a brain box starting here on the MNI grid, over cortex 
 SHAPE = (60, 60, 50)
 
 
-def _case(case_id: str, affine: np.ndarray) -> PreparedCase:
+def _case(make: Callable[..., PreparedCase], case_id: str, affine: np.ndarray) -> PreparedCase:
     image = np.ones((2, *SHAPE), np.float32)
     image[:, :18] = 0.0  # outside the brain (the patch below starts at 14)
     label = np.zeros(SHAPE, np.uint8)
     label[30:34, 30:34, 20:24] = 1
-    return PreparedCase(
-        case_id,
-        image,
-        label,
-        image[0] != 0,
-        np.array([True, True]),
-        [np.argwhere(label)],
-        np.argwhere(image[0] != 0),
-        (1.0, 1.0, 1.0),
-        origin=ORIGIN,
-        grid_shape=FSL_MNI_SHAPE,
-        affine=affine,
-    )
+    return make(case_id, image, label, ORIGIN, affine)
 
 
 def _items(case: PreparedCase) -> list[dict]:
@@ -45,8 +35,8 @@ def _items(case: PreparedCase) -> list[dict]:
     ]
 
 
-def test_grey_matter_is_shifted_by_its_prior_and_nothing_else() -> None:
-    case = _case("mni", FSL_MNI_AFFINE)
+def test_grey_matter_is_shifted_by_its_prior_and_nothing_else(mni_prepared_case: Callable[..., PreparedCase]) -> None:
+    case = _case(mni_prepared_case, "mni", FSL_MNI_AFFINE)
     items = _items(case)
     before = items[0]["image"].copy()
     TissueContrast([case]).apply(items, np.random.default_rng(3), probability=1.0)
@@ -63,17 +53,17 @@ def test_grey_matter_is_shifted_by_its_prior_and_nothing_else() -> None:
     assert (grey > 0.5).sum() > 100  # the box does hold cortex
 
 
-def test_cases_off_the_mni_grid_and_unlucky_draws_are_left_alone() -> None:
+def test_cases_off_the_mni_grid_and_unlucky_draws_are_left_alone(mni_prepared_case: Callable[..., PreparedCase]) -> None:
     shifted = FSL_MNI_AFFINE.copy()
     shifted[0, 3] += 5.0
-    case = _case("other", shifted)
+    case = _case(mni_prepared_case, "other", shifted)
     items = _items(case)
     before = items[0]["image"].copy()
     augment = TissueContrast([case])
     assert augment.priors == {}
     augment.apply(items, np.random.default_rng(0), probability=1.0)
     np.testing.assert_array_equal(items[0]["image"], before)
-    mni = _case("mni", FSL_MNI_AFFINE)
+    mni = _case(mni_prepared_case, "mni", FSL_MNI_AFFINE)
     items = _items(mni)
     TissueContrast([mni]).apply(items, np.random.default_rng(0), probability=0.0)
     np.testing.assert_array_equal(items[0]["image"], before)
