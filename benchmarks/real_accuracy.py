@@ -320,6 +320,13 @@ HISTORY = (
     "their natural size as the publisher's lesjak-mni training images do (brains of 1.1 L; the affine puts the ISBI scan at "
     "scale 0.95 and patient01's study 1 at 0.80, 2.5 L on the grid): the shipped model on the raw ISBI FLAIR gets Dice 0.500 / "
     "0.519 and lesion F1 0.212 / 0.175 against 0.510 / 0.524 and 0.312 / 0.267 with the affine; not changed (throwaway script).",
+    "`implant` (recipe `scanner` plus other patients' lesions drawn into 40% of the patches: in a patch, the lesions one of the "
+    "other Lesjak masks has in that region, each with the contrast of a real lesion of the training case; train.lesion_implant). "
+    "Why: `scanner`'s fold trained on patient07 gives patient19's 50 mL of confluent periventricular lesions a probability of "
+    "about 0 (FLAIR+T1 Dice 0.03, where a plain FLAIR threshold, 1.5 interquartile ranges above the brain median, reaches 0.54). With it that "
+    "fold finds them (Dice 0.23 FLAIR+T1, 0.30 FLAIR alone), but the fold trained on patient19 over-calls on patient07 (0.05 / "
+    "0.06 against 0.14 / 0.11) and on the raw ISBI FLAIR (Dice 0.39 / 0.43, 59 mL called against the raters' 18 / 22 mL; "
+    "`scanner`'s fold: 0.54 / 0.56, 32 mL). Selection score 0.294 against 0.353: not shipped.",
 )
 
 
