@@ -327,6 +327,9 @@ HISTORY = (
     "fold finds them (Dice 0.23 FLAIR+T1, 0.30 FLAIR alone), but the fold trained on patient19 over-calls on patient07 (0.05 / "
     "0.06 against 0.14 / 0.11) and on the raw ISBI FLAIR (Dice 0.39 / 0.43, 59 mL called against the raters' 18 / 22 mL; "
     "`scanner`'s fold: 0.54 / 0.56, 32 mL). Selection score 0.294 against 0.353: not shipped.",
+    "`implant-low` (the same in 15% of the patches): ISBI as `scanner` (0.53 / 0.56) and a slightly better leave-one-out "
+    "lesion F1 (0.27 against 0.24, PPV 0.44 against 0.36), but patient19's confluent lesions are missed again (Dice 0.04): "
+    "selection score 0.351 against 0.353, within one recipe's spread; not shipped.",
 )
 
 
