@@ -309,7 +309,9 @@ class Trainer:
         self.checked_bf16_shapes = False  # see small_bf16_convolutions, checked on the first step
         if self.dist.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net)
-        self.loss = make_loss(cfg.loss.name, **cfg.loss.params).to(self.device)  # e.g. a pos_weight buffer
+        self.loss = make_loss(cfg.loss.name, **cfg.loss.params)
+        if isinstance(self.loss, nn.Module):  # its buffers (e.g. a pos_weight) where the logits are; a plain function has none
+            self.loss.to(self.device)
         self.optimizer = make_optimizer(cfg, self.net.parameters())
         self.transforms = make_transforms(cfg.augment, len(cfg.data.contrasts))
         from mslesion.train.data import case_probabilities
