@@ -33,30 +33,31 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from real_accuracy import FOLDS, ROOT, RUNS  # this script's folder is on sys.path when it runs
 
-ROOT = Path(__file__).resolve().parents[1]
 DEVICE = ROOT / "build" / "device"
-RUNS = ROOT / "runs" / "real"
 WHEELS = ("nibabel", "nilearn", "monai")  # what mslesion's training imports that the GPU image lacks
-# Leave-one-out folds (real_accuracy.FOLDS) and the shipped model: run name -> held-out case ids.
-TRAININGS = {"train-p19_test-p07": ["patient07"], "train-p07_test-p19": ["patient19"], "ship": []}
+# real_accuracy's leave-one-out folds and its shipped model: run name -> held-out case ids.
+TRAININGS = {**{fold: [case] for fold, case in FOLDS.items()}, "ship": []}
 
 
 def pack(recipe: Path, shared: Path) -> None:
     """Copy the recipe's data and the missing wheels into build/device; print the device command."""
-    cfg = yaml.safe_load(recipe.read_text())
+    from mslesion.train.config import load_config
+
+    os.environ["MSLESION_SHARED_DATA"] = str(shared)
+    cfg = load_config(recipe)  # the recipe's paths resolved as training resolves them
     if DEVICE.exists():
         shutil.rmtree(DEVICE)
     data = DEVICE / "data"
-    for entry in cfg["data"]["datasets"]:
-        source = Path(os.path.expandvars(entry.replace("${MSLESION_SHARED_DATA}", str(shared))))
+    for source in map(Path, cfg.data.datasets):
         for case in sorted(p for p in source.iterdir() if p.is_dir()):
             target = data / source.name / case.name
             target.mkdir(parents=True)
-            for name in [*cfg["data"]["contrasts"], "lesion"]:
+            for name in [*cfg.data.contrasts, "lesion"]:
                 shutil.copy2(case / f"{name}.nii.gz", target / f"{name}.nii.gz")
-    if cfg["data"].get("lesion_locations"):
-        masks = Path(os.path.expandvars(cfg["data"]["lesion_locations"].replace("${MSLESION_SHARED_DATA}", str(shared))))
+    if cfg.data.lesion_locations is not None:
+        masks = Path(cfg.data.lesion_locations)
         shutil.copytree(masks, data / masks.name)
     from importlib.metadata import version
 

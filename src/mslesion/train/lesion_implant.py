@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mslesion.train.data import PreparedCase
+from mslesion.train.sampling import extract_patch
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +69,12 @@ class LesionImplant:
                 continue
             box = tuple(slice(o, o + n) for o, n in zip(case.origin, case.label.shape))
             allowed = (wm[box] > WM_PRIOR_MIN) & ndi.binary_erosion(case.brain, iterations=2)
-            if flair_channel is not None:
-                flair = brain_stats(case.image[flair_channel], case.brain)
+            stats = [brain_stats(channel, case.brain) if channel[case.brain].any() else None for channel in case.image]
+            flair = stats[flair_channel] if flair_channel is not None else None
+            if flair is not None:
                 allowed &= case.image[flair_channel] > flair.mean + FLAIR_MIN_Z * flair.sd
             self.allowed[case.case_id] = allowed & ~ndi.binary_dilation(case.label > 0, iterations=KEEP_AWAY_VOXELS)
-            self.brain_sd[case.case_id] = np.array(
-                [brain_stats(channel, case.brain).sd if channel[case.brain].any() else 0.0 for channel in case.image]
-            )
+            self.brain_sd[case.case_id] = np.array([s.sd if s is not None else 0.0 for s in stats])
             if case.label.any():
                 channels = {str(i): channel for i, channel in enumerate(case.image)}
                 try:
@@ -103,7 +103,7 @@ class LesionImplant:
             if allowed is None or rng.random() >= probability:
                 continue
             size = np.asarray(item["image"].shape[1:])
-            start = np.asarray(item["centre"]) - size // 2  # on the case's brain box (may be negative)
+            start = np.asarray(item["centre"]) - size // 2  # on the case's brain box (may be negative), as extract_patch
             grid_start = start + np.asarray(case.origin)
             grid_end = grid_start + size
             hits = [
@@ -119,17 +119,10 @@ class LesionImplant:
             for k in idx:
                 paste_component(drawn, self.donors[d][1][k].mask, np.asarray(self.donors[d][1][k].start) - grid_start)
             # Also away from lesions already in the patch (CarveMix pastes exist only in the item's label).
-            allowed_patch = _crop(allowed, start, size) & ~ndi.binary_dilation(item["label"][0] > 0, iterations=KEEP_AWAY_VOXELS)
+            allowed_patch = extract_patch(allowed[None], item["centre"], size)[0] & ~ndi.binary_dilation(
+                item["label"][0] > 0, iterations=KEEP_AWAY_VOXELS
+            )
             draw_into(item["image"], item["label"], drawn & allowed_patch, self.offsets * self.brain_sd[case.case_id], rng)
-
-
-def _crop(array: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """`array[start:start+size]` with False outside the array (patches may overhang the brain box)."""
-    out = np.zeros(tuple(size), dtype=array.dtype)
-    lo, hi = np.maximum(start, 0), np.minimum(start + size, array.shape)
-    if np.all(hi > lo):
-        out[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))] = array[tuple(slice(a, b) for a, b in zip(lo, hi))]
-    return out
 
 
 def paste_component(canvas: np.ndarray, mask: np.ndarray, at: np.ndarray) -> None:
