@@ -119,7 +119,7 @@ class LesionImplant:
             for k in idx:
                 paste_component(drawn, self.donors[d][1][k].mask, np.asarray(self.donors[d][1][k].start) - grid_start)
             # Also away from lesions already in the patch (CarveMix pastes exist only in the item's label).
-            allowed_patch = extract_patch(allowed[None], item["centre"], size)[0] & ~ndi.binary_dilation(
+            allowed_patch = extract_patch(allowed[None], item["centre"], item["image"].shape[1:])[0] & ~ndi.binary_dilation(
                 item["label"][0] > 0, iterations=KEEP_AWAY_VOXELS
             )
             draw_into(item["image"], item["label"], drawn & allowed_patch, self.offsets * self.brain_sd[case.case_id], rng)
