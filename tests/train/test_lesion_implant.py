@@ -123,3 +123,35 @@ def test_nothing_is_drawn_on_a_lesion_already_pasted_into_the_patch(tmp_path: Pa
     before = items[0]["image"].copy()
     LesionImplant([case], tmp_path, exclude=[], flair_channel=0).apply(items, np.random.default_rng(1), probability=1.0)
     np.testing.assert_array_equal(items[0]["image"], before)
+
+
+def test_lesion_poor_scaling_spares_a_case_at_the_donors_median_load(
+    tmp_path: Path, mni_prepared_case: Callable[..., PreparedCase]
+) -> None:
+    case = _case(mni_prepared_case)  # 64 voxels of lesion
+    _mask(tmp_path, "donor", _white_matter_spot(case))  # 27 voxels: the case is above the donors' median load
+    implant = LesionImplant([case], tmp_path, exclude=[], flair_channel=0, lesion_poor=True)
+    assert implant.share == {"case": 0.0}
+    items = _items(case)
+    before = items[0]["image"].copy()
+    implant.apply(items, np.random.default_rng(1), probability=1.0)
+    np.testing.assert_array_equal(items[0]["image"], before)
+    # A donor with 1000 more voxels elsewhere (a new folder: libraries are cached per folder): the case
+    # now holds 64 / 1027 of the median load.
+    bigger = tmp_path / "bigger"
+    bigger.mkdir()
+    mask = np.asarray(nib.load(tmp_path / "donor_lesion.nii.gz").dataobj).copy()
+    mask[10:20, 10:20, 10:20] = 1
+    nib.save(nib.Nifti1Image(mask, FSL_MNI_AFFINE), bigger / "donor_lesion.nii.gz")
+    implant = LesionImplant([case], bigger, exclude=[], flair_channel=0, lesion_poor=True)
+    assert implant.share["case"] == pytest.approx(1 - 64 / 1027)
+    assert LesionImplant([case], bigger, exclude=[], flair_channel=0).share == {"case": 1.0}
+
+
+def test_an_unknown_implant_scaling_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"data: {{datasets: [{tmp_path}], contrasts: [FLAIR], lesion_locations: {tmp_path}}}\naugment: {{implant: 0.4, implant_scaling: most}}\n"
+    )
+    with pytest.raises(InputError, match="augment.implant_scaling must be one of fixed, lesion_poor"):
+        load_config(config)

@@ -42,6 +42,18 @@ class TrainDevice(StrEnum):
     CUDA = "cuda"
 
 
+class ImplantScaling(StrEnum):
+    """How augment.implant's share of patches depends on the patch's case (train.lesion_implant).
+    FIXED: the same share for every case. LESION_POOR: the share times
+    max(0, 1 - the case's lesion load / the median load of the donor masks), so a case with few
+    lesions gets nearly all of it and a case at or above the database's median load none: the
+    fold trained on patient19 (50 mL) over-called with implants, the one trained on patient07
+    (1.3 mL) needed them to find confluent lesions (benchmarks/results/real_accuracy.md)."""
+
+    FIXED = "fixed"
+    LESION_POOR = "lesion_poor"
+
+
 @dataclass
 class DataConfig:
     """Which cases, which contrasts, how they are split into train and validation."""
@@ -106,6 +118,7 @@ class AugmentConfig:
     # Share of patches into which another patient's real lesions of that region are drawn
     # (the masks of data.lesion_locations; train.lesion_implant).
     implant: float = 0.0
+    implant_scaling: str = ImplantScaling.FIXED  # not a probability: how implant's share varies per case
 
 
 @dataclass
@@ -252,17 +265,21 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         ("optim.schedule", cfg.optim.schedule, Schedule),
         ("train.precision", cfg.train.precision, Precision),
         ("train.device", cfg.train.device, TrainDevice),
+        ("augment.implant_scaling", cfg.augment.implant_scaling, ImplantScaling),
     )
     for name, value, kind in checked:
         if value not in {k.value for k in kind}:
             raise InputError(source, f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
     cfg.optim.schedule, cfg.train.precision = Schedule(cfg.optim.schedule), Precision(cfg.train.precision)
     cfg.train.device = TrainDevice(cfg.train.device)
+    cfg.augment.implant_scaling = ImplantScaling(cfg.augment.implant_scaling)
     if isinstance(cfg.train.loader_workers, bool) or not isinstance(cfg.train.loader_workers, int) or cfg.train.loader_workers < 0:
         raise InputError(source, f"train.loader_workers must be a whole number >= 0, not {cfg.train.loader_workers!r}")
     if cfg.train.device is TrainDevice.CUDA and not _cuda_available():
         raise InputError(source, "train.device is cuda, but PyTorch sees no CUDA GPU here (use auto or cpu)")
     for item in fields(AugmentConfig):  # probabilities / shares of patches
+        if item.name == "implant_scaling":
+            continue
         value = getattr(cfg.augment, item.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise InputError(source, f"augment.{item.name} must be a probability in [0, 1], not {value!r}")

@@ -44,7 +44,16 @@ SCALE_RANGE = (0.7, 1.3)  # each drawn lesion's contrast: a real lesion's offset
 class LesionImplant:
     """Donor lesion masks and lesion contrasts of the training cases; `apply` draws them into patches."""
 
-    def __init__(self, cases: Sequence[PreparedCase], masks_folder: Path, exclude: Sequence[str], flair_channel: int | None) -> None:
+    def __init__(
+        self,
+        cases: Sequence[PreparedCase],
+        masks_folder: Path,
+        exclude: Sequence[str],
+        flair_channel: int | None,
+        lesion_poor: bool = False,
+    ) -> None:
+        """`lesion_poor`: scale each case's share of implanted patches by how far its lesion
+        load lies below the donors' median (config.ImplantScaling.LESION_POOR); else 1 for every case."""
         from mslesion.space.grid import on_mni_grid
         from mslesion.space.priors import mni_tissues_1mm
         from mslesion.synth.implant import brain_stats, measure_lesion_offsets
@@ -60,6 +69,12 @@ class LesionImplant:
         self.boxes = [
             (np.array([c.start for c in comps]), np.array([np.add(c.start, c.mask.shape) for c in comps])) for _, comps in self.donors
         ]
+        median_load = float(np.median([sum(c.volume_mm3 for c in comps) for _, comps in self.donors])) if self.donors else 0.0
+        # Per case: the factor on `apply`'s probability. Loads in voxels = mm^3 (donors and cases on the 1 mm MNI grid).
+        self.share: dict[str, float] = {
+            case.case_id: max(0.0, 1.0 - float((case.label > 0).sum()) / median_load) if lesion_poor and median_load > 0 else 1.0
+            for case in cases
+        }
         wm = mni_tissues_1mm()["wm"]
         self.allowed: dict[str, np.ndarray] = {}
         self.brain_sd: dict[str, np.ndarray] = {}  # per case and channel: offsets are in brain sd units
@@ -85,22 +100,24 @@ class LesionImplant:
         # (lesions, channels): each row the contrast of one real lesion in every channel.
         self.offsets = np.concatenate(offsets) if offsets else np.zeros((0, cases[0].image.shape[0]), np.float32)
         logger.info(
-            "lesion implant: %d donor masks, %d reference lesions, %d of %d cases on the MNI grid",
+            "lesion implant: %d donor masks (median load %.1f mL), %d reference lesions, %d of %d cases on the MNI grid, share per case %s",
             len(self.donors),
+            median_load / 1000,
             len(self.offsets),
             len(self.allowed),
             len(cases),
+            {k: round(v, 2) for k, v in self.share.items()},
         )
 
     def apply(self, items: list[dict], rng: np.random.Generator, probability: float) -> None:
-        """With `probability` per item, draw one donor's lesions of the patch's region into its
+        """With `probability` (times the case's share) per item, draw one donor's lesions of the patch's region into its
         'image' and 'label' (in place); items need 'case' and 'centre' (as `sampling.sample_batch`)."""
         if not len(self.offsets) or not self.donors:
             return
         for item in items:
             case = item["case"]
             allowed = self.allowed.get(case.case_id)
-            if allowed is None or rng.random() >= probability:
+            if allowed is None or rng.random() >= probability * self.share[case.case_id]:
                 continue
             size = np.asarray(item["image"].shape[1:])
             start = np.asarray(item["centre"]) - size // 2  # on the case's brain box (may be negative), as extract_patch

@@ -26,7 +26,7 @@ from mslesion.errors import InputError
 from mslesion.infer.backends import Backend
 from mslesion.io.atomic import write_csv_atomic
 from mslesion.precision import Precision as InferencePrecision
-from mslesion.train.config import Precision, Schedule, TrainConfig
+from mslesion.train.config import ImplantScaling, Precision, Schedule, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +330,8 @@ class Trainer:
             assert cfg.data.lesion_locations is not None  # load_config refuses implant without it
             flair = cfg.data.contrasts.index("FLAIR") if "FLAIR" in cfg.data.contrasts else None
             held_out = [*cfg.data.exclude, *(c.case_id for c in val_cases)]  # neither test nor validation lesions drawn in
-            self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), held_out, flair)
+            lesion_poor = cfg.augment.implant_scaling is ImplantScaling.LESION_POOR
+            self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), held_out, flair, lesion_poor)
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
 
