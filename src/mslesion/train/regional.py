@@ -339,7 +339,7 @@ class RegionalTrainer:
             brain = full_grid(case, case.brain[None])[0]
             label = full_grid(case, case.label[None])[0]
             for j in range(len(thresholds)):
-                mask = majority(votes[j], cover).numpy() & brain
+                mask = majority(votes[j], cover).cpu().numpy() & brain
                 mask = binarise(mask.astype(np.float32), 0.5, self.cfg.infer.min_lesion_mm3, float(np.prod(case.spacing)))
                 scores[i, j] = dice(mask, label, EmptyPolicy.perfect_when_both_empty())
         mean = scores.mean(axis=0)
