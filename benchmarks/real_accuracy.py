@@ -330,6 +330,22 @@ HISTORY = (
     "`implant-low` (the same in 15% of the patches): ISBI as `scanner` (0.53 / 0.56) and a slightly better leave-one-out "
     "lesion F1 (0.27 against 0.24, PPV 0.44 against 0.36), but patient19's confluent lesions are missed again (Dice 0.04): "
     "selection score 0.351 against 0.353, within one recipe's spread; not shipped.",
+    "`implant-poor` (`implant` at 40% times a per-case share, augment.implant_scaling: lesion_poor: 1 minus the case's lesion "
+    "load over the donor masks' median, 13.9-14.9 mL: patient07 0.91, patient19 0). Why: only the fold trained on patient07 "
+    "needed implants. Its fold trained on patient19 (no implants) scores as `scanner`'s (same maps to two decimals: with "
+    "`scanner`'s postprocessing patient07 Dice 0.09 / F1 0.34, ISBI 0.532 / 0.559), and its fold trained on patient07 finds "
+    "patient19's confluent lesions (Dice 0.21 FLAIR+T1, 0.28 FLAIR alone, at mean p >= 0.6). But one postprocessing serves "
+    "both folds: leave-one-out then picks mean p >= 0.6 for the implanted fold's less confident lesions, and at 0.6 the "
+    "patient19 fold over-calls on patient07 (Dice 0.06) and on ISBI (0.41 / 0.45). Selection score 0.307 (0.333 with "
+    "`scanner`'s postprocessing, against 0.340 for `scanner`'s cached fold maps scored the same way): not shipped "
+    "(throwaway scoring of the cached maps with fixed postprocessing, 2026-12-01).",
+    "Splitting a component that fails the mean-probability filter instead of dropping it whole (re-thresholded 0.1 or 0.2 "
+    "higher, up to 0.95, each piece judged by the same size and mean; aimed at the confluent ISBI component whose mean "
+    "sits at 0.80, benchmarks/results/inference_settings.md), postprocessing chosen on leave-one-out of `scanner`'s fold "
+    "maps: with 4 flips and overlap 0.5 it no longer collapses on ISBI (Dice 0.42-0.45 / 0.46-0.49 against 0 for the plain "
+    "filter), but leave-one-out falls (F1 0.20-0.21 against 0.22-0.23 with the same maps), as the pieces of false "
+    "components come back too, and with the shipped 2 flips ISBI falls to 0.41-0.43 / 0.45-0.46 against 0.46 / 0.49. "
+    "Not added (throwaway script, 2026-12-01).",
 )
 
 

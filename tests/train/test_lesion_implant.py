@@ -125,7 +125,7 @@ def test_nothing_is_drawn_on_a_lesion_already_pasted_into_the_patch(tmp_path: Pa
     np.testing.assert_array_equal(items[0]["image"], before)
 
 
-def test_lesion_poor_scaling_spares_a_case_at_the_donors_median_load(
+def test_lesion_poor_scaling_spares_a_case_above_the_donors_median_load(
     tmp_path: Path, mni_prepared_case: Callable[..., PreparedCase]
 ) -> None:
     case = _case(mni_prepared_case)  # 64 voxels of lesion
@@ -154,4 +154,12 @@ def test_an_unknown_implant_scaling_is_refused(tmp_path: Path) -> None:
         f"data: {{datasets: [{tmp_path}], contrasts: [FLAIR], lesion_locations: {tmp_path}}}\naugment: {{implant: 0.4, implant_scaling: most}}\n"
     )
     with pytest.raises(InputError, match="augment.implant_scaling must be one of fixed, lesion_poor"):
+        load_config(config)
+    config.write_text(
+        f"data: {{datasets: [{tmp_path}], contrasts: [FLAIR], lesion_locations: {tmp_path}}}\naugment: {{implant_scaling: [lesion_poor]}}\n"
+    )
+    with pytest.raises(InputError, match="augment.implant_scaling must be one of fixed, lesion_poor"):
+        load_config(config)
+    config.write_text(f"data: {{datasets: [{tmp_path}], contrasts: [FLAIR]}}\naugment: {{implant_scaling: lesion_poor}}\n")
+    with pytest.raises(InputError, match="scales augment.implant, which is 0 here"):
         load_config(config)

@@ -46,7 +46,7 @@ class ImplantScaling(StrEnum):
     """How augment.implant's share of patches depends on the patch's case (train.lesion_implant).
     FIXED: the same share for every case. LESION_POOR: the share times
     max(0, 1 - the case's lesion load / the median load of the donor masks), so a case with few
-    lesions gets nearly all of it and a case at or above the database's median load none: the
+    lesions gets nearly all of it and a case at or above the donors' median load none: the
     fold trained on patient19 (50 mL) over-called with implants, the one trained on patient07
     (1.3 mL) needed them to find confluent lesions (benchmarks/results/real_accuracy.md)."""
 
@@ -98,7 +98,7 @@ class PatchConfig:
 
 @dataclass
 class AugmentConfig:
-    """Probabilities of each augmentation per patch (0 disables it)."""
+    """Probabilities of each augmentation per patch (0 disables it); `implant_scaling` alone is a choice, not a probability."""
 
     flip: float = 0.5
     affine: float = 0.2
@@ -268,7 +268,7 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         ("augment.implant_scaling", cfg.augment.implant_scaling, ImplantScaling),
     )
     for name, value, kind in checked:
-        if value not in {k.value for k in kind}:
+        if not isinstance(value, str) or value not in {k.value for k in kind}:
             raise InputError(source, f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
     cfg.optim.schedule, cfg.train.precision = Schedule(cfg.optim.schedule), Precision(cfg.train.precision)
     cfg.train.device = TrainDevice(cfg.train.device)
@@ -277,7 +277,7 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(source, f"train.loader_workers must be a whole number >= 0, not {cfg.train.loader_workers!r}")
     if cfg.train.device is TrainDevice.CUDA and not _cuda_available():
         raise InputError(source, "train.device is cuda, but PyTorch sees no CUDA GPU here (use auto or cpu)")
-    for item in fields(AugmentConfig):  # probabilities / shares of patches
+    for item in fields(AugmentConfig):  # probabilities / shares of patches, but for the scaling choice
         if item.name == "implant_scaling":
             continue
         value = getattr(cfg.augment, item.name)
@@ -342,6 +342,8 @@ def load_config(path: str | Path) -> TrainConfig:
         raise InputError(path, "data.datasets is empty")
     if cfg.augment.implant > 0 and cfg.data.lesion_locations is None:
         raise InputError(path, "augment.implant needs data.lesion_locations (a folder of lesion masks on the training grid)")
+    if cfg.augment.implant_scaling is not ImplantScaling.FIXED and cfg.augment.implant == 0:
+        raise InputError(path, f"augment.implant_scaling {cfg.augment.implant_scaling.value} scales augment.implant, which is 0 here")
     if cfg.augment.implant > 0 and (whole_image(cfg) or cfg.model.architecture == "dlb"):
         raise InputError(path, "augment.implant works on sampled patches: not with whole-image (CEN) or regional (dlb) training")
     if cfg.train.loader_workers > 0 and cfg.model.architecture == "dlb":

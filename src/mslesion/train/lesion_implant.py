@@ -70,10 +70,12 @@ class LesionImplant:
             (np.array([c.start for c in comps]), np.array([np.add(c.start, c.mask.shape) for c in comps])) for _, comps in self.donors
         ]
         median_load = float(np.median([sum(c.volume_mm3 for c in comps) for _, comps in self.donors])) if self.donors else 0.0
-        # Per case: the factor on `apply`'s probability. Loads in voxels = mm^3 (donors and cases on the 1 mm MNI grid).
+        # Per case on the 1 mm MNI grid (the only ones `apply` draws into): the factor on `apply`'s probability.
+        # Loads in voxels = mm^3 there, for donors and cases alike.
         self.share: dict[str, float] = {
             case.case_id: max(0.0, 1.0 - float((case.label > 0).sum()) / median_load) if lesion_poor and median_load > 0 else 1.0
             for case in cases
+            if on_mni_grid(case.grid_shape, case.affine)
         }
         wm = mni_tissues_1mm()["wm"]
         self.allowed: dict[str, np.ndarray] = {}

@@ -330,7 +330,7 @@ class Trainer:
             assert cfg.data.lesion_locations is not None  # load_config refuses implant without it
             flair = cfg.data.contrasts.index("FLAIR") if "FLAIR" in cfg.data.contrasts else None
             held_out = [*cfg.data.exclude, *(c.case_id for c in val_cases)]  # neither test nor validation lesions drawn in
-            lesion_poor = cfg.augment.implant_scaling is ImplantScaling.LESION_POOR
+            lesion_poor = cfg.augment.implant_scaling == ImplantScaling.LESION_POOR
             self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), held_out, flair, lesion_poor)
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
