@@ -343,7 +343,7 @@ def load_config(path: str | Path) -> TrainConfig:
     if cfg.augment.implant > 0 and cfg.data.lesion_locations is None:
         raise InputError(path, "augment.implant needs data.lesion_locations (a folder of lesion masks on the training grid)")
     if cfg.augment.implant_scaling is not ImplantScaling.FIXED and cfg.augment.implant == 0:
-        raise InputError(path, f"augment.implant_scaling {cfg.augment.implant_scaling.value} scales augment.implant, which is 0 here")
+        raise InputError(path, f"augment.implant_scaling {cfg.augment.implant_scaling} scales augment.implant, which is 0 here")
     if cfg.augment.implant > 0 and (whole_image(cfg) or cfg.model.architecture == "dlb"):
         raise InputError(path, "augment.implant works on sampled patches: not with whole-image (CEN) or regional (dlb) training")
     if cfg.train.loader_workers > 0 and cfg.model.architecture == "dlb":
