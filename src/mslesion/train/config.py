@@ -261,18 +261,18 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
     if unknown:
         raise InputError(source, f"unknown section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
     cfg = TrainConfig(**{name: _build(cls, raw.get(name), name, source) for name, cls in SECTIONS.items()})
-    checked = (
-        ("optim.schedule", cfg.optim.schedule, Schedule),
-        ("train.precision", cfg.train.precision, Precision),
-        ("train.device", cfg.train.device, TrainDevice),
-        ("augment.implant_scaling", cfg.augment.implant_scaling, ImplantScaling),
+    checked: tuple[tuple[str, str, type[StrEnum]], ...] = (
+        ("optim", "schedule", Schedule),
+        ("train", "precision", Precision),
+        ("train", "device", TrainDevice),
+        ("augment", "implant_scaling", ImplantScaling),
     )
-    for name, value, kind in checked:
+    for section_name, option, kind in checked:  # each option checked, then made its enum member
+        section = getattr(cfg, section_name)
+        value = getattr(section, option)
         if not isinstance(value, str) or value not in {k.value for k in kind}:
-            raise InputError(source, f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
-    cfg.optim.schedule, cfg.train.precision = Schedule(cfg.optim.schedule), Precision(cfg.train.precision)
-    cfg.train.device = TrainDevice(cfg.train.device)
-    cfg.augment.implant_scaling = ImplantScaling(cfg.augment.implant_scaling)
+            raise InputError(source, f"{section_name}.{option} must be one of {', '.join(k.value for k in kind)}, not {value!r}")
+        setattr(section, option, kind(value))
     if isinstance(cfg.train.loader_workers, bool) or not isinstance(cfg.train.loader_workers, int) or cfg.train.loader_workers < 0:
         raise InputError(source, f"train.loader_workers must be a whole number >= 0, not {cfg.train.loader_workers!r}")
     if cfg.train.device is TrainDevice.CUDA and not _cuda_available():

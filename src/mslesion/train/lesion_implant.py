@@ -70,20 +70,17 @@ class LesionImplant:
             (np.array([c.start for c in comps]), np.array([np.add(c.start, c.mask.shape) for c in comps])) for _, comps in self.donors
         ]
         median_load = float(np.median([sum(c.volume_mm3 for c in comps) for _, comps in self.donors])) if self.donors else 0.0
-        # Per case on the 1 mm MNI grid (the only ones `apply` draws into): the factor on `apply`'s probability.
-        # Loads in voxels = mm^3 there, for donors and cases alike.
-        self.share: dict[str, float] = {
-            case.case_id: max(0.0, 1.0 - float((case.label > 0).sum()) / median_load) if lesion_poor and median_load > 0 else 1.0
-            for case in cases
-            if on_mni_grid(case.grid_shape, case.affine)
-        }
         wm = mni_tissues_1mm()["wm"]
+        self.share: dict[str, float] = {}  # per case: the factor on `apply`'s probability
         self.allowed: dict[str, np.ndarray] = {}
         self.brain_sd: dict[str, np.ndarray] = {}  # per case and channel: offsets are in brain sd units
         offsets: list[np.ndarray] = []
         for case in cases:
             if not on_mni_grid(case.grid_shape, case.affine):  # donors' masks are on that grid
                 continue
+            # Loads in voxels = mm^3 on that grid, for donors and cases alike.
+            lesion_ratio = float((case.label > 0).sum()) / median_load if lesion_poor and median_load > 0 else 0.0
+            self.share[case.case_id] = max(0.0, 1.0 - lesion_ratio)
             box = tuple(slice(o, o + n) for o, n in zip(case.origin, case.label.shape))
             allowed = (wm[box] > WM_PRIOR_MIN) & ndi.binary_erosion(case.brain, iterations=2)
             stats = [brain_stats(channel, case.brain) if channel[case.brain].any() else None for channel in case.image]
