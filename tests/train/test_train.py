@@ -153,6 +153,30 @@ def test_carvemix_training_carves_the_training_lesions(tmp_path: Path, tiny_data
     assert run_training(path, tmp_path / "run")["steps"] == 4
 
 
+def test_carvemix_positions_leave_out_the_validation_cases_masks(tmp_path: Path, tiny_dataset: Path, nifti_writer) -> None:
+    """With split: holdout, a validation case's own lesion sites are never drawn as CarveMix positions."""
+    from mslesion.train.data import prepare_case
+    from mslesion.train.run import load_cases
+    from mslesion.train.trainer import Trainer
+
+    path = _config(tmp_path, tiny_dataset)
+    raw = yaml.safe_load(path.read_text())
+    raw["augment"] = {"carvemix": 0.5}
+    raw["data"]["lesion_locations"] = str(tmp_path / "locations")
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    train, val = load_cases(cfg)
+    assert len(val) == 1
+    for case, at in ((val[0].case_id, (5, 5, 5)), (train[0].case_id, (20, 21, 22))):
+        mask = np.zeros((40, 40, 40), np.uint8)
+        mask[at] = 1
+        nifti_writer(tmp_path / "locations" / f"{case}_lesion.nii.gz", mask)
+    prepared = [prepare_case(c, cfg.data.contrasts) for c in train]
+    trainer = Trainer(cfg, tmp_path / "t", prepared, [prepare_case(c, cfg.data.contrasts) for c in val])
+    assert trainer.carvemix is not None
+    np.testing.assert_array_equal(trainer.carvemix.positions, [[20, 21, 22]])
+
+
 def test_bf16_training_runs_and_records_plain_strings(tmp_path: Path, tiny_dataset: Path) -> None:
     from mslesion.train.run import run_training
 

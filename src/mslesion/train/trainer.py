@@ -317,7 +317,9 @@ class Trainer:
         from mslesion.train.data import case_probabilities
 
         self.case_probabilities = case_probabilities(train_cases, cfg.data.dataset_weights) if cfg.data.dataset_weights else None
-        self.carvemix = self._carvemix() if cfg.augment.carvemix > 0 and sampler is None and not self.whole_image else None
+        # Lesions of neither the test cases nor the validation cases are drawn into training patches.
+        held_out = [*cfg.data.exclude, *(c.case_id for c in val_cases)]
+        self.carvemix = self._carvemix(held_out) if cfg.augment.carvemix > 0 and sampler is None and not self.whole_image else None
         self.tissue_contrast = None
         if cfg.augment.tissue_contrast > 0 and sampler is None and not self.whole_image:
             from mslesion.train.tissue_contrast import TissueContrast
@@ -329,19 +331,19 @@ class Trainer:
 
             assert cfg.data.lesion_locations is not None  # load_config refuses implant without it
             flair = cfg.data.contrasts.index("FLAIR") if "FLAIR" in cfg.data.contrasts else None
-            held_out = [*cfg.data.exclude, *(c.case_id for c in val_cases)]  # neither test nor validation lesions drawn in
             lesion_poor = cfg.augment.implant_scaling == ImplantScaling.LESION_POOR
             self.implant = LesionImplant(train_cases, Path(cfg.data.lesion_locations), held_out, flair, lesion_poor)
         self.state = LoopState()
         self.total_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
 
-    def _carvemix(self):
+    def _carvemix(self, held_out: list[str]):
+        """CarveMix over the training cases; positions from `data.lesion_locations` without `held_out`'s masks."""
         from mslesion.train.carvemix import CarveMix, lesion_locations
 
         cfg, cases = self.cfg, self.train_cases
         positions = None
         if cfg.data.lesion_locations is not None:
-            positions = lesion_locations(Path(cfg.data.lesion_locations), cfg.data.exclude, cases[0].grid_shape, cfg.train.seed)
+            positions = lesion_locations(Path(cfg.data.lesion_locations), held_out, cases[0].grid_shape, cfg.train.seed)
         return CarveMix(cases, positions, cfg.patch.size)
 
     # --- persistence -------------------------------------------------------------------
