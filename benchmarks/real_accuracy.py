@@ -304,10 +304,10 @@ HISTORY = (
     "Run-to-run spread: `scanner` retrained (both folds) at commit 2ac8dd8 (same config and seed; the code around training had "
     "changed since) scored 0.305 against the recorded 0.353: leave-one-out Dice 0.05 / F1 0.24, ISBI 0.46 / 0.49. Most of the ISBI "
     "gap is the postprocessing its own leave-one-out chose (mean p >= 0.7 instead of 0.8): with the recorded one its ISBI Dice is "
-    "0.53 / 0.56 (benchmarks/results/inference_settings.md, whose fold models these are). Differences between recipes below about "
+    "0.53 / 0.56 (benchmarks/results/inference_settings_scanner.md, whose fold models these are). Differences between recipes below about "
     "0.05 in selection score are within one recipe's spread; the recorded row is kept.",
     "Other component statistics for the lesion filter, which the mean probability can fail on a merged confluent lesion "
-    "(inference_settings.md): the median, 75th and 90th percentile and the mean of the upper half of a component's "
+    "(inference_settings_scanner.md): the median, 75th and 90th percentile and the mean of the upper half of a component's "
     "probabilities, each with threshold, size and cutoff (0.6-0.9) chosen on leave-one-out of `scanner`'s fold maps (2 flips): "
     "ISBI Dice 0.40-0.45 / 0.44-0.48 against 0.53 / 0.56 for the mean; with 4 flips and overlap 0.5 0.42-0.50 / 0.46-0.53. "
     "Allowed a cutoff of 0.9, leave-one-out picks it for the mean too and ISBI falls to 0: the grid stops at 0.8 (throwaway "
@@ -341,7 +341,7 @@ HISTORY = (
     "(throwaway scoring of the cached maps with fixed postprocessing, 2026-12-01).",
     "Splitting a component that fails the mean-probability filter instead of dropping it whole (re-thresholded 0.1 or 0.2 "
     "higher, up to 0.95, each piece judged by the same size and mean; aimed at the confluent ISBI component whose mean "
-    "sits at 0.80, benchmarks/results/inference_settings.md), postprocessing chosen on leave-one-out of `scanner`'s fold "
+    "sits at 0.80, benchmarks/results/inference_settings_scanner.md), postprocessing chosen on leave-one-out of `scanner`'s fold "
     "maps: with 4 flips and overlap 0.5 it no longer collapses on ISBI (Dice 0.42-0.45 / 0.46-0.49 against 0 for the plain "
     "filter), but leave-one-out falls (F1 0.20-0.21 against 0.22-0.23 with the same maps), as the pieces of false "
     "components come back too, and with the shipped 2 flips ISBI falls to 0.41-0.43 / 0.45-0.46 against 0.46 / 0.49. "
