@@ -5,7 +5,8 @@ holding only `ensemble: [configs/real/A.yaml, ...]`, whose fold models are the m
 models joined by `mslesion ensemble`):
 1. leave-one-out: train with patient19 and test on patient07, and the reverse
    (`mslesion train`, resumable: a fold without its `done.json` is resumed);
-2. the lesion probability of each held-out case, FLAIR + T1 and FLAIR alone (`segment`, flips 2);
+2. the lesion probability of each held-out case, FLAIR + T1 and FLAIR alone (`segment`, with the
+   recipe's test-time flips, its infer.flips: what the shipped card then asks `segment` to run);
 3. postprocessing chosen on those leave-one-out maps, never on a test case alone: the
    threshold and minimum lesion size that maximise the mean of Dice and MSSEG-2 lesion F1
    over both folds and both input sets (nnU-Net chooses its postprocessing the same way,
@@ -45,6 +46,7 @@ from mslesion.io.atomic import write_json_atomic, write_text_atomic
 from mslesion.io.volume import load_volume
 from mslesion.models.store import combine_models
 from mslesion.postprocess.lesions import binarise
+from mslesion.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
@@ -54,6 +56,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 MSLESION = str(Path(sys.executable).with_name("mslesion"))
 
 CASES = ("patient07", "patient19")
+FLIPS_BEFORE_RECORDED = 2  # rows and cached maps made before flips were recorded: segment's default then
 FOLDS = {"train-p19_test-p07": "patient07", "train-p07_test-p19": "patient19"}  # fold -> held-out case
 INPUTS = {"FLAIR+T1": ("FLAIR", "T1"), "FLAIR": ("FLAIR",)}
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -95,6 +98,12 @@ def ensemble_members(recipe: Path) -> list[Path] | None:
     return [ROOT / member for member in cfg["ensemble"]] if "ensemble" in cfg else None
 
 
+def recipe_flips(recipe: Path) -> int:
+    """The test-time flips a recipe's models run with: its infer.flips (an ensemble: its first member's)."""
+    members = ensemble_members(recipe)
+    return load_config(members[0] if members else recipe).infer.flips
+
+
 def fit(recipe: Path, out: Path, exclude: list[str]) -> tuple[float, int]:
     """Train `recipe` into `out`; for an ensemble recipe, train each member into its own run of the same
     name (runs/real/MEMBER/FOLD, shared with that recipe's own evaluation) and join them into out/model.
@@ -116,9 +125,12 @@ def log_rows(run: Path) -> list[dict[str, str]]:
 
 
 def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None = None, flips: int = 2, overlap: float = 0.25) -> float:
-    """`segment` once into `out` (kept, so scoring can be redone); seconds, or 0 when cached."""
+    """`segment` once into `out` (kept, so scoring can be redone, unless made with other flips or
+    overlap); seconds."""
     if (out / "lesion_prob.nii.gz").is_file():
-        return json.loads((out / "seconds.json").read_text())["seconds"]
+        made = json.loads((out / "seconds.json").read_text())
+        if (made.get("flips", FLIPS_BEFORE_RECORDED), made.get("overlap", 0.25)) == (flips, overlap):
+            return made["seconds"]
     from mslesion.pipeline import segment
 
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
@@ -128,7 +140,7 @@ def predict(model: Path, images: dict[str, Path], out: Path, brain: Path | None 
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(tmp, out)
-    write_json_atomic(out / "seconds.json", {"seconds": seconds})
+    write_json_atomic(out / "seconds.json", {"seconds": seconds, "flips": flips, "overlap": overlap})
     return seconds
 
 
@@ -198,8 +210,8 @@ def isbi(model: Path, post: dict, out: Path, flips: int = 2, overlap: float = 0.
 
 def evaluate_recipe(recipe: Path) -> dict:
     """Leave-one-out training, prediction, postprocessing choice and ISBI for one recipe."""
-    name = recipe.stem
-    result: dict = {"recipe": str(recipe.relative_to(ROOT)), "folds": {}}
+    name, flips = recipe.stem, recipe_flips(recipe)
+    result: dict = {"recipe": str(recipe.relative_to(ROOT)), "flips": flips, "folds": {}}
     maps, where = [], []
     for fold, test_case in FOLDS.items():
         run = RUNS / name / fold
@@ -209,7 +221,7 @@ def evaluate_recipe(recipe: Path) -> dict:
         ref = load_volume(case / "lesion.nii.gz")
         for inputs, contrasts in INPUTS.items():
             out = CACHE / name / fold / inputs
-            seconds = predict(run / "model", {c: case / f"{c}.nii.gz" for c in contrasts}, out)
+            seconds = predict(run / "model", {c: case / f"{c}.nii.gz" for c in contrasts}, out, flips=flips)
             prob = load_volume(out / "lesion_prob.nii.gz")
             maps.append((prob.array, ref.array > 0, prob.spacing))
             where.append((fold, inputs, seconds))
@@ -219,25 +231,25 @@ def evaluate_recipe(recipe: Path) -> dict:
     result["filter_gains"] = filter_gains(grid)
     for (fold, inputs, seconds), (prob, ref, spacing) in zip(where, maps):
         result["folds"][fold][inputs] = {**score(prob, ref, spacing, post), "seconds": seconds}
-    result["isbi"] = isbi(RUNS / name / "train-p19_test-p07" / "model", post, CACHE / name / "isbi")
+    result["isbi"] = isbi(RUNS / name / "train-p19_test-p07" / "model", post, CACHE / name / "isbi", flips=flips)
     return result
 
 
 def ship(result: dict) -> dict:
     """Train the recipe of `result` on both real cases, store its postprocessing and measured numbers
     in the card, score it on ISBI, install it as the shipped `default`."""
-    recipe, post = ROOT / result["recipe"], result["postprocessing"]
+    recipe, post, flips = ROOT / result["recipe"], result["postprocessing"], result.get("flips", FLIPS_BEFORE_RECORDED)
     run = RUNS / recipe.stem / "ship"
     minutes, n_steps = fit(recipe, run, [])
-    row = {"recipe": result["recipe"], "train_minutes": minutes, "steps": n_steps, "postprocessing": post,
-           "isbi": isbi(run / "model", post, CACHE / recipe.stem / "ship" / "isbi")}
+    row = {"recipe": result["recipe"], "train_minutes": minutes, "steps": n_steps, "postprocessing": post, "flips": flips,
+           "isbi": isbi(run / "model", post, CACHE / recipe.stem / "ship" / "isbi", flips=flips)}
     loo = {inputs: {k: float(np.mean([f[inputs][k] for f in result["folds"].values()])) for k in ("dice", "msseg_lesion_f1")}
            for inputs in INPUTS}
     i = row["isbi"]
     card_path = run / "model" / "model.json"
     card = json.loads(card_path.read_text())
     card["threshold"], card["min_lesion_mm3"] = post["threshold"], post["min_lesion_mm3"]
-    card["min_mean_probability"] = post["min_mean_probability"]
+    card["min_mean_probability"], card["test_time_flips"] = post["min_mean_probability"], flips
     card["training"]["recipe"] = f"{result['recipe']} (benchmarks/real_accuracy.py --ship), run {run.relative_to(ROOT)}"
     card["training"]["caveat"] = (
         f"trained on the two real Lesjak scans only; measured by leave-one-out on them (benchmarks/results/real_accuracy.md): "
@@ -268,7 +280,7 @@ def recipe_line(r: dict) -> str:
     """One table row: per input set, leave-one-out means over the two folds (and each fold), then ISBI."""
     folds = list(r["folds"].values())
     cells = [f"`{Path(r['recipe']).stem}`", f"{sum(f['train_minutes'] for f in folds):.0f} ({' / '.join(str(f['steps']) for f in folds)} steps)",
-             post_text(r["postprocessing"])]
+             f"{r.get('flips', FLIPS_BEFORE_RECORDED)} flips; {post_text(r['postprocessing'])}"]
     for inputs in INPUTS:
         rows = [f[inputs] for f in folds]
         for key in ("dice", "msseg_lesion_f1", "msseg_lesion_sensitivity", "msseg_lesion_ppv"):
@@ -356,7 +368,7 @@ HISTORY = (
 def write_table(results: list[dict], shipped: dict | None) -> None:
     """benchmarks/results/real_accuracy.{json,md} from every recipe's result."""
     write_json_atomic(RESULTS / "real_accuracy.json", {"recipes": results, "shipped": shipped})
-    head = ["recipe", "train min, 2 folds (steps)", "postprocessing (chosen on LOO)"]
+    head = ["recipe", "train min, 2 folds (steps)", "test-time flips; postprocessing (chosen on LOO)"]
     for inputs in INPUTS:
         head += [f"{inputs} Dice", f"{inputs} F1", f"{inputs} lesion sens.", f"{inputs} lesion PPV"]
     head += ["ISBI raw FLAIR Dice (rater 1 / 2)", "selection score"]
@@ -376,7 +388,7 @@ def write_table(results: list[dict], shipped: dict | None) -> None:
     if shipped:
         i = shipped["isbi"]
         lines += ["", f"Shipped default: `{shipped['recipe']}` trained on both real cases ({shipped['train_minutes']} min, {shipped['steps']} steps), "
-                  f"postprocessing {post_text(shipped['postprocessing'])}. "
+                  f"{shipped.get('flips', FLIPS_BEFORE_RECORDED)} test-time flips, postprocessing {post_text(shipped['postprocessing'])}. "
                   f"ISBI raw FLAIR: Dice {i['rater1']['dice']:.3f} (rater 1) / {i['rater2']['dice']:.3f} (rater 2), "
                   f"lesion F1 {i['rater1']['msseg_lesion_f1']:.3f} / {i['rater2']['msseg_lesion_f1']:.3f}, brain {i['brain_ml']} mL, "
                   f"{i['seconds']} s end to end."]

@@ -238,6 +238,44 @@ def test_combined_refuses_nesting_and_stray_params() -> None:
         make_loss("combined", weights={"dice": 1.0}, params={"tversky": {}})
 
 
+# --- blob loss ---
+
+
+def _blob_by_masking(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """The blob term as the paper writes it: per lesion, Dice + BCE on a copy restricted to the
+    background and that lesion (one sample, one channel, lesions labelled by hand in `target`)."""
+    terms = []
+    for k in range(1, int(target.max()) + 1):
+        keep = (target == 0) | (target == k)
+        p, t, x = torch.sigmoid(logits[keep]), (target[keep] == k).float(), logits[keep]
+        dice = 1 - (2 * (p * t).sum() + eps) / (p.sum() + t.sum() + eps)
+        terms.append(dice + torch.nn.functional.binary_cross_entropy_with_logits(x, t))
+    return torch.stack(terms).mean()
+
+
+def test_blob_loss_is_the_main_loss_plus_the_mean_over_lesions_of_each_lesions_loss() -> None:
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 1, 10, 10, 10, generator=generator)
+    lesions = torch.zeros(10, 10, 10)
+    lesions[1:4, 1:4, 1:4] = 1  # 27 voxels
+    lesions[7, 7, 6:8] = 2  # 2 voxels, not touching the first
+    target = (lesions > 0).float()[None, None]
+    expected = 2.0 * make_loss("dice_ce")(logits, target) + _blob_by_masking(logits[0, 0], lesions)
+    assert float(make_loss("blob")(logits, target)) == pytest.approx(float(expected), rel=1e-5)
+    # a sample without lesions adds no blob term: the same value with an empty sample beside it
+    both = make_loss("blob", main_weight=0.0)(torch.cat([logits, logits]), torch.cat([target, torch.zeros_like(target)]))
+    assert float(both) == pytest.approx(float(_blob_by_masking(logits[0, 0], lesions)), rel=1e-5)
+
+
+def test_blob_loss_weighs_a_missed_small_lesion_like_a_large_one(cube: torch.Tensor) -> None:
+    """A perfect 8^3 lesion and a missed single voxel: the global Dice hardly sees the miss, the blob term does."""
+    target = cube.clone()
+    target[..., 14, 14, 14] = 1
+    logits = (cube * 2 - 1) * 20.0  # the small lesion predicted as background
+    assert float(make_loss("dice_ce")(logits, target)) < 0.01
+    assert float(make_loss("blob", main_weight=0.0)(logits, target)) > 0.45  # its lesion's Dice is about 1, halved over two lesions
+
+
 # --- limits ---------------------------------------------------------------------------
 
 
@@ -258,7 +296,7 @@ def test_perfect_prediction_near_zero_reversed_near_max(name: str, cube: torch.T
     assert float(loss(-perfect, cube)) > 0.99
 
 
-@pytest.mark.parametrize("name", ["dice_ce", "focal"])
+@pytest.mark.parametrize("name", ["dice_ce", "focal", "blob"])
 def test_perfect_prediction_small_reversed_large(name: str, cube: torch.Tensor) -> None:
     loss = make_loss(name)
     perfect = (cube * 2 - 1) * 20.0
@@ -292,7 +330,7 @@ def test_gradients_flow_and_stay_finite(name: str, params: dict, lesion: bool) -
 
 
 def test_registry_names() -> None:
-    assert set(LOSSES) == {"dice", "dice_ce", "focal", "tversky", "generalized_jaccard", "sensitivity_specificity", "combined"}
+    assert set(LOSSES) == {"dice", "dice_ce", "focal", "tversky", "generalized_jaccard", "sensitivity_specificity", "combined", "blob"}
     assert isinstance(make_loss(LossName.TVERSKY), torch.nn.Module)
 
 

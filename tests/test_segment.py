@@ -17,9 +17,10 @@ from mslesion.cli import app
 runner = CliRunner()
 
 
-def _segment_flair_t1(scans: dict, out: Path, model: Path, flips: int) -> Result:
-    """`mslesion segment` on the test scan's FLAIR and T1."""
-    args = ["segment", "--flair", scans["flair"], "--t1", scans["t1"], "--out", out, "--model", model, "--flips", flips]
+def _segment_flair_t1(scans: dict, out: Path, model: Path, flips: int | None) -> Result:
+    """`mslesion segment` on the test scan's FLAIR and T1 (`flips` None: the model card's)."""
+    args = ["segment", "--flair", scans["flair"], "--t1", scans["t1"], "--out", out, "--model", model]
+    args += [] if flips is None else ["--flips", flips]
     return runner.invoke(app, [str(a) for a in args])
 
 
@@ -75,6 +76,22 @@ def test_segment_writes_outputs_on_input_grid(tmp_path: Path, tiny_model: Path, 
     assert summary["lesion_count"] == len(rows)
     assert summary["total_volume_ml"] == pytest.approx(np.asarray(mask.dataobj).sum() * 1.2 / 1000, abs=1e-3)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_without_flips_the_cards_test_time_flips_are_run(tmp_path: Path, tiny_model: Path, scans) -> None:
+    """The card's test_time_flips (what its postprocessing was chosen with) unless --flips says otherwise."""
+    card = json.loads((tiny_model / "model.json").read_text())
+    assert "test_time_flips" in card
+    (tiny_model / "model.json").write_text(json.dumps({**card, "test_time_flips": 4}))
+
+    def prob(flips: int | None) -> np.ndarray:
+        out = tmp_path / f"out{flips}"
+        assert _segment_flair_t1(scans, out, tiny_model, flips).exit_code == 0
+        return np.asarray(nib.load(str(out / "lesion_prob.nii.gz")).dataobj)
+
+    by_card, four, two = prob(None), prob(4), prob(2)
+    np.testing.assert_array_equal(by_card, four)
+    assert np.abs(four - two).max() > 1e-4
 
 
 def test_flair_alone_is_accepted(tmp_path: Path, tiny_model: Path, scans) -> None:

@@ -178,6 +178,10 @@ BACKEND_HELP = (
     "What runs the network: 'auto' (OpenVINO when installed, in bfloat16 where the CPU has it: the fastest at equal masks, "
     "benchmarks/results/speed.md; else PyTorch), 'torch', 'openvino' or 'onnxruntime'."
 )
+FLIPS_HELP = (
+    "Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes); default: the model card's test_time_flips, "
+    "the flips its postprocessing was chosen with."
+)
 BRAIN_EXTRACTION_HELP = (
     "Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or "
     "'template' (MNI brain mask through the registration, refined by intensity)."
@@ -199,7 +203,7 @@ def segment(
     pd: Annotated[Optional[Path], typer.Option(help="PD-weighted image.")] = None,
     model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "default",
     brain_mask: Annotated[Optional[Path], typer.Option(help="Brain mask on the FLAIR grid (else computed).")] = None,
-    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+    flips: Annotated[Optional[int], typer.Option(help=FLIPS_HELP)] = None,
     preprocess: Annotated[
         str, typer.Option(help="'auto': raw scans (skull, other grids, thick slices) are preprocessed first; 'yes': always; 'no': never.")
     ] = "auto",
@@ -240,7 +244,7 @@ def new_lesions(
             "or a model folder."
         ),
     ] = "grown-subtraction",
-    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+    flips: Annotated[Optional[int], typer.Option(help=FLIPS_HELP)] = None,
     preprocess: Annotated[
         str,
         typer.Option(help="'auto': preprocess unless both visits are skull-stripped on the follow-up grid; 'yes': always; 'no': never."),
@@ -331,7 +335,7 @@ def segment_dataset(
     gpus_per_task: GpusOpt = 0.0,
     max_retries: RetriesOpt = 2,
     checkpoint_every: CheckpointOpt = 10,
-    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+    flips: Annotated[Optional[int], typer.Option(help=FLIPS_HELP)] = None,
 ) -> None:
     """Segment every session of a BIDS dataset; skip sessions already done, list failures (exit 1 if any)."""
     from mslesion.cohort import segment_dataset as run_dataset
@@ -361,7 +365,7 @@ def new_lesions_dataset(
     gpus_per_task: GpusOpt = 0.0,
     max_retries: RetriesOpt = 2,
     checkpoint_every: CheckpointOpt = 10,
-    flips: Annotated[int, typer.Option(help="Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes).")] = 2,
+    flips: Annotated[Optional[int], typer.Option(help=FLIPS_HELP)] = None,
 ) -> None:
     """New lesions between every two consecutive sessions of each subject; skip pairs already done, list failures (exit 1 if any)."""
     from mslesion.cohort import new_lesions_dataset as run_pairs

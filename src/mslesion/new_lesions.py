@@ -265,7 +265,7 @@ def detect_new_lesions(
     followup: dict[str, Path],
     out: Path,
     model: str | Path | LoadedModel | ChangeMethod = DEFAULT_NEW_LESION_MODEL,
-    flips: int = 2,
+    flips: int | None = None,
     overlap: float = 0.25,
     preprocess: str = "auto",
 ) -> NewLesionResult:
@@ -285,7 +285,7 @@ def _detect(
     followup: dict[str, Path],
     out: Path,
     model: str | Path | LoadedModel | ChangeMethod,
-    flips: int,
+    flips: int | None,
     overlap: float,
     preprocess: str,
     times: timing.StageTimes,

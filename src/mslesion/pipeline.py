@@ -70,7 +70,7 @@ def segment(
     out: Path,
     model: str | Path | LoadedModel = DEFAULT_MODEL,
     brain_mask: Path | None = None,
-    flips: int = 2,
+    flips: int | None = None,
     overlap: float = 0.25,
     preprocess: str = "auto",
     brain_extraction: str = "hdbet",
@@ -82,7 +82,7 @@ def segment(
     1 mm MNI working grid; `preprocess.raw`) only when the input is not ready for the model
     (`preprocessing_reason`), "yes" always, "no" never (not-ready input is then an error).
     `brain_extraction` ("template" or "hdbet", `preprocess.raw.BrainExtraction`) is how raw scans lose their skull.
-    `backend` (`infer.backends.Backend`) runs the network. Seconds per stage go to summary.json (`mslesion.timing`).
+    `backend` (`infer.backends.Backend`) runs the network; `flips` None: the card's test_time_flips. Seconds per stage go to summary.json (`mslesion.timing`).
     """
     with prediction_run() as (times, background):
         return _segment(images, out, model, brain_mask, flips, overlap, preprocess, brain_extraction, backend, times, background)
@@ -93,7 +93,7 @@ def _segment(
     out: Path,
     model: str | Path | LoadedModel,
     brain_mask: Path | None,
-    flips: int,
+    flips: int | None,
     overlap: float,
     preprocess: str,
     brain_extraction: str,

@@ -50,6 +50,7 @@ def test_train_writes_a_usable_run_folder(tmp_path: Path, tiny_dataset: Path) ->
     assert len(splits["validation"]) == 1 and len(splits["train"]) == 5
     net, card = load_model(out / "model")
     assert card.contrasts == ["FLAIR", "T1"] and card.threshold in (0.3, 0.5)
+    assert card.test_time_flips == 2  # infer.flips: what segment runs with it by default
     with pytest.raises(InputError, match="already holds a training run"):
         run_training(_config(tmp_path, tiny_dataset), out)
 
@@ -116,6 +117,11 @@ def test_config_errors_are_one_line(tmp_path: Path, tiny_dataset: Path) -> None:
         path.write_text(yaml.safe_dump(raw))
         with pytest.raises(InputError, match=rf"{section}.{key} must be one of .*not '{typo}'"):
             load_config(path)
+    raw = yaml.safe_load(_config(tmp_path, tiny_dataset).read_text())
+    raw["infer"]["flips"] = 3
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="infer.flips must be 1, 2 or 4, not 3"):
+        load_config(path)
 
 
 def test_training_device_is_the_cpu_unless_a_gpu_is_there(tmp_path: Path, tiny_dataset: Path) -> None:

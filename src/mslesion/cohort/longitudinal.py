@@ -84,7 +84,7 @@ def new_lesions_dataset(
     model: str | Path = "grown-subtraction",  # new_lesions.DEFAULT_NEW_LESION_MODEL
     engine: EngineOptions | None = None,
     checkpoint_every: int = 10,
-    flips: int = 2,
+    flips: int | None = None,
 ) -> CohortResult:
     """New lesions of every consecutive session pair of `bids_dir` into `out` on `engine`; skip done pairs, keep going past failures."""
     from mslesion.io.bids import list_sessions

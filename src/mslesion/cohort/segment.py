@@ -73,7 +73,7 @@ def segment_dataset(
     model: str | Path = "default",
     engine: EngineOptions | None = None,
     checkpoint_every: int = 10,
-    flips: int = 2,
+    flips: int | None = None,
     recipe: type[SegmentSpec] = SegmentSpec,
 ) -> CohortResult:
     """Segment every session of `bids_dir` into `out` on `engine`; skip done sessions, keep going past failures.

@@ -95,7 +95,7 @@ class _Spec:
     out: str
     model: str
     max_attempts: int = 3
-    flips: int = 2
+    flips: int | None = None  # None: the model card's
 
     names: Any = None  # set by each kind
     sidecar: str = ""

@@ -44,7 +44,7 @@ class Predictor:
         self,
         model: LoadedModel | None,
         background: ThreadPoolExecutor,
-        flips: int = 2,
+        flips: int | None = None,
         overlap: float = 0.25,
         backend: Backend | str = "auto",
     ) -> None:
@@ -53,7 +53,9 @@ class Predictor:
         from mslesion.postprocess.locations import load_atlas
 
         self.model = model
-        self.flips, self.overlap, self.backend = flips, overlap, Backend.parse(backend)
+        # None: the flips the model's postprocessing was chosen with (its card)
+        self.flips = flips if flips is not None else (model.card.test_time_flips if model is not None else 1)
+        self.overlap, self.backend = overlap, Backend.parse(backend)
         self._warm_ups: list[Future[Any]] = [background.submit(load_atlas)]
         if model is not None and not model.regional and not model.needs_metadata:
             card = model.card

@@ -156,7 +156,9 @@ class LoopConfig:
 @dataclass
 class InferConfig:
     overlap: float = 0.25
-    flips: int = 1
+    # Test-time flips (1, 2 or 4) written into the model card as test_time_flips: what `segment`
+    # runs with this model by default. Validation during training runs without flips (speed).
+    flips: int = 2
     thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
     min_lesion_mm3: float = 3.0
 
@@ -293,6 +295,8 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(
             source, f"data.contrasts must include {' and '.join(required_contrasts(cfg.data.contrasts))} (every model accepts FLAIR alone)"
         )
+    if cfg.infer.flips not in (1, 2, 4) or isinstance(cfg.infer.flips, bool):
+        raise InputError(source, f"infer.flips must be 1, 2 or 4, not {cfg.infer.flips!r}")
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):
         raise InputError(source, f"patch.size must be 3 multiples of 16, not {cfg.patch.size}")
     _check_regional(cfg.regional, source)

@@ -56,6 +56,7 @@ def model_card(
         normalisation=cfg.data.normalisation,
         nyul=nyul or {},
         min_lesion_mm3=cfg.infer.min_lesion_mm3,
+        test_time_flips=cfg.infer.flips,
         modality_dropout=cfg.augment.modality_dropout > 0,
         spacing_mm=training_spacing(train_cases),
         training={
