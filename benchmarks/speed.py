@@ -59,8 +59,8 @@ MSLESION = str(Path(sys.executable).with_name("mslesion"))
 THREADS = 2
 READY_CASE = SHARED / "lesjak-mni" / "patient07"
 RAW_FLAIR = SHARED / "isbi-raw" / "training01" / "FLAIR.nii.gz"
-# What `segment` runs by default (pipeline.segment): flips and overlap.
-FLIPS, OVERLAP = 2, 0.25
+# What `segment` runs by default (pipeline.segment): the shipped card's test-time flips, and the overlap.
+FLIPS, OVERLAP = load_model(resolve_model("default"))[1].test_time_flips, 0.25
 # Backends x precisions compared in part 3; ONNX Runtime's CPU provider has float32 only.
 # "torch.compile": PyTorch with the network compiled by TorchInductor (C++ on the CPU), not a `--backend` choice.
 CONFIGS = (
