@@ -3,7 +3,7 @@
 For each raw pair (`lesjak-longitudinal` patient01, patient03; study1 = baseline, study2 = follow-up
 FLAIR), once (cached in build/change_lopo/<patient>.npz):
 - `preprocess_pair` (N4, HD-BET, MNI registration, halfway space);
-- the shipped single-visit model on each visit (flips 2) -> p(baseline), p(follow-up);
+- the shipped single-visit model on each visit (its card's test-time flips) -> p(baseline), p(follow-up);
 - the subtraction baseline's score on the jointly normalised pair;
 each carried to the follow-up's native grid and then into the database's common space (its
 study2 transform, linear), where `gt.nii.gz` marks every change (new, enlarging, shrinking, vanished).
@@ -67,7 +67,7 @@ def features(patient: str) -> dict[str, np.ndarray]:
     maps = {}
     for visit in ("baseline", "followup"):
         x = normalised_channels({"FLAIR": pair.images[f"{visit}_FLAIR"]}, pair.brain, card.contrasts, card.normalisation)
-        maps[f"p_{visit}"] = predict_probability(net, x, pair.brain, card.patch_size, overlap=0.25, flips=2)
+        maps[f"p_{visit}"] = predict_probability(net, x, pair.brain, card.patch_size, overlap=0.25, flips=card.test_time_flips)
     x = normalised_channels(pair.images, pair.brain, ["baseline_FLAIR", "followup_FLAIR"])
     maps["bl"], maps["fu"] = x[0], x[1]
     maps["sub"] = subtraction_probability(x[0], x[1], pair.brain, (1.0, 1.0, 1.0), white_matter=white_matter_prior_working_grid())

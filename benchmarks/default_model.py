@@ -31,7 +31,7 @@ SHARED = Path(os.environ.get("MSLESION_SHARED_DATA", ROOT.parent / "shared" / "d
 COLUMNS = ("dice", "msseg_lesion_f1", "ltpr", "lfpr", "ppv", "tpr", "n_ref_lesions", "n_pred_lesions", "seconds")
 
 
-def run_case(name: str, images: dict[str, Path], lesion: Path, model: str, flips: int, brain: Path | None = None) -> dict:
+def run_case(name: str, images: dict[str, Path], lesion: Path, model: str, flips: int | None, brain: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         segment(images, Path(tmp), model=model, brain_mask=brain, flips=flips)
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--name", default="default_model")
-    parser.add_argument("--flips", type=int, default=2)
+    parser.add_argument("--flips", type=int, default=None, help="test-time flips (default: the model card's test_time_flips)")
     parser.add_argument("--n-synthetic", type=int, default=4)
     args = parser.parse_args()
 

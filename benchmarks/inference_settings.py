@@ -11,7 +11,7 @@ same selection score as the recipes. Settings:
 - flips: test-time mirroring (1 = none, 2 = + left-right, 4 = all three axes).
 
     MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/inference_settings.py configs/real/scanner.yaml \
-        [--settings "shipped (64, overlap 0.25, 2 flips)" "4 flips"]
+        [--settings "2 flips (window 64, overlap 0.25)" "4 flips"]
 
 writes benchmarks/results/inference_settings_RECIPE.{md,json}.
 """
@@ -34,7 +34,7 @@ from mslesion.io.volume import load_volume  # noqa: E402
 
 # (name, window edge in voxels or None for the card's patch size, overlap, flips)
 SETTINGS = (
-    ("shipped (64, overlap 0.25, 2 flips)", None, 0.25, 2),
+    ("2 flips (window 64, overlap 0.25)", None, 0.25, 2),
     ("overlap 0.5", None, 0.5, 2),
     ("4 flips", None, 0.25, 4),
     ("window 96", 96, 0.25, 2),
@@ -148,11 +148,13 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", choices=names, default=names, help="the settings to measure (default: all)")
     args = parser.parse_args()
     recipe, shipped_post = args.recipe.stem, shipped_postprocessing()
-    results = []
+    # Settings measured by an earlier run and not rerun now keep their recorded rows, in SETTINGS' order.
+    recorded = ra.RESULTS / f"inference_settings_{recipe}.json"
+    rows = {r["setting"]: r for r in (json.loads(recorded.read_text())["settings"] if recorded.is_file() else [])}
     for name, window, overlap, flips in SETTINGS:
         if name in args.settings:
-            results.append(evaluate_setting(recipe, name, window, overlap, flips, shipped_post))
-            write(recipe, results, shipped_post)
+            rows[name] = evaluate_setting(recipe, name, window, overlap, flips, shipped_post)
+            write(recipe, [rows[n] for n, *_ in SETTINGS if n in rows], shipped_post)
 
 
 if __name__ == "__main__":

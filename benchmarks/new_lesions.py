@@ -48,7 +48,7 @@ def _score(name: str, method: str, pred: np.ndarray, ref: np.ndarray, spacing: t
     return row
 
 
-def synthetic_rows(pairs_dir: Path, method: str, flips: int) -> list[dict]:
+def synthetic_rows(pairs_dir: Path, method: str, flips: int | None) -> list[dict]:
     rows = []
     for case in load_dataset(pairs_dir):
         baseline = {"FLAIR": case.images["baseline_FLAIR"].path}
@@ -64,7 +64,7 @@ def synthetic_rows(pairs_dir: Path, method: str, flips: int) -> list[dict]:
     return rows
 
 
-def real_rows(method: str, flips: int) -> list[dict]:
+def real_rows(method: str, flips: int | None) -> list[dict]:
     import nibabel as nib
     import SimpleITK as sitk
 
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, required=True, help="held-out synthetic pair dataset")
     parser.add_argument("--model", action="append", required=True, help="model name/folder or 'subtraction' (repeatable)")
     parser.add_argument("--name", default="new_lesions")
-    parser.add_argument("--flips", type=int, default=2)
+    parser.add_argument("--flips", type=int, default=None, help="test-time flips (default: the model card's test_time_flips)")
     parser.add_argument("--no-real", action="store_true", help="skip the two real Lesjak pairs")
     args = parser.parse_args()
     rows: list[dict] = []

@@ -60,7 +60,7 @@ THREADS = 2
 READY_CASE = SHARED / "lesjak-mni" / "patient07"
 RAW_FLAIR = SHARED / "isbi-raw" / "training01" / "FLAIR.nii.gz"
 # What `segment` runs by default (pipeline.segment): the shipped card's test-time flips, and the overlap.
-FLIPS, OVERLAP = load_model(resolve_model("default"))[1].test_time_flips, 0.25
+FLIPS, OVERLAP = json.loads((resolve_model("default") / "model.json").read_text()).get("test_time_flips", 2), 0.25
 # Backends x precisions compared in part 3; ONNX Runtime's CPU provider has float32 only.
 # "torch.compile": PyTorch with the network compiled by TorchInductor (C++ on the CPU), not a `--backend` choice.
 CONFIGS = (

@@ -91,6 +91,7 @@ def test_without_flips_the_cards_test_time_flips_are_run(tmp_path: Path, tiny_mo
 
     by_card, four, two = prob(None), prob(4), prob(2)
     np.testing.assert_array_equal(by_card, four)
+    assert json.loads((tmp_path / "outNone" / "summary.json").read_text())["model"]["test_time_flips"] == 4
     assert np.abs(four - two).max() > 1e-4
 
 
@@ -121,6 +122,7 @@ def test_bad_inputs_exit_2_without_outputs(tmp_path: Path, tiny_model: Path, sca
     (fake / "model.json").write_text((tiny_model / "model.json").read_text())
     (fake / "model.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     _fails(base[:-1] + [str(fake)], "not a safetensors file", out)
+    _fails(base + ["--flips", "3"], "test-time flips must be 1, 2 or 4, not 3", out)
     raw = nifti_writer(tmp_path / "in" / "raw.nii.gz", np.full((40, 44, 36), 7.0, np.float32), scans["affine"])
     _fails(
         ["segment", "--flair", str(raw), "--out", str(out), "--model", str(tiny_model), "--preprocess", "no"], "looks like a raw scan", out

@@ -179,8 +179,8 @@ BACKEND_HELP = (
     "benchmarks/results/speed.md; else PyTorch), 'torch', 'openvino' or 'onnxruntime'."
 )
 FLIPS_HELP = (
-    "Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes); default: the model card's test_time_flips, "
-    "the flips its postprocessing was chosen with."
+    "Test-time flips: 1 (none), 2 (+left-right) or 4 (all axes); default: the model card's test_time_flips "
+    "(the shipped model's postprocessing was chosen with them)."
 )
 BRAIN_EXTRACTION_HELP = (
     "Raw scans: 'hdbet' (the trained HD-BET network, any contrast and scanner) or "

@@ -153,9 +153,10 @@ class BlobLoss(nn.Module):
 
     L = main_weight * DiceBCE(logits, t) + blob_weight * mean over (sample, channel) pairs holding
     lesions of the mean over their lesions k of DiceBCE on the voxels of the background and of
-    lesion k only (the other lesions left out: the paper's masking). A small or missed lesion,
-    which a global Dice hardly sees, costs as much as a large one: the paper's aim is lesion-wise
-    F1, the MSSEG-2 metric. Lesions are the target's connected components, full connectivity (26
+    lesion k only: the other lesions' voxels are left out of lesion k's Dice and BCE (the reference
+    code multiplies the output by the mask instead, which leaves them in BCE's denominator). A small
+    or missed lesion, which a global Dice hardly sees, costs as much as a large one: the paper's aim
+    is lesion-wise F1, the MSSEG-2 metric. Lesions are the target's connected components, full connectivity (26
     in 3D), as `evaluate.lesion` counts them by default; patches without lesion add no blob term.
 
     Written by hand: MONAI has no blob loss and the reference code (github.com/neuronflow/blob_loss)

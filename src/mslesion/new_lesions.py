@@ -359,6 +359,7 @@ def _detect(
             "threshold": threshold,
             "min_lesion_mm3": min_mm3,
             "contrasts": method.contrasts,
+            **({} if method.model is None else {"test_time_flips": predictor.flips}),
             **({"grown_into_followup_probability": GROWN_LESION_THRESHOLD} if method.name == GROWN_SUBTRACTION else {}),
             "version": None if method.card is None else method.card.version,
         },

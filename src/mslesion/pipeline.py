@@ -173,6 +173,7 @@ def _segment(
             "architecture": card.architecture,
             "contrasts": card.contrasts,
             "threshold": card.threshold,
+            "test_time_flips": predictor.flips,
             "version": card.version,
         },
         "inputs": describe_inputs(volumes),

@@ -43,6 +43,7 @@ BAD_CARDS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "test_time_flips_three": (lambda c: c.update(test_time_flips=3), "test_time_flips must be 1, 2 or 4, not 3"),
     "test_time_flips_bool": (lambda c: c.update(test_time_flips=True), "test_time_flips must be 1, 2 or 4, not True"),
     "test_time_flips_text": (lambda c: c.update(test_time_flips="4"), "test_time_flips must be 1, 2 or 4, not '4'"),
+    "test_time_flips_float": (lambda c: c.update(test_time_flips=2.0), "test_time_flips must be 1, 2 or 4, not 2.0"),
     "not_an_object": (lambda c: [c], "not a JSON object"),
     # Found by tests/badinput/test_fuzz_readers.py:
     "threshold_400_digits": (lambda c: c.update(threshold=10**400), "threshold must be a number in (0.0, 1.0), not a 401-digit integer"),

@@ -41,7 +41,11 @@ def test_train_writes_a_usable_run_folder(tmp_path: Path, tiny_dataset: Path) ->
     from mslesion.train.run import run_training
 
     out = tmp_path / "run"
-    summary = run_training(_config(tmp_path, tiny_dataset), out)
+    path = _config(tmp_path, tiny_dataset)
+    raw = yaml.safe_load(path.read_text())
+    raw["infer"]["flips"] = 4
+    path.write_text(yaml.safe_dump(raw))
+    summary = run_training(path, out)
     assert summary["steps"] == 4 and summary["epochs"] == 2
     for name in ("config.yaml", "splits.json", "log.csv", "curves.png", "summary.json", "model/model.safetensors", "model/model.json"):
         assert (out / name).is_file(), name
@@ -50,7 +54,7 @@ def test_train_writes_a_usable_run_folder(tmp_path: Path, tiny_dataset: Path) ->
     assert len(splits["validation"]) == 1 and len(splits["train"]) == 5
     net, card = load_model(out / "model")
     assert card.contrasts == ["FLAIR", "T1"] and card.threshold in (0.3, 0.5)
-    assert card.test_time_flips == 2  # infer.flips: what segment runs with it by default
+    assert card.test_time_flips == 4  # infer.flips: what segment runs with it by default
     with pytest.raises(InputError, match="already holds a training run"):
         run_training(_config(tmp_path, tiny_dataset), out)
 
@@ -118,9 +122,14 @@ def test_config_errors_are_one_line(tmp_path: Path, tiny_dataset: Path) -> None:
         with pytest.raises(InputError, match=rf"{section}.{key} must be one of .*not '{typo}'"):
             load_config(path)
     raw = yaml.safe_load(_config(tmp_path, tiny_dataset).read_text())
-    raw["infer"]["flips"] = 3
+    for flips in (3, 2.0):
+        raw["infer"]["flips"] = flips
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(InputError, match=f"infer.flips must be 1, 2 or 4, not {flips}"):
+            load_config(path)
+    raw["infer"]["flips"], raw["model"] = 4, {"architecture": "dlb"}
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(InputError, match="infer.flips must be 1, 2 or 4, not 3"):
+    with pytest.raises(InputError, match="infer.flips 4 is not available for architecture dlb"):
         load_config(path)
 
 

@@ -18,6 +18,7 @@ from mslesion.io.atomic import write_json_atomic
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
+TEST_TIME_FLIPS = (1, 2, 4)  # none; + left-right; + the other two axes (infer.sliding.FLIP_AXES)
 
 
 @dataclass
@@ -34,8 +35,8 @@ class ModelCard:
     min_mean_probability: float = 0.0  # lesions whose mean probability is lower are dropped (0: no such filter)
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     modality_dropout: bool = True
-    # Test-time flips (1 none, 2 + left-right, 4 all three axes) that its postprocessing was chosen
-    # with: what `segment` runs unless told otherwise.
+    # Test-time flips (1 none, 2 + left-right, 4 all three axes) `segment` runs this model with unless
+    # told otherwise; benchmarks/real_accuracy.py --ship chooses the shipped postprocessing with them.
     test_time_flips: int = 2
     training: dict[str, Any] = field(default_factory=dict)
     nyul: dict[str, Any] = field(default_factory=dict)  # per contrast: fitted Nyul landmarks (normalisation "nyul")
@@ -115,7 +116,7 @@ def check_card(card: ModelCard, source: Path) -> None:
     _number(card.threshold, "threshold", 0.0, 1.0, source, open_lo=True, open_hi=True)
     _number(card.min_lesion_mm3, "min_lesion_mm3", 0.0, 1e6, source)
     _number(card.min_mean_probability, "min_mean_probability", 0.0, 1.0, source, open_hi=True)
-    if card.test_time_flips not in (1, 2, 4) or isinstance(card.test_time_flips, bool):
+    if type(card.test_time_flips) is not int or card.test_time_flips not in TEST_TIME_FLIPS:
         raise InputError(source, f"invalid model card: test_time_flips must be 1, 2 or 4, not {_shown(card.test_time_flips)}")
     if not isinstance(card.modality_dropout, bool):
         raise InputError(source, f"invalid model card: modality_dropout must be true or false, not {_shown(card.modality_dropout)}")

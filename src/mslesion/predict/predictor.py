@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mslesion import timing
+from mslesion.errors import InputError
 from mslesion.io.volume import Volume
+from mslesion.models.store import TEST_TIME_FLIPS
 from mslesion.predict.geometry import Geometry, Preprocessing, record_geometry
 from mslesion.predict.model import LoadedModel
 
@@ -53,8 +55,10 @@ class Predictor:
         from mslesion.postprocess.locations import load_atlas
 
         self.model = model
-        # None: the flips the model's postprocessing was chosen with (its card)
+        # None: the flips the model's card asks for (its postprocessing was chosen with them)
         self.flips = flips if flips is not None else (model.card.test_time_flips if model is not None else 1)
+        if type(self.flips) is not int or self.flips not in TEST_TIME_FLIPS:
+            raise InputError(None, f"test-time flips must be 1, 2 or 4, not {self.flips!r}")
         self.overlap, self.backend = overlap, Backend.parse(backend)
         self._warm_ups: list[Future[Any]] = [background.submit(load_atlas)]
         if model is not None and not model.regional and not model.needs_metadata:

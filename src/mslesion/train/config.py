@@ -14,6 +14,7 @@ from typing import Any
 
 from mslesion.errors import InputError
 from mslesion.io.case import required_contrasts
+from mslesion.models.store import TEST_TIME_FLIPS
 
 
 class Schedule(StrEnum):
@@ -295,8 +296,12 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(
             source, f"data.contrasts must include {' and '.join(required_contrasts(cfg.data.contrasts))} (every model accepts FLAIR alone)"
         )
-    if cfg.infer.flips not in (1, 2, 4) or isinstance(cfg.infer.flips, bool):
+    if type(cfg.infer.flips) is not int or cfg.infer.flips not in TEST_TIME_FLIPS:
         raise InputError(source, f"infer.flips must be 1, 2 or 4, not {cfg.infer.flips!r}")
+    if cfg.infer.flips == 4 and cfg.model.architecture == "dlb":  # its regional vote mirrors left-right only (models.dlb)
+        raise InputError(
+            source, "infer.flips 4 is not available for architecture dlb (its regional vote mirrors left-right only): use 1 or 2"
+        )
     if len(cfg.patch.size) != 3 or any(s % 16 for s in cfg.patch.size):
         raise InputError(source, f"patch.size must be 3 multiples of 16, not {cfg.patch.size}")
     _check_regional(cfg.regional, source)
