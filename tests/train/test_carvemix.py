@@ -84,5 +84,8 @@ def test_lesion_locations_leave_out_the_excluded_case(tmp_path: Path) -> None:
     np.testing.assert_array_equal(lesion_locations(tmp_path, ["patient07"], (8, 8, 8)), [[1, 1, 1]])
     with pytest.raises(InputError, match="grid is"):
         lesion_locations(tmp_path, [], (9, 8, 8))
+    assert len(lesion_locations(tmp_path, ["patient0"], (8, 8, 8))) == 2  # a prefix of ids is not an id
+    with pytest.raises(InputError, match=r"only masks of held-out cases \(patient01, patient07\)"):
+        lesion_locations(tmp_path, ["patient01", "patient07"], (8, 8, 8))
     with pytest.raises(InputError, match="not a folder of lesion masks"):
-        lesion_locations(tmp_path, ["patient"], (8, 8, 8))
+        lesion_locations(tmp_path / "nowhere", [], (8, 8, 8))

@@ -31,6 +31,12 @@ _ALIASES = {
 TIMEPOINTS = ("baseline", "followup")
 
 
+def names_case(name: str, case_ids: Sequence[str]) -> bool:
+    """Whether a file or donor name (e.g. `patient07_lesion.nii.gz`) is one of `case_ids`': the id
+    itself or the id followed by `_` or `.`, so that `patient1` does not claim `patient10`'s mask."""
+    return any(name == c or name.startswith((f"{c}_", f"{c}.")) for c in case_ids)
+
+
 def required_contrasts(contrasts: Sequence[str]) -> tuple[str, ...]:
     """The inputs a model of these contrasts cannot do without: FLAIR, or both visits' FLAIR for a pair model."""
     if any(name.partition("_")[0] in TIMEPOINTS for name in contrasts):

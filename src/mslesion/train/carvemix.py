@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from mslesion.errors import InputError
+from mslesion.io.case import names_case
 from mslesion.train.data import PreparedCase
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,12 @@ def lesion_locations(folder: Path, exclude: list[str], grid_shape: tuple[int, ..
     masks whose file name starts with an excluded case id left out."""
     from mslesion.io.volume import load_volume
 
-    files = sorted(p for p in folder.glob("*.nii*") if not any(p.name.startswith(e) for e in exclude))
-    if not files:
+    every = sorted(folder.glob("*.nii*"))
+    files = [p for p in every if not names_case(p.name, exclude)]
+    if not every:
         raise InputError(folder, "data.lesion_locations is not a folder of lesion masks (*.nii / *.nii.gz) to draw positions from")
+    if not files:
+        raise InputError(folder, f"data.lesion_locations holds only masks of held-out cases ({', '.join(exclude)}): no positions to draw")
     union = np.zeros(grid_shape, dtype=bool)
     for path in files:
         mask = load_volume(path).array

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from mslesion.io.case import names_case
 from mslesion.train.data import PreparedCase
 from mslesion.train.sampling import extract_patch
 
@@ -61,9 +62,7 @@ class LesionImplant:
 
         library = load_lesion_library(masks_folder)
         self.donors = [
-            (donor, comps)
-            for donor, comps in zip(library.donors, library.components)
-            if comps and not any(donor.startswith(e) for e in exclude)
+            (donor, comps) for donor, comps in zip(library.donors, library.components) if comps and not names_case(donor, exclude)
         ]
         # Each donor's component boxes as (N, 3) starts and ends on the 1 mm MNI grid, for a quick overlap test.
         self.boxes = [
