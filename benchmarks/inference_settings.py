@@ -68,6 +68,12 @@ FINDINGS: dict[str, list[str]] = {"scanner": [  # 2026-12-01, fold models of rec
     "loses wherever the mean filter holds: ISBI 0.41-0.45 against 0.53, leave-one-out F1 0.11-0.21 against 0.22-0.24, because the "
     "large false components have confident cores too (throwaway script). Still open: a filter as selective as the mean and as stable "
     "as hysteresis, e.g. the mean over each component's part above a higher threshold, or splitting merged components first.",
+], "scanner-long": [  # 2026-12-02, fold models of recipe `scanner-long` (4000 steps)
+    "4 flips against 2, each with its own postprocessing chosen on leave-one-out: selection score 0.381 against 0.367; FLAIR+T1 "
+    "Dice 0.127 against 0.065 and F1 0.298 against 0.264; FLAIR alone Dice 0.111 against 0.088, F1 0.280 against 0.296; ISBI "
+    "0.546 / 0.568 against 0.544 / 0.569. With one postprocessing for both (t 0.3, min 10 mm3, mean p >= 0.8): leave-one-out Dice "
+    "0.119 against 0.076, F1 0.282 against 0.273. The same sign as on `scanner`'s folds (inference_settings_scanner.md): "
+    "`scanner-long` ships with infer.flips 4, so its card asks `segment` for 4 flips.",
 ]}
 
 

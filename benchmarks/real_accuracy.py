@@ -362,10 +362,12 @@ HISTORY = (
     "filter), but leave-one-out falls (F1 0.20-0.21 against 0.22-0.23 with the same maps), as the pieces of false "
     "components come back too, and with the shipped 2 flips ISBI falls to 0.41-0.43 / 0.45-0.46 against 0.46 / 0.49. "
     "Not added (throwaway script, 2026-12-01).",
-    "`scanner-long` (`scanner` for 4000 steps, the cosine over all of them; its row above): selection score 0.367 against "
-    "0.353, the best so far but within one recipe's spread of about 0.05; leave-one-out lesion PPV rises (0.42 against 0.36 "
-    "with FLAIR+T1, 0.49 against 0.39 with FLAIR alone) and Dice does not (0.06 against 0.08). Not shipped yet: training it "
-    "on both cases takes about an hour on 2 cores, more than was left in its session (2026-12-01).",
+    "`scanner-long` (`scanner` for 4000 steps, the cosine over all of them) with 2 test-time flips, its row until 2026-12-02: "
+    "postprocessing t 0.3, min 5 mm3, mean p >= 0.8; leave-one-out FLAIR+T1 Dice 0.06 / F1 0.26, FLAIR alone 0.09 / 0.30; ISBI "
+    "0.54 / 0.57; selection score 0.367 against `scanner`'s 0.353, within one recipe's spread of about 0.05. With 4 flips (its "
+    "row above, benchmarks/results/inference_settings_scanner-long.md) 0.381: shipped on 2026-12-02 with 4 flips in its card. "
+    "The shipped model (trained on both cases) on ISBI: Dice 0.501 / 0.516 with 4 flips and 0.502 / 0.516 with 2, 4 and 7 "
+    "lesions called (throwaway check of the flips); `scanner`'s shipped model had 0.512 / 0.525.",
 )
 
 
