@@ -261,8 +261,10 @@ def write(result: dict[str, Any]) -> None:
         w = spread([r["wall_s"] for r in runs])
         lines.append(f"| {name} | {w['median']} ({w['min']}-{w['max']}) | {statistics.median(r['cpu_s'] for r in runs):.1f} | "
                      f"{statistics.median(r['peak_mb'] for r in runs):.0f} |")
+    shipped = json.loads((RESULTS / "real_accuracy.json").read_text())["shipped"]["isbi"]
     lines += ["", f"The raw scan's mask (default backend) against the ISBI raters: Dice {sbs['mslesion_raw'][-1]['isbi_dice']} "
-              "(the shipped model's recorded numbers, PyTorch float32, in real_accuracy.md: 0.512 / 0.525)."]
+              f"(the shipped model's recorded numbers, PyTorch float32, in real_accuracy.md: "
+              f"{shipped['rater1']['dice']:.3f} / {shipped['rater2']['dice']:.3f}). Test-time flips: the card's, {FLIPS}."]
     versions = theirs.get("versions", {})
     lines += ["", f"nnU-Net {versions.get('nnunetv2')} on torch {versions.get('torch')} in its own venv (build/nnunet-venv, "
               "benchmarks/nnunet_side.py), random weights of its own network for this plan: the timing of a trained one.",
