@@ -77,7 +77,7 @@ def main() -> None:
     }
     out = ROOT / "benchmarks" / "results"
     write_json_atomic(out / f"{args.name}.json", result)
-    lines = [f"# {args.name}: model `{args.model}`, flips {args.flips}", "", "| case | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines = [f"# {args.name}: model `{args.model}`, flips {args.flips or 'of its card'}", "", "| case | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for r in rows:
         lines.append(f"| {r['case']} | " + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in COLUMNS) + " |")
     lines += ["", "Unseen synthetic site, mean: " + ", ".join(f"{k} {v:.3f}" for k, v in result["unseen_site_mean"].items())]

@@ -59,7 +59,8 @@ FINDINGS: dict[str, list[str]] = {"scanner": [  # 2026-12-01, fold models of rec
     "4 flips (all three mirror axes) against 2, same postprocessing: leave-one-out Dice 0.075 against 0.052, F1 0.240 against 0.215; "
     "ISBI 0.535 / 0.564 against 0.532 / 0.559. The shipped default model on ISBI (its own postprocessing; /tmp throwaway run of "
     "real_accuracy.isbi): Dice 0.507 / 0.525 against 0.509 / 0.524, lesion F1 0.348 / 0.293 against 0.312 / 0.267, 40 s against 45 s "
-    "end to end beside other work. Small, same sign everywhere; not made the default yet (the speed numbers were measured with 2).",
+    "end to end beside other work. Small, same sign everywhere; not made the default yet (the speed numbers were measured with 2). "
+    "Made the default with `scanner-long` on 2026-12-02 (inference_settings_scanner-long.md).",
     "The mean-probability lesion filter is fragile on confluent lesions: on the raw ISBI FLAIR the periventricular lesions merge at "
     "t 0.3 into one component of 10-12k voxels whose mean probability sits at 0.80-0.81, so with 4 flips and overlap 0.5 (mean 0.798) "
     "it is dropped whole and Dice falls to 0 (the row above). Sparing components above 100-1000 mm3 from the filter does not help: "
@@ -73,7 +74,8 @@ FINDINGS: dict[str, list[str]] = {"scanner": [  # 2026-12-01, fold models of rec
     "Dice 0.127 against 0.065 and F1 0.298 against 0.264; FLAIR alone Dice 0.111 against 0.088, F1 0.280 against 0.296; ISBI "
     "0.546 / 0.568 against 0.544 / 0.569. With one postprocessing for both (t 0.3, min 10 mm3, mean p >= 0.8): leave-one-out Dice "
     "0.119 against 0.076, F1 0.282 against 0.273. The same sign as on `scanner`'s folds (inference_settings_scanner.md): "
-    "`scanner-long` ships with infer.flips 4, so its card asks `segment` for 4 flips.",
+    "`scanner-long` ships with infer.flips 4, so its card asks `segment` for 4 flips. The seconds column is not a speed "
+    "comparison: the 2-flip row ran while the machine was loaded (benchmarks/results/speed.md measures speed).",
 ]}
 
 
@@ -154,9 +156,12 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", choices=names, default=names, help="the settings to measure (default: all)")
     args = parser.parse_args()
     recipe, shipped_post = args.recipe.stem, shipped_postprocessing()
-    # Settings measured by an earlier run and not rerun now keep their recorded rows, in SETTINGS' order.
-    recorded = ra.RESULTS / f"inference_settings_{recipe}.json"
-    rows = {r["setting"]: r for r in (json.loads(recorded.read_text())["settings"] if recorded.is_file() else [])}
+    # Settings measured by an earlier run and not rerun now keep their recorded rows, in SETTINGS' order,
+    # when that run scored them with the same shipped postprocessing (else the table would mix two).
+    path = ra.RESULTS / f"inference_settings_{recipe}.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    same_post = recorded.get("shipped_postprocessing") == shipped_post
+    rows = {r["setting"]: r for r in recorded.get("settings", [])} if same_post else {}
     for name, window, overlap, flips in SETTINGS:
         if name in args.settings:
             rows[name] = evaluate_setting(recipe, name, window, overlap, flips, shipped_post)

@@ -150,7 +150,7 @@ def main() -> None:
             rows += real_rows(method, args.flips)
     summary = summarise(rows)
     command = "MSLESION_SHARED_DATA=../shared/data .venv/bin/python benchmarks/new_lesions.py " + " ".join(
-        [f"--pairs {args.pairs}", *[f"--model {m}" for m in args.model], f"--name {args.name}", f"--flips {args.flips}"] + (["--no-real"] if args.no_real else []))
+        [f"--pairs {args.pairs}", *[f"--model {m}" for m in args.model], f"--name {args.name}"] + ([] if args.flips is None else [f"--flips {args.flips}"]) + (["--no-real"] if args.no_real else []))
     results = ROOT / "benchmarks" / "results"
     write_json_atomic(results / f"{args.name}.json", {"command": command, "summary": summary, "rows": rows})
     write_text_atomic(results / f"{args.name}.md", markdown(summary, rows, command))

@@ -77,10 +77,9 @@ METHOD_CAVEATS = {
 SINGLE_VISIT_MODEL = "default"
 RUNS_SINGLE_VISIT_MODEL = (PROBABILITY_CHANGE, GROWN_SUBTRACTION)
 # Follow-up lesion probability a subtraction candidate is grown into: the best of 0.2 / 0.3 / 0.5
-# on both pairs together (chosen with the previous single-visit default, `scanner`); tuned on one pair
-# alone, patient03 picks 0.3 and patient01 0.2, and leave-one-patient-out with those the change Dice was
-# 0.44, and 0.33 with `scanner-long` (change_lopo.py, 2026-12-02; its cached-map rules also move with
-# the pair preprocessing between runs: subtraction's leave-one-out F1 went 0.12 -> 0.07 in that run).
+# on both pairs together, with the previous single-visit default (`scanner`) and with `scanner-long`
+# (change_lopo.py). Tuned on one pair alone the choice flips between 0.2 and 0.3 with the model (the
+# table in benchmarks/results/change_lopo.md): the two pairs cannot tell them apart.
 GROWN_LESION_THRESHOLD = 0.3
 # Threshold on |p(follow-up) - p(baseline)| and minimum changed-lesion size, chosen
 # leave-one-patient-out on the two real Lesjak pairs (benchmarks/change_lopo.py).

@@ -59,6 +59,8 @@ class Predictor:
         self.flips = flips if flips is not None else (model.card.test_time_flips if model is not None else 1)
         if type(self.flips) is not int or self.flips not in TEST_TIME_FLIPS:
             raise InputError(None, f"test-time flips must be 1, 2 or 4, not {self.flips!r}")
+        if model is not None and model.regional and self.flips == 4:  # its regional vote mirrors left-right only (models.dlb)
+            raise InputError(model.path, "a regional (dlb) model runs 1 or 2 test-time flips, not 4")
         self.overlap, self.backend = overlap, Backend.parse(backend)
         self._warm_ups: list[Future[Any]] = [background.submit(load_atlas)]
         if model is not None and not model.regional and not model.needs_metadata:

@@ -73,7 +73,7 @@ def carve_lesions(cases: list[PreparedCase], max_extent: int) -> list[CarvedLesi
 
 def lesion_locations(folder: Path, exclude: list[str], grid_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """(N, 3) voxel positions of lesions in the masks of `folder` (NIfTI on the training grid),
-    masks whose file name starts with an excluded case id left out."""
+    the masks of excluded cases (io.case.names_case) left out."""
     from mslesion.io.volume import load_volume
 
     every = sorted(folder.glob("*.nii*"))

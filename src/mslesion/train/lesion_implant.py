@@ -12,8 +12,8 @@ of the training cases (`synth.implant.measure_lesion_offsets`, in units of the b
 patch's case's own brain sd), and are added to the label.
 
 Unlike CarveMix (train.carvemix), which moves the training cases' own lesions, this brings
-lesion shapes, sizes and loads the training cases do not have. Masks whose name starts with an
-excluded case id (a test case) or with the patch's own case id are never drawn from.
+lesion shapes, sizes and loads the training cases do not have. The masks of excluded cases (test
+cases) and of the patch's own case (io.case.names_case) are never drawn from.
 
 Written by hand: MONAI and TorchIO have no lesion implantation from a mask library.
 """
@@ -124,7 +124,7 @@ class LesionImplant:
             hits = [
                 (d, np.flatnonzero(np.all(starts < grid_end, axis=1) & np.all(ends > grid_start, axis=1)))
                 for d, (starts, ends) in enumerate(self.boxes)
-                if not self.donors[d][0].startswith(case.case_id)
+                if not names_case(self.donors[d][0], [case.case_id])
             ]
             hits = [(d, idx) for d, idx in hits if len(idx)]
             if not hits:
