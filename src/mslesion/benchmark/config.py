@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mslesion.errors import InputError
-from mslesion.models.store import TEST_TIME_FLIPS
+from mslesion.models.store import is_test_time_flips
 from mslesion.train.config import read_yaml_mapping
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # also a folder name
@@ -250,7 +250,7 @@ def _test_time(raw: Any, source: Path) -> TestTimeSpec:
     raw = _mapping(raw, "test_time", source)
     _check_keys(raw, {"flips", "overlap"}, "test_time", source)
     spec = TestTimeSpec(**raw)
-    if type(spec.flips) is not int or spec.flips not in TEST_TIME_FLIPS:
+    if not is_test_time_flips(spec.flips):
         raise InputError(source, f"test_time.flips must be 1, 2 or 4, not {spec.flips!r}")
     if not 0 <= spec.overlap < 1:
         raise InputError(source, f"test_time.overlap must be in [0, 1), not {spec.overlap!r}")

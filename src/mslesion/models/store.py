@@ -21,6 +21,12 @@ CONFIG_NAME = "model.json"
 TEST_TIME_FLIPS = (1, 2, 4)  # none; + left-right; + the other two axes (infer.sliding.FLIP_AXES)
 
 
+def is_test_time_flips(value: object) -> bool:
+    """Whether `value` is one of TEST_TIME_FLIPS as a plain int (not True, not 2.0): the one check for
+    cards, training and benchmark configs and `--flips`."""
+    return type(value) is int and value in TEST_TIME_FLIPS
+
+
 @dataclass
 class ModelCard:
     """What a trained model is and how to apply it."""
@@ -116,7 +122,7 @@ def check_card(card: ModelCard, source: Path) -> None:
     _number(card.threshold, "threshold", 0.0, 1.0, source, open_lo=True, open_hi=True)
     _number(card.min_lesion_mm3, "min_lesion_mm3", 0.0, 1e6, source)
     _number(card.min_mean_probability, "min_mean_probability", 0.0, 1.0, source, open_hi=True)
-    if type(card.test_time_flips) is not int or card.test_time_flips not in TEST_TIME_FLIPS:
+    if not is_test_time_flips(card.test_time_flips):
         raise InputError(source, f"invalid model card: test_time_flips must be 1, 2 or 4, not {_shown(card.test_time_flips)}")
     if not isinstance(card.modality_dropout, bool):
         raise InputError(source, f"invalid model card: modality_dropout must be true or false, not {_shown(card.modality_dropout)}")

@@ -20,7 +20,7 @@ import numpy as np
 from mslesion import timing
 from mslesion.errors import InputError
 from mslesion.io.volume import Volume
-from mslesion.models.store import TEST_TIME_FLIPS
+from mslesion.models.store import is_test_time_flips
 from mslesion.predict.geometry import Geometry, Preprocessing, record_geometry
 from mslesion.predict.model import LoadedModel
 
@@ -57,7 +57,7 @@ class Predictor:
         self.model = model
         # None: the flips the model's card asks for (its postprocessing was chosen with them)
         self.flips = flips if flips is not None else (model.card.test_time_flips if model is not None else 1)
-        if type(self.flips) is not int or self.flips not in TEST_TIME_FLIPS:
+        if not is_test_time_flips(self.flips):
             raise InputError(None, f"test-time flips must be 1, 2 or 4, not {self.flips!r}")
         if model is not None and model.regional and self.flips == 4:  # its regional vote mirrors left-right only (models.dlb)
             raise InputError(model.path, "a regional (dlb) model runs 1 or 2 test-time flips, not 4")

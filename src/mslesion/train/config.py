@@ -14,7 +14,7 @@ from typing import Any
 
 from mslesion.errors import InputError
 from mslesion.io.case import required_contrasts
-from mslesion.models.store import TEST_TIME_FLIPS
+from mslesion.models.store import is_test_time_flips
 
 
 class Schedule(StrEnum):
@@ -296,7 +296,7 @@ def config_from_dict(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise InputError(
             source, f"data.contrasts must include {' and '.join(required_contrasts(cfg.data.contrasts))} (every model accepts FLAIR alone)"
         )
-    if type(cfg.infer.flips) is not int or cfg.infer.flips not in TEST_TIME_FLIPS:
+    if not is_test_time_flips(cfg.infer.flips):
         raise InputError(source, f"infer.flips must be 1, 2 or 4, not {cfg.infer.flips!r}")
     if cfg.infer.flips == 4 and cfg.model.architecture == "dlb":  # its regional vote mirrors left-right only (models.dlb)
         raise InputError(
